@@ -1,0 +1,3 @@
+from experiments.foundations.a1_gil_threads_vs_processes.lab import main
+
+raise SystemExit(main())

@@ -1,0 +1,99 @@
+"""Lab plumbing: where results go, the common CLI flags, README tables rendered from results.
+
+A full run writes into the lab's committed `results/` folder and re-renders the
+README's result tables; a `--quick` run writes under the gitignored `build/` so
+it never overwrites a committed figure.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from experiments.common.provenance import REPO_ROOT
+
+
+def lab_dir(module_file: str) -> Path:
+    return Path(module_file).resolve().parent
+
+
+def default_out_dir(module_file: str, quick: bool) -> Path:
+    folder = lab_dir(module_file)
+    if quick:
+        return REPO_ROOT / "build" / "foundations" / folder.name / "quick"
+    return folder / "results"
+
+
+def base_parser(description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--quick", action="store_true",
+                        help="small preset (seconds); writes under build/ unless --out-dir is given")
+    parser.add_argument("--out-dir", type=Path, default=None,
+                        help="where result JSON and PNG files go (default: the lab's results/ folder, "
+                             "or build/foundations/<lab>/quick with --quick)")
+    parser.add_argument("--no-readme", action="store_true",
+                        help="do not re-render the README's result tables")
+    return parser
+
+
+def resolve_out_dir(args: argparse.Namespace, module_file: str) -> Path:
+    out = args.out_dir if args.out_dir is not None else default_out_dir(module_file, args.quick)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def should_render_readme(args: argparse.Namespace, module_file: str, out_dir: Path) -> bool:
+    """Only a full run into the committed results folder may rewrite the README."""
+    return (not args.no_readme and not args.quick
+            and out_dir.resolve() == (lab_dir(module_file) / "results").resolve())
+
+
+def rel(path: Path) -> str:
+    """Path relative to the repo root, as cited in READMEs and plot footers."""
+    try:
+        return str(Path(path).resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def fmt(x: float | int | None, digits: int = 3) -> str:
+    """Compact number: 3 significant digits, thousands without exponent."""
+    if x is None:
+        return "-"
+    if isinstance(x, int):
+        return str(x)
+    if x != x:  # NaN
+        return "nan"
+    if abs(x) >= 1000:
+        return f"{x:,.0f}"
+    return f"{x:.{digits}g}"
+
+
+def md_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for row in rows:
+        lines.append("| " + " | ".join(str(c) for c in row) + " |")
+    return "\n".join(lines)
+
+
+def machine_line(doc: dict) -> str:
+    """One line saying where and when a result file was measured."""
+    prov = doc["provenance"]
+    m = prov["machine"]
+    sha = (prov.get("git_sha") or "no-commit")[:10]
+    dirty = " (dirty)" if prov.get("git_dirty") else ""
+    return (f"{m['cpu_model']}, {m['cpu_count']} cores, load average {m['loadavg_1m']:.2f} at start, "
+            f"Python {m['python']}, git {sha}{dirty}, {prov['utc']}")
+
+
+def render_readme_block(readme: Path, name: str, markdown: str) -> None:
+    """Replace the text between `<!-- BEGIN name -->` and `<!-- END name -->` in readme."""
+    text = readme.read_text()
+    begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
+    if not pattern.search(text):
+        raise ValueError(f"{readme}: markers for {name!r} not found")
+    block = f"{begin}\n<!-- generated from the result files; do not edit by hand -->\n{markdown.strip()}\n{end}"
+    readme.write_text(pattern.sub(lambda _m: block, text))
