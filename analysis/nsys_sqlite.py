@@ -334,30 +334,61 @@ def nvtx_summary(src, *, event_types: tuple[int, ...] = tuple(NVTX_RANGE_TYPES))
     return _finish_summary(df)
 
 
+def int_columns(conn: sqlite3.Connection, table: str, exprs: dict[str, str], *,
+                chunk_rows: int = 4_000_000) -> dict[str, np.ndarray]:
+    """Integer columns of a table as numpy arrays, fast.
+
+    Row-by-row fetching builds a Python object per value (~0.3 us each); instead
+    SQLite joins each column into one comma-separated string per chunk of rowids
+    (group_concat, all columns in the same scan, so rows stay aligned) and numpy
+    parses it. About 10x faster; chunks keep each string far below SQLite's 1 GB limit.
+    NULL reads as -1.
+    """
+    lo, hi = conn.execute(f'SELECT MIN(rowid), MAX(rowid) FROM "{table}"').fetchone()
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in exprs}
+    if lo is None:
+        return {k: np.zeros(0, dtype=np.int64) for k in exprs}
+    select = ", ".join(f"group_concat(COALESCE(CAST({e} AS INTEGER), -1))" for e in exprs.values())
+    for start in range(lo, hi + 1, chunk_rows):
+        row = conn.execute(f'SELECT {select} FROM "{table}" WHERE rowid >= ? AND rowid < ?',
+                           (start, start + chunk_rows)).fetchone()
+        for k, text in zip(exprs, row):
+            if text:
+                parts[k].append(np.fromstring(text, dtype=np.int64, sep=","))
+    return {k: np.concatenate(v) if v else np.zeros(0, dtype=np.int64) for k, v in parts.items()}
+
+
 def stream_gap_summary(src, *, quantiles: tuple[float, ...] = (0.5, 0.9, 0.99)) -> pd.DataFrame:
     """Idle gaps between consecutive kernels on each (device, stream): launch overhead.
 
     gap = kernel start - previous kernel end on the same stream (negative values,
-    which CUPTI does not produce, are counted as 0). Columns: device_id, stream_id,
+    which CUPTI does not produce, count as 0). Columns: device_id, stream_id,
     kernels, busy_us, span_us, gap_total_us, gap_mean_us, gap_pNN_us, busy_fraction.
-    The window function runs in SQLite; only the gap column comes back to pandas.
+    Four integer columns come out of SQLite (see int_columns); sorting and
+    differencing happen in numpy.
     """
+    qcols = [f"gap_p{int(round(q * 100))}_us" for q in quantiles]
+    base = ["device_id", "stream_id", "kernels", "busy_us", "span_us", "gap_total_us", "gap_mean_us"]
     with _conn(src) as conn:
         cols = table_columns(conn, KERNEL_TABLE)
-        qcols = [f"gap_p{int(round(q * 100))}_us" for q in quantiles]
-        base = ["device_id", "stream_id", "kernels", "busy_us", "span_us", "gap_total_us", "gap_mean_us"]
         if not cols:
             return pd.DataFrame(columns=base + qcols + ["busy_fraction"])
-        dev = f'"{"deviceId" if "deviceId" in cols else "streamId"}"'
-        gaps = pd.read_sql_query(f"""
-            SELECT {dev} AS device_id, streamId AS stream_id,
-                   start - LAG("end") OVER (PARTITION BY {dev}, streamId ORDER BY start) AS gap_ns
-            FROM {KERNEL_TABLE}""", conn)
-        per_stream = pd.read_sql_query(f"""
-            SELECT {dev} AS device_id, streamId AS stream_id, COUNT(*) AS kernels,
-                   SUM("end" - start) / 1e3 AS busy_us, (MAX("end") - MIN(start)) / 1e3 AS span_us
-            FROM {KERNEL_TABLE} GROUP BY {dev}, streamId""", conn)
-    return _gap_table(gaps.dropna(subset=["gap_ns"]), per_stream, quantiles, qcols)
+        dev = '"deviceId"' if "deviceId" in cols else "0"
+        a = int_columns(conn, KERNEL_TABLE, {"device_id": dev, "stream_id": '"streamId"',
+                                             "start": "start", "end": '"end"'})
+    order = np.lexsort((a["start"], a["stream_id"], a["device_id"]))
+    k = pd.DataFrame({c: v[order] for c, v in a.items()})
+    same = np.zeros(len(k), dtype=bool)
+    same[1:] = (k["device_id"].to_numpy()[1:] == k["device_id"].to_numpy()[:-1]) & (
+        k["stream_id"].to_numpy()[1:] == k["stream_id"].to_numpy()[:-1])
+    gap = np.full(len(k), np.nan)
+    gap[1:] = k["start"].to_numpy()[1:] - k["end"].to_numpy()[:-1]
+    k["gap_ns"] = np.where(same, gap, np.nan)
+    g = k.groupby(["device_id", "stream_id"])
+    per_stream = pd.DataFrame({"kernels": g.size(), "busy_us": (k["end"] - k["start"]).groupby(
+        [k["device_id"], k["stream_id"]]).sum() / 1e3, "span_us": (g["end"].max() - g["start"].min()) / 1e3})
+    return _gap_table(k[["device_id", "stream_id", "gap_ns"]].dropna(subset=["gap_ns"]),
+                      per_stream.reset_index(), quantiles, qcols)
 
 
 def _gap_table(gaps: pd.DataFrame, per_stream: pd.DataFrame, quantiles, qcols) -> pd.DataFrame:

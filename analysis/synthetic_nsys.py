@@ -261,7 +261,7 @@ def write_export(path: str | os.PathLike, *, steps: int = 20, size_mb: float | N
                           drop_columns=drop_columns or {})
         strings = _Strings()
         _templates(conn, present, strings, inline_everything=inline_text)
-        if "NVTX_EVENTS" in present:  # domain registration, as nsys records it
+        if "domainId" in present.get("NVTX_EVENTS", []):  # domain registration, as nsys records it
             conn.execute('INSERT INTO NVTX_EVENTS (start, eventType, text, globalTid, domainId) VALUES (?,?,?,?,?)',
                          (0, 75, DOMAIN_NAME, global_tid(ENGINE_PID, ENGINE_TID), 1))
         if "StringIds" in present:
@@ -274,17 +274,17 @@ def write_export(path: str | os.PathLike, *, steps: int = 20, size_mb: float | N
                          "computeMinor) VALUES (0, 'Synthetic GPU', '0000:00:00.0', 85899345920, 132, 9, 0)")
         done = 0
         target = None if size_mb is None else size_mb * 1e6
-        while True:
-            n = chunk_steps if target is not None else min(chunk_steps, steps - done)
-            if n <= 0:
-                break
+        n = min(chunk_steps, 200 if target is not None else steps)  # a small first chunk calibrates the size
+        while n > 0:
             _fill_steps(conn, present, done, done + n, jitter)
             conn.commit()
             done += n
-            if target is not None:
-                page_size, pages = (conn.execute(f"PRAGMA {p}").fetchone()[0] for p in ("page_size", "page_count"))
-                if page_size * pages >= target:
-                    break
+            if target is None:
+                n = min(chunk_steps, steps - done)
+                continue
+            page_size, pages = (conn.execute(f"PRAGMA {p}").fetchone()[0] for p in ("page_size", "page_count"))
+            size = page_size * pages
+            n = 0 if size >= target else min(chunk_steps, max(1, int((target - size) / (size / done)) + 1))
     finally:
         conn.close()
     return {"path": str(path), "steps": done, "bytes": path.stat().st_size}

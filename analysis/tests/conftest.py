@@ -1,0 +1,12 @@
+"""Shared fixtures: one real torch profiler directory per test session (profiled on CPU, ~1 s)."""
+from __future__ import annotations
+
+import pytest
+
+from analysis import examples
+
+
+@pytest.fixture(scope="session")
+def torch_traces(tmp_path_factory) -> dict:
+    """vLLM-style profiler dir: EngineCore_DP0 (gzip) and dp0_pp0_tp0_rank0 (plain), 4 steps each."""
+    return examples.write_example_torch_traces(tmp_path_factory.mktemp("profiler"), steps=4)
