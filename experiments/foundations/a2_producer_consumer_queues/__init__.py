@@ -1,0 +1,1 @@
+"""Day 2: one streaming request queue in threading, multiprocessing and asyncio."""

@@ -1,0 +1,3 @@
+from experiments.foundations.a2_producer_consumer_queues.lab import main
+
+raise SystemExit(main())

@@ -1,0 +1,63 @@
+"""a2: every submitted request ends completed or rejected, in all three concurrency models."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from experiments.foundations.a2_producer_consumer_queues import lab
+from experiments.foundations.a2_producer_consumer_queues.scenario import Scenario
+from experiments.foundations.a2_producer_consumer_queues.service_models import MODELS
+
+
+@pytest.fixture(scope="module")
+def quick_rows(tmp_path_factory):
+    out = tmp_path_factory.mktemp("a2")
+    assert lab.main(["--quick", "--duration", "1.0", "--out-dir", str(out)]) == 0
+    assert (out / "a2_latency_by_model.png").stat().st_size > 0
+    return json.loads((out / lab.RESULT_NAME).read_text())["results"]["rows"]
+
+
+def test_every_run_accounts_for_every_request(quick_rows):
+    assert {r["model"] for r in quick_rows} == set(MODELS)
+    for r in quick_rows:
+        c = r["counts"]
+        assert c["lost"] == 0 and c["double_counted"] == 0, r["model"]
+        rejected = c["rejected_queue_full"] + c["rejected_shutting_down"] + c["rejected_drain_deadline"]
+        assert c["completed"] + rejected == c["submitted"]
+        # Every admitted request finished its whole stream or was rejected at the drain deadline.
+        assert c["admitted"] == c["completed"] + c["rejected_drain_deadline"]
+        assert c["short_streams"] == 0
+
+
+def test_steady_load_completes_everything(quick_rows):
+    for r in quick_rows:
+        if r["scenario"] == "steady" and r["work_kind"] == "gpu_wait":
+            assert r["counts"]["completed"] == r["counts"]["submitted"], r["model"]
+
+
+def test_overload_pushes_back_and_shutdown_rejects_the_rest(quick_rows):
+    for r in quick_rows:
+        if r["scenario"] == "overload+shutdown":
+            c = r["counts"]
+            assert c["rejected_shutting_down"] > 0, r
+            assert c["completed"] < c["submitted"]
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+def test_drain_deadline_rejects_queued_requests_without_losing_any(model):
+    # 12 requests arrive at once into a queue of 8 with one slow worker, then shutdown with a
+    # 50 ms drain deadline: at most a few finish, the rest must come back as rejections.
+    sc = Scenario(rate_rps=1000, duration_s=0.012, workers=1, queue_size=8, admission_timeout_s=0.001,
+                  prefill_ms=20, tokens=4, token_ms=20, shutdown_at_s=0.02, drain_deadline_s=0.05)
+    summary = MODELS[model](sc).summary(sc)
+    c = summary["counts"]
+    assert c["lost"] == 0 and c["double_counted"] == 0
+    assert c["rejected_drain_deadline"] > 0
+    assert c["admitted"] == c["completed"] + c["rejected_drain_deadline"]
+
+
+def test_help_runs():
+    with pytest.raises(SystemExit) as exc:
+        lab.main(["--help"])
+    assert exc.value.code == 0
