@@ -1,0 +1,3 @@
+from experiments.foundations.b1_gpu_structure.structure import main
+
+raise SystemExit(main())

@@ -1,0 +1,49 @@
+"""b1: derived sizes, the diagram, the CPU working-set sweep's direction, README consistency, GPU half."""
+from __future__ import annotations
+
+import pytest
+
+from experiments.foundations.b1_gpu_structure import structure as S
+from experiments.foundations.b_common.cuda_env import torch_cuda_skip_reason
+from experiments.foundations.b_common.specs import KiB, MiB
+from experiments.foundations.b_common.testing import assert_readme_matches_results
+
+
+def test_spec_derived_sizes_worked_by_hand():
+    s = S.structure_from_spec()
+    d = S.derived_sizes(s)
+    assert d["max_warps_per_sm"] == 2048 // 32 == 64
+    assert d["registers_per_thread_at_full_occupancy"] == 65536 // 2048 == 32
+    assert d["register_file_per_sm_bytes"] == 256 * KiB
+    assert d["l1_shared_total_bytes"] == 132 * 256 * KiB  # 33 MiB
+    assert d["l2_bytes"] == 50 * MiB
+    assert s["measured_keys"] == [] and "not measured" in s["source"]
+
+
+def test_diagram_is_drawn(tmp_path):
+    out = S.draw_structure(S.structure_from_spec(), tmp_path / "d.png", "test")
+    assert out.stat().st_size > 10_000
+
+
+def test_quick_run_and_cache_step_direction(tmp_path):
+    assert S.main(["--quick", "--out-dir", str(tmp_path)]) == 0
+    doc = S.lab.LabFiles(S.LAB_DIR, tmp_path).read("cpu_working_set_sweep")
+    by_size = {r["working_set_bytes"]: r["GBps"]["median"] for r in doc["results"]["sweep"]}
+    # In-cache reads beat reads from DRAM; loose factor, the machine is shared and noisy.
+    assert by_size[16 * KiB] > 1.3 * by_size[64 * MiB]
+    assert (tmp_path / "plots" / "gpu_structure_spec_h100_sxm.png").exists()
+
+
+def test_readme_matches_committed_results(tmp_path):
+    assert_readme_matches_results(S.render, S.LAB_DIR, tmp_path)
+
+
+@pytest.mark.gpu
+def test_gpu_half(tmp_path):
+    reason = torch_cuda_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    files = S.lab.LabFiles(S.LAB_DIR, tmp_path)
+    assert S.run_gpu(files, quick=True)
+    s = files.read("structure_gpu")["results"]["structure"]
+    assert s["sm_count"] > 0 and s["L2_cache_size"] > 0

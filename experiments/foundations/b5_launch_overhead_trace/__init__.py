@@ -1,0 +1,1 @@
+"""b5: a trace of a small PyTorch transformer forward, and what launch overhead looks like in it."""

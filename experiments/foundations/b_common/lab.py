@@ -1,0 +1,195 @@
+"""Plumbing every b-lab shares: the command line, where files go, the generated README block.
+
+Full runs write into the lab folder (committed results/ and plots/); --quick
+runs go to build/foundations/<lab>/ unless --out-dir says otherwise, so a quick
+check never overwrites a committed result.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import re
+from pathlib import Path
+from typing import Sequence
+
+from experiments.common.provenance import REPO_ROOT
+from experiments.common.results import read_result, write_result
+
+EXTRA_PACKAGES = ["numba", "triton", "numba-cuda", "cupy-cuda12x"]
+
+
+class LabFiles:
+    """results/, plots/ and README.md of one lab, rooted at `out_dir`."""
+
+    def __init__(self, lab_dir: Path, out_dir: Path | None = None):
+        self.lab_dir = Path(lab_dir)
+        self.out_dir = Path(out_dir) if out_dir else self.lab_dir
+        self.results = self.out_dir / "results"
+        self.plots = self.out_dir / "plots"
+        self.readme = self.lab_dir / "README.md"
+
+    @property
+    def name(self) -> str:
+        return self.lab_dir.name
+
+    @property
+    def module(self) -> str:
+        return f"experiments.foundations.{self.name}"
+
+    def result_path(self, stem: str) -> Path:
+        return self.results / f"{stem}.json"
+
+    def plot_path(self, stem: str) -> Path:
+        return self.plots / f"{stem}.png"
+
+    def rel(self, path: Path) -> str:
+        """Repo-relative name of a file, as it is (or will be) committed in the lab folder.
+
+        Files under out_dir are named by their place in the lab folder, so a README
+        rendered from a copy of the results (the consistency test) cites the same paths.
+        """
+        path = Path(path).resolve()
+        try:
+            path = self.lab_dir.resolve() / path.relative_to(self.out_dir.resolve())
+        except ValueError:
+            pass
+        try:
+            return str(path.relative_to(REPO_ROOT))
+        except ValueError:
+            return str(path)
+
+    def write(self, stem: str, results, *, config: dict, benchmark_version: int = 1) -> Path:
+        path = write_result(self.result_path(stem), results, config=config,
+                            benchmark_version=benchmark_version, extra_packages=EXTRA_PACKAGES)
+        print(f"wrote {self.rel(path)}")
+        return path
+
+    def read(self, stem: str) -> dict | None:
+        path = self.result_path(stem)
+        return read_result(path) if path.exists() else None
+
+
+def lab_parser(description: str, *, gpu_help: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--quick", action="store_true",
+                   help="small sizes and few repeats (seconds); writes under build/ unless --out-dir")
+    p.add_argument("--gpu", action="store_true", help=gpu_help)
+    p.add_argument("--render-only", action="store_true",
+                   help="measure nothing: redraw plots and the README block from the committed results")
+    p.add_argument("--out-dir", type=Path, default=None,
+                   help="where results/ and plots/ go (default: the lab folder, or build/ with --quick)")
+    return p
+
+
+def files_for(args, lab_dir: Path) -> LabFiles:
+    out = args.out_dir
+    if out is None and args.quick:
+        out = REPO_ROOT / "build" / "foundations" / Path(lab_dir).name
+    return LabFiles(lab_dir, out)
+
+
+def skip(reason: str, what: str) -> None:
+    """The one line a lab prints when a half cannot run here."""
+    print(f"SKIP {what}: {reason}")
+
+
+# ---------------------------------------------------------------- README rendering
+BEGIN = "<!-- BEGIN GENERATED: {name} (python -m {module} --render-only) -->"
+END = "<!-- END GENERATED: {name} -->"
+
+
+def replace_block(text: str, name: str, module: str, body: str) -> str:
+    begin = BEGIN.format(name=name, module=module)
+    end = END.format(name=name)
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
+    if not pattern.search(text):
+        raise ValueError(f"README has no generated block {name!r}")
+    return pattern.sub(lambda _: f"{begin}\n{body.strip()}\n{end}", text)
+
+
+def render_readme(files: LabFiles, blocks: dict[str, str]) -> None:
+    text = files.readme.read_text()
+    for name, body in blocks.items():
+        text = replace_block(text, name, files.module, body)
+    files.readme.write_text(text)
+    print(f"rendered {files.rel(files.readme)}")
+
+
+def generated_block(text: str, name: str) -> str:
+    m = re.search(r"<!-- BEGIN GENERATED: " + re.escape(name) + r" .*?-->\n(.*?)\n<!-- END GENERATED: "
+                  + re.escape(name) + " -->", text, re.S)
+    if not m:
+        raise ValueError(f"no generated block {name!r}")
+    return m.group(1)
+
+
+def machine_line(doc: dict) -> str:
+    prov = doc["provenance"]
+    m = prov["machine"]
+    gpu = m.get("gpu_model") or "no GPU"
+    sha = (prov.get("git_sha") or "uncommitted")[:10] + ("+dirty" if prov.get("git_dirty") else "")
+    return (f"Machine: {m['cpu_model']} ({m['cpu_count']} cores), {gpu}; load average at start "
+            f"{fmt(m.get('loadavg_1m'), 2)}; git {sha}; {prov['utc']}; command `{prov['command']}`.")
+
+
+def gpu_not_measured(module: str) -> str:
+    return (f"GPU results: not yet measured; run `python -m {module} --gpu` on an NVIDIA machine "
+            f"(or `python -m experiments.foundations.b_common.run_gpu_labs` for every lab).")
+
+
+def fmt(x, digits: int = 3) -> str:
+    """A number with `digits` significant digits, no scientific notation for everyday sizes."""
+    if x is None:
+        return "n/a"
+    if isinstance(x, bool):
+        return str(x)
+    if isinstance(x, int) and abs(x) < 10**7:
+        return f"{x:,}"
+    x = float(x)
+    if math.isnan(x):
+        return "nan"
+    if x == 0:
+        return "0"
+    mag = math.floor(math.log10(abs(x)))
+    if mag >= 7 or mag < -4:
+        return f"{x:.{digits - 1}e}"
+    decimals = max(digits - 1 - mag, 0)
+    return f"{x:,.{decimals}f}"
+
+
+def md_table(headers: Sequence[str], rows: Sequence[Sequence]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(v if isinstance(v, str) else fmt(v) for v in row) + " |")
+    return "\n".join(lines)
+
+
+def spread(summary: dict, scale: float = 1.0, digits: int = 3) -> str:
+    """'median (min-max, n=N)' for a stats.summarize() dict."""
+    return (f"{fmt(summary['median'] * scale, digits)} ({fmt(summary['min'] * scale, digits)}-"
+            f"{fmt(summary['max'] * scale, digits)}, n={summary['n']})")
+
+
+def lab_main(argv: list[str] | None, *, doc: str, lab_dir: Path, gpu_help: str, run_cpu, run_gpu, render,
+             add_arguments=None, early_exit=None) -> int:
+    """The shared entry point: parse, run one half (CPU by default, GPU with --gpu), redraw, render README.
+
+    add_arguments(parser) adds lab-specific flags; early_exit(args) may return an
+    exit code to stop before anything runs (b5's nsys workload).
+    """
+    p = lab_parser(doc.strip().splitlines()[0], gpu_help=gpu_help)
+    if add_arguments:
+        add_arguments(p)
+    args = p.parse_args(argv)
+    if early_exit:
+        code = early_exit(args)
+        if code is not None:
+            return code
+    files = files_for(args, lab_dir)
+    if not args.render_only:
+        (run_gpu if args.gpu else run_cpu)(files, args.quick)
+    blocks = render(files)
+    if files.out_dir == files.lab_dir:
+        render_readme(files, blocks)
+    return 0

@@ -1,0 +1,37 @@
+"""b_common: every b-lab entry point answers --help (so none rots unnoticed where no GPU runs it)."""
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+from experiments.foundations.b_common import lab
+from experiments.foundations.b_common.run_gpu_labs import LABS
+
+ENTRY = {"b1_gpu_structure": "structure", "b2_warp_divergence": "divergence",
+         "b3_memory_bandwidth_coalescing": "bandwidth", "b4_streams_async_copy": "streams",
+         "b5_launch_overhead_trace": "trace"}
+
+
+@pytest.mark.parametrize("name", LABS)
+def test_help(name, capsys):
+    mod = importlib.import_module(f"experiments.foundations.{name}.{ENTRY[name]}")
+    with pytest.raises(SystemExit) as exc:
+        mod.main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "--quick" in out and "--gpu" in out
+
+
+def test_runner_help():
+    from experiments.foundations.b_common import run_gpu_labs
+    with pytest.raises(SystemExit) as exc:
+        run_gpu_labs.main(["--help"])
+    assert exc.value.code == 0
+
+
+def test_fmt_and_blocks():
+    assert lab.fmt(1234) == "1,234" and lab.fmt(0.012345) == "0.0123" and lab.fmt(None) == "n/a"
+    text = "a\n" + lab.BEGIN.format(name="x", module="m") + "\nold\n" + lab.END.format(name="x") + "\nb"
+    new = lab.replace_block(text, "x", "m", "new")
+    assert lab.generated_block(new, "x") == "new" and new.startswith("a\n") and new.endswith("\nb")

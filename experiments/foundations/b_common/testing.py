@@ -1,0 +1,25 @@
+"""Test helpers shared by the b-lab tests."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Callable
+
+from experiments.foundations.b_common import lab
+
+
+def assert_readme_matches_results(render: Callable[[lab.LabFiles], dict], lab_dir: Path, tmp_path: Path) -> None:
+    """Every generated README block equals what render() makes from the committed result files.
+
+    Plots are redrawn into tmp_path, so the committed ones are not touched. A
+    failure means a README number was edited by hand or a result changed
+    without `--render-only`.
+    """
+    src = Path(lab_dir) / "results"
+    if src.exists():
+        shutil.copytree(src, tmp_path / "results")
+    files = lab.LabFiles(lab_dir, tmp_path)
+    text = files.readme.read_text()
+    for name, body in render(files).items():
+        assert lab.generated_block(text, name).strip() == body.strip(), (
+            f"{files.readme}: block {name!r} is stale; run python -m {files.module} --render-only")
