@@ -1,0 +1,1 @@
+"""Day 5: latency percentiles, throughput, a profile of the hot path, and a dynamic batcher sweep."""

@@ -1,0 +1,3 @@
+from experiments.foundations.a5_latency_throughput_profiling.lab import main
+
+raise SystemExit(main())
