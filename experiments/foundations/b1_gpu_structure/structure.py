@@ -8,6 +8,7 @@ down at each cache level. GPU half (--gpu): the diagram from
 torch.cuda.get_device_properties and CUDA attributes, and the working-set sweep
 on the device, whose step sits at the L2 size.
 """
+
 from __future__ import annotations
 
 import time
@@ -54,7 +55,8 @@ def derived_sizes(s: dict) -> dict:
         "l2_bytes": s["L2_cache_size"],
         "max_warps_per_sm": s["max_threads_per_multi_processor"] // s["warp_size"],
         "max_resident_threads": s["max_threads_per_multi_processor"] * sms,
-        "registers_per_thread_at_full_occupancy": s["regs_per_multiprocessor"] // s["max_threads_per_multi_processor"],
+        "registers_per_thread_at_full_occupancy": s["regs_per_multiprocessor"]
+        // s["max_threads_per_multi_processor"],
         "l2_over_all_l1_shared": s["L2_cache_size"] / (l1_shared * sms),
     }
 
@@ -85,23 +87,55 @@ def draw_structure(s: dict, path: Path, source_note: str) -> Path:
     regs_part = s["regs_per_multiprocessor"] // parts
     # One SM, enlarged.
     box(0.2, 0.9, 6.4, 5.9, "", "#f4f4f4")
-    ax.text(3.4, 7.0, f"one SM (of {s['sm_count']}): up to {d['max_warps_per_sm']} resident warps "
-            f"x {s['warp_size']} threads", ha="center", fontsize=10, weight="bold")
+    ax.text(
+        3.4,
+        7.0,
+        f"one SM (of {s['sm_count']}): up to {d['max_warps_per_sm']} resident warps "
+        f"x {s['warp_size']} threads",
+        ha="center",
+        fontsize=10,
+        weight="bold",
+    )
     w = 6.0 / parts
     for i in range(parts):
         x = 0.4 + i * w
-        box(x, 4.9, w - 0.15, 1.35, f"warp scheduler\n+ dispatch\n(1 warp instr./clk)", "#cde4f7", 7.5)
-        box(x, 3.3, w - 0.15, 1.45, f"register file\n{regs_part // 1024}K x 32-bit\n"
-            f"= {human_bytes(regs_part * 4)}", "#fde2c4", 7.5)
+        box(x, 4.9, w - 0.15, 1.35, "warp scheduler\n+ dispatch\n(1 warp instr./clk)", "#cde4f7", 7.5)
+        box(
+            x,
+            3.3,
+            w - 0.15,
+            1.45,
+            f"register file\n{regs_part // 1024}K x 32-bit\n= {human_bytes(regs_part * 4)}",
+            "#fde2c4",
+            7.5,
+        )
         cores = s.get("fp32_cores_per_sm", 128) // parts
-        box(x, 2.45, w - 0.15, 0.7, f"{cores} FP32 lanes\n{s.get('tensor_cores_per_sm', 4) // parts} tensor core",
-            "#e3f2d9", 7)
+        box(
+            x,
+            2.45,
+            w - 0.15,
+            0.7,
+            f"{cores} FP32 lanes\n{s.get('tensor_cores_per_sm', 4) // parts} tensor core",
+            "#e3f2d9",
+            7,
+        )
     l1 = s.get("l1_shared_per_sm_bytes")
-    l1_text = (f"L1 data cache + shared memory: one {human_bytes(l1)} SRAM per SM\n" if l1 else
-               "L1 data cache + shared memory: one SRAM per SM\n")
-    box(0.4, 1.05, 6.0, 1.2, l1_text + f"shared memory = programmer-managed, visible to one block "
+    l1_text = (
+        f"L1 data cache + shared memory: one {human_bytes(l1)} SRAM per SM\n"
+        if l1
+        else "L1 data cache + shared memory: one SRAM per SM\n"
+    )
+    box(
+        0.4,
+        1.05,
+        6.0,
+        1.2,
+        l1_text + f"shared memory = programmer-managed, visible to one block "
         f"(up to {human_bytes(s['shared_memory_per_multiprocessor'])} per SM)\n"
-        f"L1 = the rest of the same SRAM, a hardware-managed cache of global loads", "#f9d6d5", 7.8)
+        f"L1 = the rest of the same SRAM, a hardware-managed cache of global loads",
+        "#f9d6d5",
+        7.8,
+    )
 
     # The chip.
     ax.text(9.85, 7.0, f"the whole GPU: {s['name']}", ha="center", fontsize=9.5, weight="bold")
@@ -109,13 +143,35 @@ def draw_structure(s: dict, path: Path, source_note: str) -> Path:
     for i in range(n_draw):
         label = "SM" if i < n_draw - 1 else "..."
         box(7.0 + i * 0.58, 5.5, 0.5, 0.7, label, "#f4f4f4", 7)
-    ax.text(9.85, 6.4, f"{s['sm_count']} SMs; registers {human_bytes(d['register_file_total_bytes'])}, "
-            f"L1/shared {human_bytes(d['l1_shared_total_bytes'])} in total", ha="center", fontsize=8)
-    box(7.0, 3.7, 5.7, 1.1, f"L2 cache {human_bytes(s['L2_cache_size'])}: one per GPU, shared by all SMs;\n"
-        f"every global load/store that misses L1 goes through it (32-byte sectors)", "#fff3b0", 8.3)
+    ax.text(
+        9.85,
+        6.4,
+        f"{s['sm_count']} SMs; registers {human_bytes(d['register_file_total_bytes'])}, "
+        f"L1/shared {human_bytes(d['l1_shared_total_bytes'])} in total",
+        ha="center",
+        fontsize=8,
+    )
+    box(
+        7.0,
+        3.7,
+        5.7,
+        1.1,
+        f"L2 cache {human_bytes(s['L2_cache_size'])}: one per GPU, shared by all SMs;\n"
+        f"every global load/store that misses L1 goes through it (32-byte sectors)",
+        "#fff3b0",
+        8.3,
+    )
     bw = s.get("hbm_bandwidth_GBps")
-    box(7.0, 1.9, 5.7, 1.1, f"HBM (device memory) {human_bytes(s['total_memory_bytes'])}"
-        + (f", {bw / 1000:.2f} TB/s" if bw else ""), "#d9d2e9", 9)
+    box(
+        7.0,
+        1.9,
+        5.7,
+        1.1,
+        f"HBM (device memory) {human_bytes(s['total_memory_bytes'])}"
+        + (f", {bw / 1000:.2f} TB/s" if bw else ""),
+        "#d9d2e9",
+        9,
+    )
     for x in (7.3, 9.8, 12.3):
         ax.annotate("", xy=(x, 4.8), xytext=(x, 5.5), arrowprops=dict(arrowstyle="<->", lw=0.8))
         ax.annotate("", xy=(x, 3.0), xytext=(x, 3.7), arrowprops=dict(arrowstyle="<->", lw=0.8))
@@ -168,6 +224,7 @@ def measure_gpu_read_bandwidth(working_set_bytes: int, *, bytes_per_sample: int,
     import torch
 
     from experiments.foundations.b_common.cuda_env import time_cuda_ms
+
     n = working_set_bytes // 4
     buf = torch.ones(n, dtype=torch.float32, device="cuda")
     reps = max(1, bytes_per_sample // working_set_bytes)
@@ -175,8 +232,12 @@ def measure_gpu_read_bandwidth(working_set_bytes: int, *, bytes_per_sample: int,
     out = torch.empty(n, dtype=torch.float32, device="cuda")
     t = time_cuda_ms(lambda: torch.sum(view, dim=0, out=out), warmup=3, repeats=repeats, flush_l2=False)
     gbps = [reps * working_set_bytes / (ms * 1e-3) / 1e9 for ms in t["samples_ms"]]
-    return {"working_set_bytes": working_set_bytes, "reads_per_sample": reps, "GBps": summarize(gbps),
-            "time_ms": {k: v for k, v in t.items() if k != "samples_ms"}}
+    return {
+        "working_set_bytes": working_set_bytes,
+        "reads_per_sample": reps,
+        "GBps": summarize(gbps),
+        "time_ms": {k: v for k, v in t.items() if k != "samples_ms"},
+    }
 
 
 def sweep(measure, sizes, *, bytes_per_sample, repeats) -> list[dict]:
@@ -210,8 +271,12 @@ def plot_sweep(doc: dict, path: Path, source: str, *, levels: dict, title: str) 
 def run_cpu(files: lab.LabFiles, quick: bool) -> None:
     s = structure_from_spec()
     config = {"source": s["source"]}
-    files.write("structure_spec_h100_sxm", {"structure": s, "derived": derived_sizes(s)}, config=config,
-                benchmark_version=BENCHMARK_VERSION)
+    files.write(
+        "structure_spec_h100_sxm",
+        {"structure": s, "derived": derived_sizes(s)},
+        config=config,
+        benchmark_version=BENCHMARK_VERSION,
+    )
     if quick:
         sizes = [16 * KiB, 256 * KiB, 4 * MiB, 64 * MiB]
         per_sample, repeats = 128 * MiB, 3
@@ -220,10 +285,17 @@ def run_cpu(files: lab.LabFiles, quick: bool) -> None:
         per_sample, repeats = 512 * MiB, 7
     print("CPU read bandwidth vs working set:")
     rows = sweep(measure_cpu_read_bandwidth, sizes, bytes_per_sample=per_sample, repeats=repeats)
-    files.write("cpu_working_set_sweep", {"sweep": rows, "cpu_caches": cpu_cache_sizes()},
-                config={"bytes_per_sample": per_sample, "repeats": repeats, "dtype": "float32",
-                        "method": "np.add.reduce over np.broadcast_to(buf, (reps, n))"},
-                benchmark_version=BENCHMARK_VERSION)
+    files.write(
+        "cpu_working_set_sweep",
+        {"sweep": rows, "cpu_caches": cpu_cache_sizes()},
+        config={
+            "bytes_per_sample": per_sample,
+            "repeats": repeats,
+            "dtype": "float32",
+            "method": "np.add.reduce over np.broadcast_to(buf, (reps, n))",
+        },
+        benchmark_version=BENCHMARK_VERSION,
+    )
 
 
 def run_gpu(files: lab.LabFiles, quick: bool) -> bool:
@@ -232,16 +304,27 @@ def run_gpu(files: lab.LabFiles, quick: bool) -> bool:
         lab.skip(reason, "b1 GPU half (device properties, GPU working-set sweep)")
         return False
     s = structure_from_device()
-    files.write("structure_gpu", {"structure": s, "derived": derived_sizes(s)}, config={"source": s["source"]},
-                benchmark_version=BENCHMARK_VERSION)
-    sizes = ([256 * KiB, 8 * MiB, 256 * MiB] if quick else [2**k for k in range(16, 31)])  # 64 KiB .. 1 GiB
+    files.write(
+        "structure_gpu",
+        {"structure": s, "derived": derived_sizes(s)},
+        config={"source": s["source"]},
+        benchmark_version=BENCHMARK_VERSION,
+    )
+    sizes = [256 * KiB, 8 * MiB, 256 * MiB] if quick else [2**k for k in range(16, 31)]  # 64 KiB .. 1 GiB
     per_sample, repeats = (256 * MiB, 5) if quick else (4 * 2**30, 20)
     print("GPU read bandwidth vs working set:")
     rows = sweep(measure_gpu_read_bandwidth, sizes, bytes_per_sample=per_sample, repeats=repeats)
-    files.write("gpu_working_set_sweep", {"sweep": rows, "L2_cache_size": s["L2_cache_size"]},
-                config={"bytes_per_sample": per_sample, "repeats": repeats, "dtype": "float32",
-                        "method": "torch.sum(buf.expand(reps, n), dim=0), CUDA events, L2 not flushed"},
-                benchmark_version=BENCHMARK_VERSION)
+    files.write(
+        "gpu_working_set_sweep",
+        {"sweep": rows, "L2_cache_size": s["L2_cache_size"]},
+        config={
+            "bytes_per_sample": per_sample,
+            "repeats": repeats,
+            "dtype": "float32",
+            "method": "torch.sum(buf.expand(reps, n), dim=0), CUDA events, L2 not flushed",
+        },
+        benchmark_version=BENCHMARK_VERSION,
+    )
     return True
 
 
@@ -251,53 +334,104 @@ def render(files: lab.LabFiles) -> dict[str, str]:
     spec_doc = files.read("structure_spec_h100_sxm")
     if spec_doc:
         s = spec_doc["results"]["structure"]
-        draw_structure(s, files.plot_path("gpu_structure_spec_h100_sxm"),
-                       "cited H100 SXM5 spec table (experiments/foundations/b_common/specs.py), not measured")
+        draw_structure(
+            s,
+            files.plot_path("gpu_structure_spec_h100_sxm"),
+            "cited H100 SXM5 spec table (experiments/foundations/b_common/specs.py), not measured",
+        )
         d = spec_doc["results"]["derived"]
-        blocks["spec"] = "\n".join([
-            "![GPU structure from the H100 SXM spec sheet](plots/gpu_structure_spec_h100_sxm.png)", "",
-            f"From `{files.rel(files.result_path('structure_spec_h100_sxm'))}` (spec sheet, not measured):", "",
-            lab.md_table(["quantity", "value"], [
-                ["SMs", s["sm_count"]],
-                ["resident warps per SM (max)", d["max_warps_per_sm"]],
-                ["register file per SM", human_bytes(d["register_file_per_sm_bytes"])],
-                ["registers per thread at full occupancy", d["registers_per_thread_at_full_occupancy"]],
-                ["L1 + shared SRAM per SM", human_bytes(s["l1_shared_per_sm_bytes"])],
-                ["shared memory per SM (max carve-out)", human_bytes(s["shared_memory_per_multiprocessor"])],
-                ["L1 + shared, all SMs", human_bytes(d["l1_shared_total_bytes"])],
-                ["register files, all SMs", human_bytes(d["register_file_total_bytes"])],
-                ["L2 (one, shared by all SMs)", human_bytes(s["L2_cache_size"])],
-                ["L2 / (all L1 + shared)", f"{d['l2_over_all_l1_shared']:.2f}x"],
-                ["HBM", f"{human_bytes(s['total_memory_bytes'])}, {s['hbm_bandwidth_GBps'] / 1000:.2f} TB/s"],
-            ]), "", "Sources: " + "; ".join(s["sources"]) + "."])
+        blocks["spec"] = "\n".join(
+            [
+                "![GPU structure from the H100 SXM spec sheet](plots/gpu_structure_spec_h100_sxm.png)",
+                "",
+                f"From `{files.rel(files.result_path('structure_spec_h100_sxm'))}` "
+                "(spec sheet, not measured):",
+                "",
+                lab.md_table(
+                    ["quantity", "value"],
+                    [
+                        ["SMs", s["sm_count"]],
+                        ["resident warps per SM (max)", d["max_warps_per_sm"]],
+                        ["register file per SM", human_bytes(d["register_file_per_sm_bytes"])],
+                        [
+                            "registers per thread at full occupancy",
+                            d["registers_per_thread_at_full_occupancy"],
+                        ],
+                        ["L1 + shared SRAM per SM", human_bytes(s["l1_shared_per_sm_bytes"])],
+                        [
+                            "shared memory per SM (max carve-out)",
+                            human_bytes(s["shared_memory_per_multiprocessor"]),
+                        ],
+                        ["L1 + shared, all SMs", human_bytes(d["l1_shared_total_bytes"])],
+                        ["register files, all SMs", human_bytes(d["register_file_total_bytes"])],
+                        ["L2 (one, shared by all SMs)", human_bytes(s["L2_cache_size"])],
+                        ["L2 / (all L1 + shared)", f"{d['l2_over_all_l1_shared']:.2f}x"],
+                        [
+                            "HBM",
+                            f"{human_bytes(s['total_memory_bytes'])}, "
+                            f"{s['hbm_bandwidth_GBps'] / 1000:.2f} TB/s",
+                        ],
+                    ],
+                ),
+                "",
+                "Sources: " + "; ".join(s["sources"]) + ".",
+            ]
+        )
     cpu_doc = files.read("cpu_working_set_sweep")
     if cpu_doc:
         caches = cpu_doc["results"]["cpu_caches"]
-        plot_sweep(cpu_doc, files.plot_path("cpu_working_set_sweep"),
-                   files.rel(files.result_path("cpu_working_set_sweep")), levels=caches,
-                   title="CPU analogue: read bandwidth steps down at each cache level")
+        plot_sweep(
+            cpu_doc,
+            files.plot_path("cpu_working_set_sweep"),
+            files.rel(files.result_path("cpu_working_set_sweep")),
+            levels=caches,
+            title="CPU analogue: read bandwidth steps down at each cache level",
+        )
         rows = cpu_doc["results"]["sweep"]
-        blocks["cpu"] = "\n".join([
-            "![CPU read bandwidth vs working set](plots/cpu_working_set_sweep.png)", "",
-            lab.md_table(["working set", "GB/s median (min-max, n)"],
-                         [[human_bytes(r["working_set_bytes"]), lab.spread(r["GBps"])] for r in rows]), "",
-            "CPU caches (sysfs): " + ", ".join(f"{k} {human_bytes(v)}" for k, v in caches.items()) + ".", "",
-            lab.machine_line(cpu_doc) + f" Source: `{files.rel(files.result_path('cpu_working_set_sweep'))}`."])
+        blocks["cpu"] = "\n".join(
+            [
+                "![CPU read bandwidth vs working set](plots/cpu_working_set_sweep.png)",
+                "",
+                lab.md_table(
+                    ["working set", "GB/s median (min-max, n)"],
+                    [[human_bytes(r["working_set_bytes"]), lab.spread(r["GBps"])] for r in rows],
+                ),
+                "",
+                "CPU caches (sysfs): " + ", ".join(f"{k} {human_bytes(v)}" for k, v in caches.items()) + ".",
+                "",
+                lab.machine_line(cpu_doc)
+                + f" Source: `{files.rel(files.result_path('cpu_working_set_sweep'))}`.",
+            ]
+        )
     gpu_doc, gsweep = files.read("structure_gpu"), files.read("gpu_working_set_sweep")
     if gpu_doc:
         s = gpu_doc["results"]["structure"]
         draw_structure(s, files.plot_path("gpu_structure_measured"), s["source"])
-        lines = ["![GPU structure as the device reports it](plots/gpu_structure_measured.png)", "",
-                 lab.md_table(["device-reported key", "value"], [[k, str(s[k])] for k in s["measured_keys"]])]
+        lines = [
+            "![GPU structure as the device reports it](plots/gpu_structure_measured.png)",
+            "",
+            lab.md_table(["device-reported key", "value"], [[k, str(s[k])] for k in s["measured_keys"]]),
+        ]
         if gsweep:
-            plot_sweep(gsweep, files.plot_path("gpu_working_set_sweep"),
-                       files.rel(files.result_path("gpu_working_set_sweep")),
-                       levels={"L2": gsweep["results"]["L2_cache_size"]},
-                       title=f"{s['name']}: read bandwidth vs working set (L2 warm)")
-            lines += ["", "![GPU read bandwidth vs working set](plots/gpu_working_set_sweep.png)", "",
-                      lab.md_table(["working set", "GB/s median (min-max, n)"],
-                                   [[human_bytes(r["working_set_bytes"]), lab.spread(r["GBps"])]
-                                    for r in gsweep["results"]["sweep"]])]
+            plot_sweep(
+                gsweep,
+                files.plot_path("gpu_working_set_sweep"),
+                files.rel(files.result_path("gpu_working_set_sweep")),
+                levels={"L2": gsweep["results"]["L2_cache_size"]},
+                title=f"{s['name']}: read bandwidth vs working set (L2 warm)",
+            )
+            lines += [
+                "",
+                "![GPU read bandwidth vs working set](plots/gpu_working_set_sweep.png)",
+                "",
+                lab.md_table(
+                    ["working set", "GB/s median (min-max, n)"],
+                    [
+                        [human_bytes(r["working_set_bytes"]), lab.spread(r["GBps"])]
+                        for r in gsweep["results"]["sweep"]
+                    ],
+                ),
+            ]
         lines += ["", lab.machine_line(gpu_doc)]
         blocks["gpu"] = "\n".join(lines)
     else:
@@ -306,9 +440,16 @@ def render(files: lab.LabFiles) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return lab.lab_main(argv, doc=__doc__, lab_dir=LAB_DIR, run_cpu=run_cpu, run_gpu=run_gpu, render=render,
-                        gpu_help="run the GPU half instead (device properties, GPU working-set sweep); "
-                                 "skips with a reason without CUDA")
+    return lab.lab_main(
+        argv,
+        doc=__doc__,
+        lab_dir=LAB_DIR,
+        run_cpu=run_cpu,
+        run_gpu=run_gpu,
+        render=render,
+        gpu_help="run the GPU half instead (device properties, GPU working-set sweep); "
+        "skips with a reason without CUDA",
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """b1: derived sizes, the diagram, the CPU working-set sweep's direction, README consistency, GPU half."""
+
 from __future__ import annotations
 
 import pytest

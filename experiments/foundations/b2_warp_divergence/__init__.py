@@ -1,1 +1,1 @@
-"""b2: kernel launch, warp lockstep and branch divergence (an if/else kernel, the analytic model, GPU timings)."""
+"""b2: kernel launch, warp lockstep and branch divergence (if/else kernel, warp model, GPU timings)."""

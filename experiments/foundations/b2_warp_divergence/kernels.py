@@ -5,6 +5,7 @@ constants: equal cost, so the only thing that changes between patterns is how
 many paths each warp has to issue. Loops (not one-liners) keep the compiler
 from turning the branch into a select, which would hide the divergence.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -67,8 +68,9 @@ def spec_output(x: np.ndarray, takes_if: np.ndarray, work: int) -> np.ndarray:
     return v
 
 
-def launch(x_dev, out_dev, condition: int, threshold: float, work: int, *,
-           threads_per_block: int = 128, stream=0) -> None:
+def launch(
+    x_dev, out_dev, condition: int, threshold: float, work: int, *, threads_per_block: int = 128, stream=0
+) -> None:
     n = x_dev.shape[0]
     blocks = -(-n // threads_per_block)
     if_else_kernel[blocks, threads_per_block, stream](x_dev, out_dev, condition, np.float32(threshold), work)

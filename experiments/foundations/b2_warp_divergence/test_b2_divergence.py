@@ -1,4 +1,5 @@
 """b2: the kernel against its spec (simulator on CPU), the divergence model by hand, GPU half."""
+
 from __future__ import annotations
 
 import numpy as np

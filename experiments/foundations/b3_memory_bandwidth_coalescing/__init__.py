@@ -1,1 +1,1 @@
-"""b3: memory bandwidth and access patterns (coalesced, strided, gather, paged rows) and the KV-cache argument."""
+"""b3: memory bandwidth and access patterns (coalesced, strided, gather, paged) and the KV cache."""

@@ -5,6 +5,7 @@ says: copy_strided with stride 1 is the coalesced copy, larger strides spread
 a warp over more 32-byte sectors, gather reads wherever idx points, and
 gather_rows reads whole rows (the paged-KV shape: a block table of row ids).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -39,7 +40,7 @@ def gather_rows(pool, rows, dst):
 
 
 def spec_copy_strided(src: np.ndarray, n_out: int, stride: int, offset: int) -> np.ndarray:
-    return src[offset: offset + n_out * stride: stride].copy()
+    return src[offset : offset + n_out * stride : stride].copy()
 
 
 def spec_gather(src: np.ndarray, idx: np.ndarray) -> np.ndarray:

@@ -1,4 +1,5 @@
 """b3: sector model by hand, kernels vs specs, CPU analogue directions, KV arithmetic, GPU half."""
+
 from __future__ import annotations
 
 import pytest
@@ -11,14 +12,17 @@ from experiments.foundations.b_common.testing import assert_readme_matches_resul
 from experiments.foundations.b_common.warp_model import mean_request, warp_request
 
 
-@pytest.mark.parametrize("kw,sectors", [
-    (dict(pattern="contiguous"), 4),
-    (dict(pattern="contiguous", offset=1), 5),
-    (dict(pattern="strided", stride=2), 8),
-    (dict(pattern="strided", stride=4), 16),
-    (dict(pattern="strided", stride=8), 32),
-    (dict(pattern="strided", stride=100), 32),
-])
+@pytest.mark.parametrize(
+    "kw,sectors",
+    [
+        (dict(pattern="contiguous"), 4),
+        (dict(pattern="contiguous", offset=1), 5),
+        (dict(pattern="strided", stride=2), 8),
+        (dict(pattern="strided", stride=4), 16),
+        (dict(pattern="strided", stride=8), 32),
+        (dict(pattern="strided", stride=100), 32),
+    ],
+)
 def test_sectors_per_request_by_hand(kw, sectors):
     assert mean_request(elem_bytes=4, **kw)["sectors_per_request"] == sectors
 
@@ -26,8 +30,8 @@ def test_sectors_per_request_by_hand(kw, sectors):
 def test_sector_edge_cases():
     assert mean_request("random", n_elements=2**28)["sectors_per_request"] > 31.9
     assert mean_request("contiguous", elem_bytes=2)["sectors_per_request"] == 2
-    assert warp_request([0] * 32, 4).sectors == 1            # broadcast: one sector
-    assert warp_request([30], 4).sectors == 2                # an access straddling a sector boundary
+    assert warp_request([0] * 32, 4).sectors == 1  # broadcast: one sector
+    assert warp_request([30], 4).sectors == 2  # an access straddling a sector boundary
     assert warp_request(list(range(0, 128, 4)), 4, active=[i < 8 for i in range(32)]).sectors == 1
 
 

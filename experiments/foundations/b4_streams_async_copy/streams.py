@@ -8,6 +8,7 @@ CUDA the run prints one line and skips. What does run anywhere is the
 analysis (timeline.py: busy time, overlap fraction, the timeline plot); its
 tests feed it timings they construct.
 """
+
 from __future__ import annotations
 
 import time
@@ -27,10 +28,11 @@ SCENARIOS = {
     "one stream (pinned)": "copy and compute on the default stream: in-order, no overlap possible",
     "two streams, pinned": "copy stream + compute stream, pinned host chunks, events for dependencies",
     "two streams, pageable": "same, host chunks not pinned: the copy call blocks the host while it stages",
-    "two streams, .item() per chunk": "same as pinned, plus a scalar read of each result (host waits for compute)",
+    "two streams, .item() per chunk": "same as pinned, plus a scalar read of each result "
+    "(host waits for compute)",
     "two streams, .cpu() per chunk": "same as pinned, plus a small D2H .cpu() of each result",
     "blocking stream + default stream": "copy on a stream created without cudaStreamNonBlocking, compute on "
-                                        "the legacy default stream: the two implicitly serialise",
+    "the legacy default stream: the two implicitly serialise",
 }
 
 
@@ -38,6 +40,7 @@ SCENARIOS = {
 def measure_h2d(sizes: list[int], repeats: int) -> list[dict]:
     """Device time (CUDA events) and host time of dst.copy_(src, non_blocking=True), pageable vs pinned."""
     import torch
+
     rows = []
     for nbytes in sizes:
         dst = torch.empty(nbytes, dtype=torch.uint8, device="cuda")
@@ -58,11 +61,20 @@ def measure_h2d(sizes: list[int], repeats: int) -> list[dict]:
                 torch.cuda.synchronize()
                 dev_ms.append(start.elapsed_time(end))
             dev, host = summarize(dev_ms), summarize(host_ms)
-            rows.append({"bytes": nbytes, "memory": memory, "device_ms": dev, "host_call_ms": host,
-                         "GBps": summarize([nbytes / (ms * 1e-3) / 1e9 for ms in dev_ms]),
-                         "host_blocked_fraction": host["median"] / dev["median"]})
-            print(f"  H2D {nbytes / MiB:7.1f} MiB {memory:>8}: {rows[-1]['GBps']['median']:6.1f} GB/s, "
-                  f"call returned after {host['median']:.3f} ms of {dev['median']:.3f} ms")
+            rows.append(
+                {
+                    "bytes": nbytes,
+                    "memory": memory,
+                    "device_ms": dev,
+                    "host_call_ms": host,
+                    "GBps": summarize([nbytes / (ms * 1e-3) / 1e9 for ms in dev_ms]),
+                    "host_blocked_fraction": host["median"] / dev["median"],
+                }
+            )
+            print(
+                f"  H2D {nbytes / MiB:7.1f} MiB {memory:>8}: {rows[-1]['GBps']['median']:6.1f} GB/s, "
+                f"call returned after {host['median']:.3f} ms of {dev['median']:.3f} ms"
+            )
     return rows
 
 
@@ -75,6 +87,7 @@ def _raw_handle(stream) -> int:
 def make_streams(scenario: str):
     """(copy stream, compute stream, keep-alive) for a scenario, or raise RuntimeError why not."""
     import torch
+
     default = torch.cuda.current_stream()
     if scenario.startswith("one stream"):
         return default, default, None
@@ -83,6 +96,7 @@ def make_streams(scenario: str):
         if reason:
             raise RuntimeError(f"needs numba.cuda for a blocking stream: {reason}")
         from numba import cuda
+
         blocking = cuda.stream()  # cuStreamCreate(flags=0): synchronises with the legacy default stream
         return torch.cuda.ExternalStream(_raw_handle(blocking)), default, blocking
     return torch.cuda.Stream(), torch.cuda.Stream(), None
@@ -96,6 +110,7 @@ def compute_step(buf, reps: int) -> None:
 def run_pipeline(scenario: str, host_chunks, dev_bufs, compute_reps: int) -> dict:
     """Copy chunk i in, compute on it; CUDA events around every op give the timeline."""
     import torch
+
     copy_s, comp_s, keep = make_streams(scenario)
     torch.cuda.synchronize()
     base = torch.cuda.Event(enable_timing=True)
@@ -127,18 +142,34 @@ def run_pipeline(scenario: str, host_chunks, dev_bufs, compute_reps: int) -> dic
     torch.cuda.synchronize()
     wall_ms = (time.perf_counter() - t0) * 1e3
     same = copy_s == comp_s
-    records = [{"stream": "default" if same else ("copy" if kind == "copy" else "compute"),
-                "op": name, "kind": kind, "start_ms": base.elapsed_time(s), "end_ms": base.elapsed_time(e)}
-               for _, name, kind, s, e in marks]
+    records = [
+        {
+            "stream": "default" if same else ("copy" if kind == "copy" else "compute"),
+            "op": name,
+            "kind": kind,
+            "start_ms": base.elapsed_time(s),
+            "end_ms": base.elapsed_time(e),
+        }
+        for _, name, kind, s, e in marks
+    ]
     del keep
-    return {"records": records, "host_enqueue_ms": enqueue_ms, "wall_ms": wall_ms, **summarize_timeline(records)}
+    return {
+        "records": records,
+        "host_enqueue_ms": enqueue_ms,
+        "wall_ms": wall_ms,
+        **summarize_timeline(records),
+    }
 
 
 def calibrate(chunk, dev, repeats: int = 5) -> dict:
     """Compute reps per chunk so that compute takes about as long as the pinned copy."""
     import torch
+
     from experiments.foundations.b_common.cuda_env import time_cuda_ms
-    copy_ms = time_cuda_ms(lambda: dev.copy_(chunk, non_blocking=True), repeats=repeats, flush_l2=False)["median"]
+
+    copy_ms = time_cuda_ms(lambda: dev.copy_(chunk, non_blocking=True), repeats=repeats, flush_l2=False)[
+        "median"
+    ]
     step_ms = time_cuda_ms(lambda: compute_step(dev, 1), repeats=repeats, flush_l2=False)["median"]
     torch.cuda.synchronize()
     return {"copy_ms": copy_ms, "compute_step_ms": step_ms, "compute_reps": max(1, round(copy_ms / step_ms))}
@@ -150,6 +181,7 @@ def run_gpu(files: lab.LabFiles, quick: bool) -> bool:
         lab.skip(reason, "b4 (streams, events and pinned memory need CUDA)")
         return False
     import torch
+
     repeats = 3 if quick else 10
     sizes = [1 * MiB, 16 * MiB] if quick else [256 * 1024, 1 * MiB, 4 * MiB, 16 * MiB, 64 * MiB, 256 * MiB]
     print("H2D copies:")
@@ -159,7 +191,9 @@ def run_gpu(files: lab.LabFiles, quick: bool) -> bool:
     pageable = [t.clone() for t in pinned]
     dev = [torch.empty(chunk_bytes // 4, device="cuda") for _ in range(n_chunks)]
     cal = calibrate(pinned[0], dev[0])
-    print(f"calibration: copy {cal['copy_ms']:.3f} ms per chunk, {cal['compute_reps']} compute steps per chunk")
+    print(
+        f"calibration: copy {cal['copy_ms']:.3f} ms per chunk, {cal['compute_reps']} compute steps per chunk"
+    )
     scenarios, skipped = {}, {}
     for name in SCENARIOS:
         chunks = pageable if "pageable" in name else pinned
@@ -178,12 +212,22 @@ def run_gpu(files: lab.LabFiles, quick: bool) -> bool:
             "last_run": runs[-1],
         }
         s = scenarios[name]
-        print(f"  {name:<34} makespan {s['makespan_ms']['median']:8.2f} ms, overlap "
-              f"{s['overlap_fraction']['median']:.2f}, host enqueue {s['host_enqueue_ms']['median']:8.2f} ms")
-    files.write("gpu_streams", {"h2d": h2d, "calibration": cal, "scenarios": scenarios, "skipped": skipped},
-                config={"chunks": n_chunks, "chunk_bytes": chunk_bytes, "repeats": repeats, "sizes": sizes,
-                        "timing": "CUDA events per op relative to one base event; host time by perf_counter"},
-                benchmark_version=BENCHMARK_VERSION)
+        print(
+            f"  {name:<34} makespan {s['makespan_ms']['median']:8.2f} ms, overlap "
+            f"{s['overlap_fraction']['median']:.2f}, host enqueue {s['host_enqueue_ms']['median']:8.2f} ms"
+        )
+    files.write(
+        "gpu_streams",
+        {"h2d": h2d, "calibration": cal, "scenarios": scenarios, "skipped": skipped},
+        config={
+            "chunks": n_chunks,
+            "chunk_bytes": chunk_bytes,
+            "repeats": repeats,
+            "sizes": sizes,
+            "timing": "CUDA events per op relative to one base event; host time by perf_counter",
+        },
+        benchmark_version=BENCHMARK_VERSION,
+    )
     return True
 
 
@@ -212,31 +256,73 @@ def render(files: lab.LabFiles) -> dict[str, str]:
     src = files.rel(files.result_path("gpu_streams"))
     r = doc["results"]
     plot_h2d(doc, files.plot_path("gpu_h2d_pageable_vs_pinned"), src)
-    plot_timelines({k: v["last_run"]["records"] for k, v in r["scenarios"].items()},
-                   files.plot_path("gpu_overlap_timeline"), source=src,
-                   title=f"{doc['provenance']['machine']['gpu_model']}: copy/compute timelines (last repeat)")
-    return {"gpu": "\n".join([
-        "![H2D pageable vs pinned](plots/gpu_h2d_pageable_vs_pinned.png)", "",
-        lab.md_table(["size", "memory", "GB/s", "host call ms", "device ms", "host / device"],
-                     [[f"{x['bytes'] / MiB:g} MiB", x["memory"], lab.spread(x["GBps"]), lab.spread(x["host_call_ms"]),
-                       lab.spread(x["device_ms"]), x["host_blocked_fraction"]] for x in r["h2d"]]), "",
-        "![overlap timelines](plots/gpu_overlap_timeline.png)", "",
-        lab.md_table(["scenario", "makespan ms", "overlap fraction", "host enqueue ms", "what"],
-                     [[k, lab.spread(v["makespan_ms"]), lab.spread(v["overlap_fraction"]),
-                       lab.spread(v["host_enqueue_ms"]), v["what"]] for k, v in r["scenarios"].items()]),
-        "", *(f"Skipped {k}: {v}" for k, v in r["skipped"].items()),
-        lab.machine_line(doc) + f" Source: `{src}`."])}
+    plot_timelines(
+        {k: v["last_run"]["records"] for k, v in r["scenarios"].items()},
+        files.plot_path("gpu_overlap_timeline"),
+        source=src,
+        title=f"{doc['provenance']['machine']['gpu_model']}: copy/compute timelines (last repeat)",
+    )
+    return {
+        "gpu": "\n".join(
+            [
+                "![H2D pageable vs pinned](plots/gpu_h2d_pageable_vs_pinned.png)",
+                "",
+                lab.md_table(
+                    ["size", "memory", "GB/s", "host call ms", "device ms", "host / device"],
+                    [
+                        [
+                            f"{x['bytes'] / MiB:g} MiB",
+                            x["memory"],
+                            lab.spread(x["GBps"]),
+                            lab.spread(x["host_call_ms"]),
+                            lab.spread(x["device_ms"]),
+                            x["host_blocked_fraction"],
+                        ]
+                        for x in r["h2d"]
+                    ],
+                ),
+                "",
+                "![overlap timelines](plots/gpu_overlap_timeline.png)",
+                "",
+                lab.md_table(
+                    ["scenario", "makespan ms", "overlap fraction", "host enqueue ms", "what"],
+                    [
+                        [
+                            k,
+                            lab.spread(v["makespan_ms"]),
+                            lab.spread(v["overlap_fraction"]),
+                            lab.spread(v["host_enqueue_ms"]),
+                            v["what"],
+                        ]
+                        for k, v in r["scenarios"].items()
+                    ],
+                ),
+                "",
+                *(f"Skipped {k}: {v}" for k, v in r["skipped"].items()),
+                lab.machine_line(doc) + f" Source: `{src}`.",
+            ]
+        )
+    }
 
 
 def skip_cpu_half(files: lab.LabFiles, quick: bool) -> None:
     reason = torch_cuda_skip_reason()
-    lab.skip(reason or "pass --gpu to measure on this CUDA machine",
-             "b4 has no CPU half (streams, events, pinned memory need CUDA)")
+    lab.skip(
+        reason or "pass --gpu to measure on this CUDA machine",
+        "b4 has no CPU half (streams, events, pinned memory need CUDA)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    return lab.lab_main(argv, doc=__doc__, lab_dir=LAB_DIR, run_cpu=skip_cpu_half, run_gpu=run_gpu, render=render,
-                        gpu_help="run the measurements (all of this lab needs CUDA; without it, skip with a reason)")
+    return lab.lab_main(
+        argv,
+        doc=__doc__,
+        lab_dir=LAB_DIR,
+        run_cpu=skip_cpu_half,
+        run_gpu=run_gpu,
+        render=render,
+        gpu_help="run the measurements (all of this lab needs CUDA; without it, skip with a reason)",
+    )
 
 
 if __name__ == "__main__":

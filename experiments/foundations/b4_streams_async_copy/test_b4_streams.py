@@ -1,4 +1,5 @@
 """b4: the timeline analysis on SYNTHETIC timings built here (never a result), the skip, the GPU half."""
+
 from __future__ import annotations
 
 import pytest
@@ -15,15 +16,33 @@ def synthetic(copy_ms: float, compute_ms: float, n: int, overlapped: bool) -> li
     for i in range(n):
         if overlapped:
             c0 = i * copy_ms
-            recs.append({"stream": "copy", "op": f"h2d[{i}]", "kind": "copy", "start_ms": c0, "end_ms": c0 + copy_ms})
+            recs.append(
+                {"stream": "copy", "op": f"h2d[{i}]", "kind": "copy", "start_ms": c0, "end_ms": c0 + copy_ms}
+            )
             k0 = max(c0 + copy_ms, (i * compute_ms + copy_ms))
-            recs.append({"stream": "compute", "op": f"compute[{i}]", "kind": "compute",
-                         "start_ms": k0, "end_ms": k0 + compute_ms})
+            recs.append(
+                {
+                    "stream": "compute",
+                    "op": f"compute[{i}]",
+                    "kind": "compute",
+                    "start_ms": k0,
+                    "end_ms": k0 + compute_ms,
+                }
+            )
         else:
-            recs.append({"stream": "default", "op": f"h2d[{i}]", "kind": "copy", "start_ms": t, "end_ms": t + copy_ms})
+            recs.append(
+                {"stream": "default", "op": f"h2d[{i}]", "kind": "copy", "start_ms": t, "end_ms": t + copy_ms}
+            )
             t += copy_ms
-            recs.append({"stream": "default", "op": f"compute[{i}]", "kind": "compute",
-                         "start_ms": t, "end_ms": t + compute_ms})
+            recs.append(
+                {
+                    "stream": "default",
+                    "op": f"compute[{i}]",
+                    "kind": "compute",
+                    "start_ms": t,
+                    "end_ms": t + compute_ms,
+                }
+            )
             t += compute_ms
     return recs
 
@@ -42,21 +61,27 @@ def test_serial_has_no_overlap():
 
 def test_pipeline_hides_the_shorter_activity():
     s = TL.summarize_timeline(synthetic(1.0, 1.0, 8, overlapped=True))
-    assert s["makespan_ms"] == pytest.approx(9.0)            # n + 1 stages
+    assert s["makespan_ms"] == pytest.approx(9.0)  # n + 1 stages
     assert s["overlap_ms"] == pytest.approx(7.0)
     assert s["overlap_fraction"] == pytest.approx(7.0 / 8.0)
 
 
 def test_partial_overlap():
-    recs = [{"stream": "a", "op": "c", "kind": "copy", "start_ms": 0, "end_ms": 4},
-            {"stream": "b", "op": "k", "kind": "compute", "start_ms": 2, "end_ms": 8}]
+    recs = [
+        {"stream": "a", "op": "c", "kind": "copy", "start_ms": 0, "end_ms": 4},
+        {"stream": "b", "op": "k", "kind": "compute", "start_ms": 2, "end_ms": 8},
+    ]
     s = TL.summarize_timeline(recs)
     assert s["overlap_ms"] == 2 and s["overlap_fraction"] == 0.5 and s["serial_ms"] == 10
 
 
 def test_timeline_plot_labelled_synthetic(tmp_path):
-    out = TL.plot_timelines({"serial": synthetic(1, 1, 4, False), "two streams": synthetic(1, 1, 4, True)},
-                            tmp_path / "t.png", title="test", synthetic=True)
+    out = TL.plot_timelines(
+        {"serial": synthetic(1, 1, 4, False), "two streams": synthetic(1, 1, 4, True)},
+        tmp_path / "t.png",
+        title="test",
+        synthetic=True,
+    )
     assert out.stat().st_size > 5_000
 
 
@@ -82,4 +107,7 @@ def test_gpu_half(tmp_path):
     files = ST.lab.LabFiles(ST.LAB_DIR, tmp_path)
     assert ST.run_gpu(files, quick=True)
     sc = files.read("gpu_streams")["results"]["scenarios"]
-    assert sc["two streams, pinned"]["overlap_fraction"]["median"] > sc["one stream (pinned)"]["overlap_fraction"]["median"]
+    assert (
+        sc["two streams, pinned"]["overlap_fraction"]["median"]
+        > sc["one stream (pinned)"]["overlap_fraction"]["median"]
+    )

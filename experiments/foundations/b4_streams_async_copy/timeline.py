@@ -4,6 +4,7 @@ A timeline is a list of records {"stream", "op", "kind" ("copy" | "compute"),
 "start_ms", "end_ms"}, times relative to one base CUDA event. This module has
 no CUDA in it, so it is tested on CPU with timings the test constructs.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,7 +32,9 @@ def length(intervals: Sequence[tuple[float, float]]) -> float:
     return sum(e - s for s, e in intervals)
 
 
-def intersection(a: Sequence[tuple[float, float]], b: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+def intersection(
+    a: Sequence[tuple[float, float]], b: Sequence[tuple[float, float]]
+) -> list[tuple[float, float]]:
     """Intersection of two merged interval lists."""
     out, i, j = [], 0, 0
     while i < len(a) and j < len(b):
@@ -73,8 +76,14 @@ def summarize_timeline(records: Sequence[dict]) -> dict:
     }
 
 
-def plot_timelines(scenarios: dict[str, Sequence[dict]], path: str | Path, *, title: str,
-                   source: str | None = None, synthetic: bool = False) -> Path:
+def plot_timelines(
+    scenarios: dict[str, Sequence[dict]],
+    path: str | Path,
+    *,
+    title: str,
+    source: str | None = None,
+    synthetic: bool = False,
+) -> Path:
     """One lane per (scenario, stream); bars coloured by kind; the overlap fraction on each scenario."""
     lanes = []
     for name, recs in scenarios.items():
@@ -84,8 +93,15 @@ def plot_timelines(scenarios: dict[str, Sequence[dict]], path: str | Path, *, ti
     for y, (name, stream) in enumerate(lanes):
         for r in scenarios[name]:
             if r["stream"] == stream:
-                ax.barh(y, r["end_ms"] - r["start_ms"], left=r["start_ms"], height=0.7,
-                        color=KIND_COLOURS.get(r["kind"], "grey"), edgecolor="white", lw=0.4)
+                ax.barh(
+                    y,
+                    r["end_ms"] - r["start_ms"],
+                    left=r["start_ms"],
+                    height=0.7,
+                    color=KIND_COLOURS.get(r["kind"], "grey"),
+                    edgecolor="white",
+                    lw=0.4,
+                )
     labels = []
     for name, stream in lanes:
         s = summarize_timeline(scenarios[name])
@@ -95,5 +111,7 @@ def plot_timelines(scenarios: dict[str, Sequence[dict]], path: str | Path, *, ti
     ax.set_xlabel("time since first op (ms, CUDA events)")
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in KIND_COLOURS.values()]
     ax.legend(handles, list(KIND_COLOURS), fontsize=7, loc="lower right")
-    ax.set_title(("SYNTHETIC timings (test data, not a measurement): " if synthetic else "") + title, fontsize=10)
+    ax.set_title(
+        ("SYNTHETIC timings (test data, not a measurement): " if synthetic else "") + title, fontsize=10
+    )
     return save_figure(fig, path, source=source)

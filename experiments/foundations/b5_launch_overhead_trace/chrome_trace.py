@@ -5,6 +5,7 @@ The trace is JSON with "traceEvents"; complete events have ph == "X", a start
 record_function regions cat "user_annotation", GPU kernels cat "kernel",
 CUDA API calls cat "cuda_runtime" (cudaLaunchKernel and friends).
 """
+
 from __future__ import annotations
 
 import json
@@ -22,14 +23,18 @@ def load_events(path: str | Path) -> list[dict]:
 
 def regions(events: Iterable[dict], prefix: str) -> list[dict]:
     """record_function regions whose name starts with prefix, in time order."""
-    return sorted((e for e in events if e.get("cat") == "user_annotation" and e["name"].startswith(prefix)),
-                  key=lambda e: e["ts"])
+    return sorted(
+        (e for e in events if e.get("cat") == "user_annotation" and e["name"].startswith(prefix)),
+        key=lambda e: e["ts"],
+    )
 
 
 def within(events: Iterable[dict], region: dict, cat: str) -> list[dict]:
     lo, hi = region["ts"], region["ts"] + region["dur"]
-    return sorted((e for e in events if e.get("cat") == cat and lo <= e["ts"] and e["ts"] + e["dur"] <= hi + 1e-3),
-                  key=lambda e: (e["ts"], -e["dur"]))
+    return sorted(
+        (e for e in events if e.get("cat") == cat and lo <= e["ts"] and e["ts"] + e["dur"] <= hi + 1e-3),
+        key=lambda e: (e["ts"], -e["dur"]),
+    )
 
 
 def top_level(ops: list[dict]) -> list[dict]:
@@ -53,10 +58,14 @@ def gaps_us(seq: list[dict]) -> list[float]:
 def span_summary(seq: list[dict], span_us: float) -> dict:
     busy = sum(e["dur"] for e in seq)
     g = gaps_us(seq)
-    return {"count": len(seq), "span_us": span_us, "busy_us": busy,
-            "busy_fraction": busy / span_us if span_us else float("nan"),
-            "mean_duration_us": busy / len(seq) if seq else float("nan"),
-            "gaps_us": summarize(g) if g else None}
+    return {
+        "count": len(seq),
+        "span_us": span_us,
+        "busy_us": busy,
+        "busy_fraction": busy / span_us if span_us else float("nan"),
+        "mean_duration_us": busy / len(seq) if seq else float("nan"),
+        "gaps_us": summarize(g) if g else None,
+    }
 
 
 def analyse(events: list[dict], prefix: str = "forward") -> dict:
@@ -68,23 +77,34 @@ def analyse(events: list[dict], prefix: str = "forward") -> dict:
         # Kernels run after their launch, so they may end after the CPU region: take those launched in it.
         launches = [e for e in within(events, reg, "cuda_runtime") if "Launch" in e["name"]]
         corr = {e.get("args", {}).get("correlation") for e in launches}
-        kernels = sorted((e for e in events if e.get("cat") == "kernel"
-                          and e.get("args", {}).get("correlation") in corr), key=lambda e: e["ts"])
+        kernels = sorted(
+            (e for e in events if e.get("cat") == "kernel" and e.get("args", {}).get("correlation") in corr),
+            key=lambda e: e["ts"],
+        )
         if kernels:
             span = kernels[-1]["ts"] + kernels[-1]["dur"] - kernels[0]["ts"]
             row["gpu_kernels"] = span_summary(kernels, span)
-            row["kernel_launches"] = {"count": len(launches),
-                                      "mean_call_us": sum(e["dur"] for e in launches) / len(launches)}
+            row["kernel_launches"] = {
+                "count": len(launches),
+                "mean_call_us": sum(e["dur"] for e in launches) / len(launches),
+            }
         out.append(row)
     return {"regions": out}
 
 
 def trim(events: list[dict], region: dict, extra_cats: tuple[str, ...] = ("kernel", "cuda_runtime")) -> dict:
-    """A small Chrome trace holding one region: its CPU ops and annotations, plus GPU events of its launches."""
+    """A small Chrome trace of one region: its CPU ops and annotations, plus the GPU events it launched."""
     lo, hi = region["ts"], region["ts"] + region["dur"]
-    keep = [e for e in events if lo <= e["ts"] <= hi and e.get("cat") in ("cpu_op", "user_annotation", *extra_cats)]
+    keep = [
+        e
+        for e in events
+        if lo <= e["ts"] <= hi and e.get("cat") in ("cpu_op", "user_annotation", *extra_cats)
+    ]
     corr = {e.get("args", {}).get("correlation") for e in keep if e.get("cat") == "cuda_runtime"}
-    keep += [e for e in events if e.get("cat") == "kernel" and e.get("args", {}).get("correlation") in corr
-             and e not in keep]
+    keep += [
+        e
+        for e in events
+        if e.get("cat") == "kernel" and e.get("args", {}).get("correlation") in corr and e not in keep
+    ]
     slim = [{k: e[k] for k in ("name", "cat", "ph", "ts", "dur", "pid", "tid") if k in e} for e in keep]
     return {"traceEvents": slim, "displayTimeUnit": "ms"}

@@ -1,4 +1,5 @@
 """b5: both forward paths agree, trace parsing on traces made here, nsys CSV parsing, GPU half."""
+
 from __future__ import annotations
 
 import json
@@ -30,7 +31,14 @@ def test_hand_built_trace_top_level_and_gaps(tmp_path):
         {"ph": "X", "cat": "cpu_op", "name": "aten::addmm", "ts": 12, "dur": 15, "tid": 1},  # nested
         {"ph": "X", "cat": "cpu_op", "name": "aten::add", "ts": 35, "dur": 5, "tid": 1},
         {"ph": "X", "cat": "cpu_op", "name": "aten::mul", "ts": 50, "dur": 10, "tid": 1},
-        {"ph": "X", "cat": "cpu_op", "name": "aten::late", "ts": 150, "dur": 10, "tid": 1},  # outside the region
+        {
+            "ph": "X",
+            "cat": "cpu_op",
+            "name": "aten::late",
+            "ts": 150,
+            "dur": 10,
+            "tid": 1,
+        },  # outside the region
     ]
     path = tmp_path / "t.json"
     path.write_text(json.dumps({"traceEvents": ev}))
@@ -50,8 +58,10 @@ def test_profiled_trace_has_more_ops_when_unfused(tmp_path):
         events = CT.load_events(path)
         regs = CT.analyse(events)["regions"]
         assert [r["region"] for r in regs] == ["forward[0]", "forward[1]"]
-        assert all(g >= 0 for g in CT.gaps_us(CT.top_level(CT.within(events, CT.regions(events, "forward")[0],
-                                                                           "cpu_op"))))
+        assert all(
+            g >= 0
+            for g in CT.gaps_us(CT.top_level(CT.within(events, CT.regions(events, "forward")[0], "cpu_op")))
+        )
         counts[fused] = regs[0]["cpu_ops"]["count"]
         small = CT.trim(events, CT.regions(events, "forward")[-1])
         assert len(json.dumps(small)) < T.MAX_TRACE_BYTES
@@ -64,9 +74,11 @@ def test_tiny_ops_cost_more_than_one_batched_op():
 
 
 def test_nsys_csv_parsing():
-    csv = ("some banner line\n"
-           "Start (ns),Duration (ns),CorrId,Name\n"
-           "1000,500,1,kernel_a\n2000,500,2,kernel_b\n2600,100,3,[CUDA memcpy HtoD]\n3500,500,4,kernel_c\n")
+    csv = (
+        "some banner line\n"
+        "Start (ns),Duration (ns),CorrId,Name\n"
+        "1000,500,1,kernel_a\n2000,500,2,kernel_b\n2600,100,3,[CUDA memcpy HtoD]\n3500,500,4,kernel_c\n"
+    )
     r = T.kernel_gaps_from_nsys_csv(csv)
     assert r["kernels"] == 3
     assert r["gaps_us"]["min"] == pytest.approx(0.5) and r["gaps_us"]["max"] == pytest.approx(1.0)

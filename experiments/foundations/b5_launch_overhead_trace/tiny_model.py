@@ -5,6 +5,7 @@ what naive model code does); `fused`: F.layer_norm, one qkv matmul,
 F.scaled_dot_product_attention, F.gelu. Same maths, far fewer ops: the
 difference in time per forward is per-op overhead, not arithmetic.
 """
+
 from __future__ import annotations
 
 import math
@@ -53,8 +54,10 @@ class Block(nn.Module):
         h = self._layer_norm(x, self.ln1)
         w_q, w_k, w_v = self.qkv.weight.chunk(3, 0)
         b_q, b_k, b_v = self.qkv.bias.chunk(3, 0)
-        q, k, v = (F.linear(h, w, bias).view(b, t, self.n_heads, -1).transpose(1, 2)
-                   for w, bias in ((w_q, b_q), (w_k, b_k), (w_v, b_v)))
+        q, k, v = (
+            F.linear(h, w, bias).view(b, t, self.n_heads, -1).transpose(1, 2)
+            for w, bias in ((w_q, b_q), (w_k, b_k), (w_v, b_v))
+        )
         scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
         mask = torch.ones(t, t, dtype=torch.bool, device=x.device).triu(1)
         scores = scores.masked_fill(mask, float("-inf"))

@@ -4,6 +4,7 @@ Every GPU code path in the b-labs starts with `torch_cuda_skip_reason()` (or the
 numba variant): on a machine without CUDA it returns a one-line reason and the
 lab skips instead of printing a made-up figure.
 """
+
 from __future__ import annotations
 
 import os
@@ -39,14 +40,17 @@ def load_numba_cuda(simulate: bool | None = None):
         if simulate:
             os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
             import numba.core.config as numba_config
+
             numba_config.ENABLE_CUDASIM = 1  # numba may already be imported without the variable
     from numba import cuda
+
     return cuda
 
 
 def simulator_active() -> bool:
     """True when numba.cuda in this process is (or will load as) the CPU simulator."""
     from numba.core import config
+
     return bool(config.ENABLE_CUDASIM)
 
 
@@ -77,13 +81,26 @@ def numba_backend_name() -> str:
 def gpu_device_info() -> dict:
     """What the device says about itself: torch properties plus numba/CUDA attributes where present."""
     import torch
+
     props = torch.cuda.get_device_properties(0)
-    info = {"name": props.name, "compute_capability": f"{props.major}.{props.minor}",
-            "total_memory_bytes": int(props.total_memory), "sm_count": int(props.multi_processor_count)}
-    for key in ("L2_cache_size", "regs_per_multiprocessor", "shared_memory_per_multiprocessor",
-                "shared_memory_per_block", "shared_memory_per_block_optin",
-                "max_threads_per_multi_processor", "warp_size", "clock_rate",
-                "memory_clock_rate", "memory_bus_width"):
+    info = {
+        "name": props.name,
+        "compute_capability": f"{props.major}.{props.minor}",
+        "total_memory_bytes": int(props.total_memory),
+        "sm_count": int(props.multi_processor_count),
+    }
+    for key in (
+        "L2_cache_size",
+        "regs_per_multiprocessor",
+        "shared_memory_per_multiprocessor",
+        "shared_memory_per_block",
+        "shared_memory_per_block_optin",
+        "max_threads_per_multi_processor",
+        "warp_size",
+        "clock_rate",
+        "memory_clock_rate",
+        "memory_bus_width",
+    ):
         value = getattr(props, key, None)
         if value is not None:
             info[key] = int(value)
@@ -92,12 +109,14 @@ def gpu_device_info() -> dict:
         cuda = load_numba_cuda(simulate=False)
         if not simulator_active() and cuda.is_available():
             dev = cuda.get_current_device()
-            for attr, key in (("MEMORY_CLOCK_RATE", "memory_clock_rate"),
-                              ("GLOBAL_MEMORY_BUS_WIDTH", "memory_bus_width"),
-                              ("L2_CACHE_SIZE", "L2_cache_size"),
-                              ("MAX_SHARED_MEMORY_PER_MULTIPROCESSOR", "shared_memory_per_multiprocessor"),
-                              ("MAX_REGISTERS_PER_MULTIPROCESSOR", "regs_per_multiprocessor"),
-                              ("CLOCK_RATE", "clock_rate")):
+            for attr, key in (
+                ("MEMORY_CLOCK_RATE", "memory_clock_rate"),
+                ("GLOBAL_MEMORY_BUS_WIDTH", "memory_bus_width"),
+                ("L2_CACHE_SIZE", "L2_cache_size"),
+                ("MAX_SHARED_MEMORY_PER_MULTIPROCESSOR", "shared_memory_per_multiprocessor"),
+                ("MAX_REGISTERS_PER_MULTIPROCESSOR", "regs_per_multiprocessor"),
+                ("CLOCK_RATE", "clock_rate"),
+            ):
                 try:
                     info.setdefault(key, int(getattr(dev, attr)))
                 except Exception:  # noqa: BLE001 - attribute missing in this numba version
@@ -106,18 +125,22 @@ def gpu_device_info() -> dict:
         pass
     if "memory_clock_rate" in info and "memory_bus_width" in info:
         # clock in kHz, double data rate, bus width in bits
-        info["theoretical_bandwidth_GBps"] = 2 * info["memory_clock_rate"] * 1e3 * info["memory_bus_width"] / 8 / 1e9
+        info["theoretical_bandwidth_GBps"] = (
+            2 * info["memory_clock_rate"] * 1e3 * info["memory_bus_width"] / 8 / 1e9
+        )
     return info
 
 
-def time_cuda_ms(fn: Callable[[], object], *, warmup: int = 3, repeats: int = 20,
-                 flush_l2: bool = True) -> dict:
+def time_cuda_ms(
+    fn: Callable[[], object], *, warmup: int = 3, repeats: int = 20, flush_l2: bool = True
+) -> dict:
     """Device time of fn() from CUDA events: warm-up, then repeats, L2 flushed before each.
 
     The flush writes a buffer twice the L2 size so the timed kernel reads from
     HBM, not from lines the previous repeat left in L2.
     """
     import torch
+
     flush_buf = None
     if flush_l2:
         l2 = getattr(torch.cuda.get_device_properties(0), "L2_cache_size", 0) or 64 * 2**20

@@ -4,11 +4,13 @@ Full runs write into the lab folder (committed results/ and plots/); --quick
 runs go to build/foundations/<lab>/ unless --out-dir says otherwise, so a quick
 check never overwrites a committed result.
 """
+
 from __future__ import annotations
 
 import argparse
 import math
 import re
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -59,8 +61,13 @@ class LabFiles:
             return str(path)
 
     def write(self, stem: str, results, *, config: dict, benchmark_version: int = 1) -> Path:
-        path = write_result(self.result_path(stem), results, config=config,
-                            benchmark_version=benchmark_version, extra_packages=EXTRA_PACKAGES)
+        path = write_result(
+            self.result_path(stem),
+            results,
+            config=config,
+            benchmark_version=benchmark_version,
+            extra_packages=EXTRA_PACKAGES,
+        )
         print(f"wrote {self.rel(path)}")
         return path
 
@@ -70,15 +77,26 @@ class LabFiles:
 
 
 def lab_parser(description: str, *, gpu_help: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=description,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--quick", action="store_true",
-                   help="small sizes and few repeats (seconds); writes under build/ unless --out-dir")
+    p = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="small sizes and few repeats (seconds); writes under build/ unless --out-dir",
+    )
     p.add_argument("--gpu", action="store_true", help=gpu_help)
-    p.add_argument("--render-only", action="store_true",
-                   help="measure nothing: redraw plots and the README block from the committed results")
-    p.add_argument("--out-dir", type=Path, default=None,
-                   help="where results/ and plots/ go (default: the lab folder, or build/ with --quick)")
+    p.add_argument(
+        "--render-only",
+        action="store_true",
+        help="measure nothing: redraw plots and the README block from the committed results",
+    )
+    p.add_argument(
+        "--out-dir",
+        type=Path,
+        default=None,
+        help="where results/ and plots/ go (default: the lab folder, or build/ with --quick)",
+    )
     return p
 
 
@@ -117,8 +135,15 @@ def render_readme(files: LabFiles, blocks: dict[str, str]) -> None:
 
 
 def generated_block(text: str, name: str) -> str:
-    m = re.search(r"<!-- BEGIN GENERATED: " + re.escape(name) + r" .*?-->\n(.*?)\n<!-- END GENERATED: "
-                  + re.escape(name) + " -->", text, re.S)
+    m = re.search(
+        r"<!-- BEGIN GENERATED: "
+        + re.escape(name)
+        + r" .*?-->\n(.*?)\n<!-- END GENERATED: "
+        + re.escape(name)
+        + " -->",
+        text,
+        re.S,
+    )
     if not m:
         raise ValueError(f"no generated block {name!r}")
     return m.group(1)
@@ -129,13 +154,17 @@ def machine_line(doc: dict) -> str:
     m = prov["machine"]
     gpu = m.get("gpu_model") or "no GPU"
     sha = (prov.get("git_sha") or "uncommitted")[:10] + ("+dirty" if prov.get("git_dirty") else "")
-    return (f"Machine: {m['cpu_model']} ({m['cpu_count']} cores), {gpu}; load average at start "
-            f"{fmt(m.get('loadavg_1m'), 2)}; git {sha}; {prov['utc']}; command `{prov['command']}`.")
+    return (
+        f"Machine: {m['cpu_model']} ({m['cpu_count']} cores), {gpu}; load average at start "
+        f"{fmt(m.get('loadavg_1m'), 2)}; git {sha}; {prov['utc']}; command `{prov['command']}`."
+    )
 
 
 def gpu_not_measured(module: str) -> str:
-    return (f"GPU results: not yet measured; run `python -m {module} --gpu` on an NVIDIA machine "
-            f"(or `python -m experiments.foundations.b_common.run_gpu_labs` for every lab).")
+    return (
+        f"GPU results: not yet measured; run `python -m {module} --gpu` on an NVIDIA machine "
+        f"(or `python -m experiments.foundations.b_common.run_gpu_labs` for every lab)."
+    )
 
 
 def fmt(x, digits: int = 3) -> str:
@@ -167,12 +196,24 @@ def md_table(headers: Sequence[str], rows: Sequence[Sequence]) -> str:
 
 def spread(summary: dict, scale: float = 1.0, digits: int = 3) -> str:
     """'median (min-max, n=N)' for a stats.summarize() dict."""
-    return (f"{fmt(summary['median'] * scale, digits)} ({fmt(summary['min'] * scale, digits)}-"
-            f"{fmt(summary['max'] * scale, digits)}, n={summary['n']})")
+    return (
+        f"{fmt(summary['median'] * scale, digits)} ({fmt(summary['min'] * scale, digits)}-"
+        f"{fmt(summary['max'] * scale, digits)}, n={summary['n']})"
+    )
 
 
-def lab_main(argv: list[str] | None, *, doc: str, lab_dir: Path, gpu_help: str, run_cpu, run_gpu, render,
-             add_arguments=None, early_exit=None) -> int:
+def lab_main(
+    argv: list[str] | None,
+    *,
+    doc: str,
+    lab_dir: Path,
+    gpu_help: str,
+    run_cpu,
+    run_gpu,
+    render,
+    add_arguments=None,
+    early_exit=None,
+) -> int:
     """The shared entry point: parse, run one half (CPU by default, GPU with --gpu), redraw, render README.
 
     add_arguments(parser) adds lab-specific flags; early_exit(args) may return an
@@ -188,7 +229,13 @@ def lab_main(argv: list[str] | None, *, doc: str, lab_dir: Path, gpu_help: str, 
             return code
     files = files_for(args, lab_dir)
     if not args.render_only:
-        (run_gpu if args.gpu else run_cpu)(files, args.quick)
+        # provenance() records sys.argv: make it the command that reproduces this run.
+        saved = sys.argv
+        sys.argv = [f"python -m {files.module}", *(sys.argv[1:] if argv is None else argv)]
+        try:
+            (run_gpu if args.gpu else run_cpu)(files, args.quick)
+        finally:
+            sys.argv = saved
     blocks = render(files)
     if files.out_dir == files.lab_dir:
         render_readme(files, blocks)

@@ -2,6 +2,7 @@
 
 These are vendor numbers, never measurements: every result that uses them says so.
 """
+
 from __future__ import annotations
 
 KiB, MiB, GB = 2**10, 2**20, 10**9
@@ -45,8 +46,8 @@ H200_SXM = {
     "name": "NVIDIA H200 SXM 141GB (spec sheet, not measured)",
     "total_memory_bytes": 141 * GB,
     "hbm_bandwidth_GBps": 4800.0,
-    "sources": H100_SOURCES + ["NVIDIA H200 Tensor Core GPU datasheet: 141 GB HBM3e, 4.8 TB/s; "
-                               "same GH100 compute as H100 SXM"],
+    "sources": H100_SOURCES
+    + ["NVIDIA H200 Tensor Core GPU datasheet: 141 GB HBM3e, 4.8 TB/s; same GH100 compute as H100 SXM"],
 }
 
 

@@ -1,4 +1,5 @@
 """b_common: every b-lab entry point answers --help (so none rots unnoticed where no GPU runs it)."""
+
 from __future__ import annotations
 
 import importlib
@@ -8,9 +9,13 @@ import pytest
 from experiments.foundations.b_common import lab
 from experiments.foundations.b_common.run_gpu_labs import LABS
 
-ENTRY = {"b1_gpu_structure": "structure", "b2_warp_divergence": "divergence",
-         "b3_memory_bandwidth_coalescing": "bandwidth", "b4_streams_async_copy": "streams",
-         "b5_launch_overhead_trace": "trace"}
+ENTRY = {
+    "b1_gpu_structure": "structure",
+    "b2_warp_divergence": "divergence",
+    "b3_memory_bandwidth_coalescing": "bandwidth",
+    "b4_streams_async_copy": "streams",
+    "b5_launch_overhead_trace": "trace",
+}
 
 
 @pytest.mark.parametrize("name", LABS)
@@ -25,6 +30,7 @@ def test_help(name, capsys):
 
 def test_runner_help():
     from experiments.foundations.b_common import run_gpu_labs
+
     with pytest.raises(SystemExit) as exc:
         run_gpu_labs.main(["--help"])
     assert exc.value.code == 0

@@ -1,4 +1,5 @@
 """Test helpers shared by the b-lab tests."""
+
 from __future__ import annotations
 
 import shutil
@@ -8,7 +9,9 @@ from typing import Callable
 from experiments.foundations.b_common import lab
 
 
-def assert_readme_matches_results(render: Callable[[lab.LabFiles], dict], lab_dir: Path, tmp_path: Path) -> None:
+def assert_readme_matches_results(
+    render: Callable[[lab.LabFiles], dict], lab_dir: Path, tmp_path: Path
+) -> None:
     """Every generated README block equals what render() makes from the committed result files.
 
     Plots are redrawn into tmp_path, so the committed ones are not touched. A
@@ -22,4 +25,5 @@ def assert_readme_matches_results(render: Callable[[lab.LabFiles], dict], lab_di
     text = files.readme.read_text()
     for name, body in render(files).items():
         assert lab.generated_block(text, name).strip() == body.strip(), (
-            f"{files.readme}: block {name!r} is stale; run python -m {files.module} --render-only")
+            f"{files.readme}: block {name!r} is stale; run python -m {files.module} --render-only"
+        )

@@ -13,6 +13,7 @@ Two rules, both from NVIDIA's CUDA documentation:
 Allocations from cudaMalloc are at least 256-byte aligned, so address 0 here is
 sector-aligned.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -39,8 +40,9 @@ class WarpRequest:
         return self.useful_bytes / self.moved_bytes if self.sectors else 0.0
 
 
-def warp_request(byte_addresses: Sequence[int], access_bytes: int,
-                 active: Sequence[bool] | None = None) -> WarpRequest:
+def warp_request(
+    byte_addresses: Sequence[int], access_bytes: int, active: Sequence[bool] | None = None
+) -> WarpRequest:
     """Sectors one warp-wide load touches; each lane reads `access_bytes` from its address."""
     addrs = np.asarray(byte_addresses, dtype=np.int64)
     if addrs.size > WARP_SIZE:
@@ -52,13 +54,20 @@ def warp_request(byte_addresses: Sequence[int], access_bytes: int,
     first = addrs // SECTOR_BYTES
     last = (addrs + access_bytes - 1) // SECTOR_BYTES
     sectors: set[int] = set()
-    for f, l in zip(first.tolist(), last.tolist()):
-        sectors.update(range(f, l + 1))
+    for lo, hi in zip(first.tolist(), last.tolist()):
+        sectors.update(range(lo, hi + 1))
     return WarpRequest(len(sectors), int(addrs.size) * access_bytes)
 
 
-def lane_element_indices(pattern: str, *, warp: int = 0, stride: int = 1, offset: int = 0,
-                         n_elements: int | None = None, rng: np.random.Generator | None = None) -> np.ndarray:
+def lane_element_indices(
+    pattern: str,
+    *,
+    warp: int = 0,
+    stride: int = 1,
+    offset: int = 0,
+    n_elements: int | None = None,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
     """Element index each of the 32 lanes of warp `warp` reads, for the patterns the labs use.
 
     contiguous: lane i reads element 32*warp + i + offset
@@ -80,17 +89,24 @@ def lane_element_indices(pattern: str, *, warp: int = 0, stride: int = 1, offset
 def mean_request(pattern: str, *, elem_bytes: int = 4, n_warps: int = 64, seed: int = 0, **kw) -> dict:
     """Sectors per warp request and efficiency, averaged over n_warps consecutive warps."""
     rng = np.random.default_rng(seed)
-    reqs = [warp_request(lane_element_indices(pattern, warp=w, rng=rng, **kw) * elem_bytes, elem_bytes)
-            for w in range(n_warps)]
+    reqs = [
+        warp_request(lane_element_indices(pattern, warp=w, rng=rng, **kw) * elem_bytes, elem_bytes)
+        for w in range(n_warps)
+    ]
     sectors = float(np.mean([r.sectors for r in reqs]))
     useful = float(np.mean([r.useful_bytes for r in reqs]))
-    return {"sectors_per_request": sectors, "useful_bytes": useful,
-            "moved_bytes": sectors * SECTOR_BYTES, "efficiency": useful / (sectors * SECTOR_BYTES)}
+    return {
+        "sectors_per_request": sectors,
+        "useful_bytes": useful,
+        "moved_bytes": sectors * SECTOR_BYTES,
+        "efficiency": useful / (sectors * SECTOR_BYTES),
+    }
 
 
 # ---------------------------------------------------------------- branches
-def divergence(path_of_thread: Sequence[int] | np.ndarray,
-               path_cost: Mapping[int, float] | None = None) -> dict:
+def divergence(
+    path_of_thread: Sequence[int] | np.ndarray, path_cost: Mapping[int, float] | None = None
+) -> dict:
     """Issue cost of a 1-D grid whose thread t takes branch path `path_of_thread[t]`.
 
     Each warp issues every distinct path among its lanes, costing path_cost[p]
@@ -106,7 +122,7 @@ def divergence(path_of_thread: Sequence[int] | np.ndarray,
     issued_slots = useful_slots = issued_cost = ideal_cost = 0.0
     paths_issued = 0
     for w in range(n_warps):
-        lanes = paths[w * WARP_SIZE:(w + 1) * WARP_SIZE]
+        lanes = paths[w * WARP_SIZE : (w + 1) * WARP_SIZE]
         taken, counts = np.unique(lanes, return_counts=True)
         paths_issued += taken.size
         for p, c in zip(taken.tolist(), counts.tolist()):
@@ -126,5 +142,5 @@ def divergence(path_of_thread: Sequence[int] | np.ndarray,
 
 def expected_paths_random_branch(p_true: float) -> float:
     """Mean paths per full warp when each lane independently takes the `if` with probability p."""
-    both = 1.0 - p_true ** WARP_SIZE - (1.0 - p_true) ** WARP_SIZE
+    both = 1.0 - p_true**WARP_SIZE - (1.0 - p_true) ** WARP_SIZE
     return 1.0 + both
