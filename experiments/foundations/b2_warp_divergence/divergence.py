@@ -195,6 +195,7 @@ def plot_model(doc: dict, path: Path, source: str) -> Path:
     b.set_ylabel("paths issued per warp")
     b.set_title("a rare branch still splits most warps", fontsize=10)
     b.legend(fontsize=8)
+    fig.tight_layout()
     return save_figure(fig, path, source=source)
 
 
@@ -211,6 +212,7 @@ def plot_gpu(doc: dict, path: Path, source: str) -> Path:
     ax.set_ylabel("time relative to warp-uniform")
     ax.set_title(f"{doc['provenance']['machine']['gpu_model']}: divergence cost", fontsize=10)
     ax.legend(fontsize=8)
+    fig.tight_layout()
     return save_figure(fig, path, source=source)
 
 

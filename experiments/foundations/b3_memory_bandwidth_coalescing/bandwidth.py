@@ -435,6 +435,7 @@ def plot_cpu(doc: dict, path: Path, source: str) -> Path:
     c.set_ylabel("GB/s")
     c.set_title("paged-KV analogue: rows via a block table", fontsize=10)
     c.legend(fontsize=8)
+    fig.tight_layout()
     return save_figure(fig, path, source=source)
 
 
@@ -474,6 +475,7 @@ def plot_roofline(doc: dict, path: Path, source: str) -> Path:
     ax.set_ylabel("attainable TFLOP/s (bf16, dense)")
     ax.set_title("decode: hollow = whole step at context 4096, batch B", fontsize=10)
     ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
     return save_figure(fig, path, source=source)
 
 
@@ -500,6 +502,7 @@ def plot_gpu(doc: dict, path: Path, source: str) -> Path:
     b.set_ylabel("GB/s (read + write)")
     b.legend(fontsize=8)
     b.set_title("paged rows via a block table", fontsize=10)
+    fig.tight_layout()
     return save_figure(fig, path, source=source)
 
 

@@ -246,6 +246,7 @@ def plot_h2d(doc: dict, path: Path, source: str) -> Path:
     a.set_ylabel("H2D GB/s (CUDA events, median)")
     b.set_ylabel("host time in copy_(non_blocking=True) / device copy time")
     b.set_title("~0: the call returned at once; ~1: it waited for the copy", fontsize=9)
+    fig.tight_layout()
     return save_figure(fig, path, source=source)
 
 
