@@ -14,13 +14,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from experiments.common.plots import plt, save_figure
-from experiments.common.results import read_result, write_result
 from experiments.common.stats import summarize
 from experiments.foundations.a1_gil_threads_vs_processes.workloads import WORKLOADS, warm_up_worker
 from experiments.foundations.a_common.cpu_sampler import CpuSampler, tree_cpu_seconds
 from experiments.foundations.a_common.lab import (
-    base_parser, fmt, lab_dir, machine_line, md_table, rel, render_readme_block, resolve_out_dir,
-    should_render_readme,
+    base_parser, fmt, machine_line, md_table, publish, resolve_out_dir,
 )
 
 BENCHMARK_VERSION = 1
@@ -34,7 +32,7 @@ class Config:
     workers: list[int] = field(default_factory=lambda: [1, 2, 4])
     tasks: int = 8            # total tasks per run, split over the workers
     scale: float = 1.0        # task size; 1.0 is ~0.1 s on one core
-    repeats: int = 3
+    repeats: int = 5
     sample_interval_s: float = 0.05
     timeline_workload: str = "python_loop"  # whose per-core timeline gets plotted
 
@@ -76,30 +74,37 @@ def run_once(ex: Executor, workload: str, cfg: Config, sample: bool) -> dict:
 
 
 def measure(cfg: Config, log=print) -> dict:
+    configs = [(w, k, n) for w in cfg.workloads for k in EXECUTORS for n in cfg.workers]
+    runs: dict[tuple, list[dict]] = {c: [] for c in configs}
+    startups: dict[tuple, list[float]] = {c: [] for c in configs}
+    # Round-robin over configurations, one repeat at a time: a burst of load from another job
+    # then hits one repeat of every configuration instead of all repeats of one.
+    for rep in range(cfg.repeats):
+        for c in configs:
+            workload, kind, workers = c
+            ex, startup = start_executor(kind, workers)
+            try:
+                runs[c].append(run_once(ex, workload, cfg, sample=(rep == 0)))
+            finally:
+                ex.shutdown()
+            startups[c].append(startup)
+        log(f"repeat {rep + 1}/{cfg.repeats} done")
     rows = []
-    for workload in cfg.workloads:
-        for kind in EXECUTORS:
-            for workers in cfg.workers:
-                ex, startup = start_executor(kind, workers)
-                try:
-                    runs = [run_once(ex, workload, cfg, sample=(r == 0)) for r in range(cfg.repeats)]
-                finally:
-                    ex.shutdown()
-                wall = summarize([r["wall_s"] for r in runs])
-                row = {
-                    "workload": workload, "executor": kind, "workers": workers,
-                    "startup_s": startup,
-                    "wall_s": wall,
-                    "tasks_per_s": summarize([r["tasks_per_s"] for r in runs]),
-                    "cores_used": summarize([r["cores_used"] for r in runs]),
-                    "per_core_util_pct": [statistics.median(c) for c in
-                                          zip(*(r["per_core_util_pct"] for r in runs))],
-                    "timeline": runs[0].get("timeline", []),
-                }
-                rows.append(row)
-                log(f"{workload:15s} {kind:9s} x{workers}: wall {wall['median']:.3f} s "
-                    f"(spread {wall['rel_spread']:.0%}), cores used {row['cores_used']['median']:.2f}, "
-                    f"start-up {startup:.3f} s")
+    for c in configs:
+        workload, kind, workers = c
+        wall = summarize([r["wall_s"] for r in runs[c]])
+        row = {
+            "workload": workload, "executor": kind, "workers": workers,
+            "startup_s": statistics.median(startups[c]),
+            "wall_s": wall,
+            "tasks_per_s": summarize([r["tasks_per_s"] for r in runs[c]]),
+            "cores_used": summarize([r["cores_used"] for r in runs[c]]),
+            "per_core_util_pct": [statistics.median(x) for x in zip(*(r["per_core_util_pct"] for r in runs[c]))],
+            "timeline": runs[c][0].get("timeline", []),
+        }
+        rows.append(row)
+        log(f"{workload:15s} {kind:9s} x{workers}: wall {wall['median']:.3f} s (spread {wall['rel_spread']:.0%}), "
+            f"cores used {row['cores_used']['median']:.2f}, start-up {row['startup_s']:.3f} s")
     # Speed-up against one worker of the same executor, from medians.
     for row in rows:
         base = next(r for r in rows if r["workload"] == row["workload"]
@@ -198,13 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg.repeats = args.repeats
     out = resolve_out_dir(args, __file__)
     print(f"a1: {os.cpu_count()} CPUs, config {cfg}", file=sys.stderr)
-    results = measure(cfg)
-    path = write_result(out / RESULT_NAME, results, config=asdict(cfg),
-                        benchmark_version=BENCHMARK_VERSION, extra_packages=["psutil"])
-    doc = read_result(path)
-    plot_throughput(doc, out / "a1_throughput_and_cores.png", rel(path))
-    plot_timeline(doc, out / "a1_cpu_timeline.png", rel(path))
-    if should_render_readme(args, __file__, out):
-        render_readme_block(lab_dir(__file__) / "README.md", "a1-results", readme_tables(doc))
-    print(f"wrote {rel(path)} and plots in {rel(out)}")
+    publish(args, __file__, out, RESULT_NAME, measure(cfg), config=asdict(cfg),
+            benchmark_version=BENCHMARK_VERSION, extra_packages=["psutil"],
+            plots={"a1_throughput_and_cores.png": plot_throughput, "a1_cpu_timeline.png": plot_timeline},
+            readme_block="a1-results", readme_tables=readme_tables)
     return 0

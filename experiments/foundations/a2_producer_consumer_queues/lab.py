@@ -10,12 +10,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from experiments.common.plots import plt, save_figure
-from experiments.common.results import read_result, write_result
 from experiments.foundations.a2_producer_consumer_queues.scenario import Scenario
 from experiments.foundations.a2_producer_consumer_queues.service_models import MODELS
 from experiments.foundations.a_common.lab import (
-    base_parser, fmt, lab_dir, machine_line, md_table, rel, render_readme_block, resolve_out_dir,
-    should_render_readme,
+    base_parser, fmt, machine_line, md_table, publish, resolve_out_dir,
 )
 
 BENCHMARK_VERSION = 1
@@ -135,10 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg.duration_s = args.duration
     out = resolve_out_dir(args, __file__)
     print(f"a2: config {cfg}", file=sys.stderr)
-    path = write_result(out / RESULT_NAME, measure(cfg), config=asdict(cfg), benchmark_version=BENCHMARK_VERSION)
-    doc = read_result(path)
-    plot(doc, out / "a2_latency_by_model.png", rel(path))
-    if should_render_readme(args, __file__, out):
-        render_readme_block(lab_dir(__file__) / "README.md", "a2-results", readme_tables(doc))
-    print(f"wrote {rel(path)} and a plot in {rel(out)}")
+    publish(args, __file__, out, RESULT_NAME, measure(cfg), config=asdict(cfg),
+            benchmark_version=BENCHMARK_VERSION, plots={"a2_latency_by_model.png": plot},
+            readme_block="a2-results", readme_tables=readme_tables)
     return 0

@@ -5,11 +5,11 @@ seeded arrivals, the same per-token work, the same admission and shutdown rules.
 """
 from __future__ import annotations
 
-import random
 import time
 from dataclasses import dataclass
 
 from experiments.common.stats import latency_summary
+from experiments.foundations.a_common.arrivals import poisson_offsets
 
 
 @dataclass
@@ -29,13 +29,7 @@ class Scenario:
     seed: int = 0
 
     def arrival_offsets(self) -> list[float]:
-        rng = random.Random(self.seed)
-        t, out = 0.0, []
-        while True:
-            t += rng.expovariate(self.rate_rps)
-            if t >= self.duration_s:
-                return out
-            out.append(t)
+        return poisson_offsets(self.rate_rps, self.duration_s, self.seed)
 
     def shutdown_offset(self) -> float:
         return self.duration_s if self.shutdown_at_s is None else self.shutdown_at_s

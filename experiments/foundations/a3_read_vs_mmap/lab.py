@@ -6,19 +6,16 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from experiments.common.plots import plt, save_figure
 from experiments.common.provenance import REPO_ROOT
-from experiments.common.results import read_result, write_result
 from experiments.common.stats import summarize
 from experiments.foundations.a3_read_vs_mmap import loaders, memory_probes as probes
 from experiments.foundations.a3_read_vs_mmap.probe_child import probe_loader, share_file
 from experiments.foundations.a_common.lab import (
-    base_parser, fmt, lab_dir, machine_line, md_table, rel, render_readme_block, resolve_out_dir,
-    should_render_readme,
+    base_parser, fmt, machine_line, md_table, publish, rel, resolve_out_dir,
 )
 
 BENCHMARK_VERSION = 1
@@ -217,11 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg.tensor_mib = args.tensor_mib
     out = resolve_out_dir(args, __file__)
     print(f"a3: config {cfg}", file=sys.stderr)
-    path = write_result(out / RESULT_NAME, measure(cfg), config=asdict(cfg),
-                        benchmark_version=BENCHMARK_VERSION, extra_packages=["safetensors"])
-    doc = read_result(path)
-    plot(doc, out / "a3_read_vs_mmap.png", rel(path))
-    if should_render_readme(args, __file__, out):
-        render_readme_block(lab_dir(__file__) / "README.md", "a3-results", readme_tables(doc))
-    print(f"wrote {rel(path)} and a plot in {rel(out)}")
+    publish(args, __file__, out, RESULT_NAME, measure(cfg), config=asdict(cfg),
+            benchmark_version=BENCHMARK_VERSION, extra_packages=["safetensors"],
+            plots={"a3_read_vs_mmap.png": plot}, readme_block="a3-results", readme_tables=readme_tables)
     return 0

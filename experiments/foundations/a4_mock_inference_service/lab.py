@@ -15,15 +15,13 @@ from pathlib import Path
 import httpx
 
 from experiments.common.plots import plt, save_figure
-from experiments.common.results import read_result, write_result
 from experiments.foundations.a4_mock_inference_service.client import (
     measure_connection_reuse, measure_stream, post_with_retries,
 )
 from experiments.foundations.a4_mock_inference_service.grpc_mock import measure_grpc, serve_grpc
 from experiments.foundations.a4_mock_inference_service.service import ServiceConfig, create_app
 from experiments.foundations.a_common.lab import (
-    base_parser, fmt, lab_dir, machine_line, md_table, rel, render_readme_block, resolve_out_dir,
-    should_render_readme,
+    base_parser, fmt, machine_line, md_table, publish, resolve_out_dir,
 )
 from experiments.foundations.a_common.load import LoadSpec, run_load
 from experiments.foundations.a_common.loopback import serve_in_process
@@ -141,7 +139,7 @@ def retry_run(cfg: Config) -> dict:
 
 def measure(cfg: Config, log=print) -> dict:
     transport = transport_rows(cfg)
-    log(f"transport p50 ms: " + ", ".join(f"{k} {v['p50_ms']:.3f}" for k, v in transport.items()))
+    log("transport p50 ms: " + ", ".join(f"{k} {v['p50_ms']:.3f}" for k, v in transport.items()))
     stream = stream_row(cfg)
     log(f"stream: TTFT p50 {stream['ttft']['p50_ms']:.1f} ms, total p50 {stream['total']['p50_ms']:.1f} ms")
     overload = overload_rows(cfg, log)
@@ -241,11 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = Config.quick() if args.quick else Config()
     out = resolve_out_dir(args, __file__)
     print(f"a4: config {cfg}", file=sys.stderr)
-    path = write_result(out / RESULT_NAME, measure(cfg), config=asdict(cfg), benchmark_version=BENCHMARK_VERSION,
-                        extra_packages=["fastapi", "uvicorn", "httpx", "grpcio", "pydantic"])
-    doc = read_result(path)
-    plot(doc, out / "a4_overload_and_breaker.png", rel(path))
-    if should_render_readme(args, __file__, out):
-        render_readme_block(lab_dir(__file__) / "README.md", "a4-results", readme_tables(doc))
-    print(f"wrote {rel(path)} and a plot in {rel(out)}")
+    publish(args, __file__, out, RESULT_NAME, measure(cfg), config=asdict(cfg),
+            benchmark_version=BENCHMARK_VERSION, extra_packages=["fastapi", "uvicorn", "httpx", "grpcio", "pydantic"],
+            plots={"a4_overload_and_breaker.png": plot}, readme_block="a4-results", readme_tables=readme_tables)
     return 0

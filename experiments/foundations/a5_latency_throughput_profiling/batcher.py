@@ -6,12 +6,12 @@ item (the fixed part, weights read once per step, is what batching amortises).
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 from experiments.common.stats import latency_summary
+from experiments.foundations.a_common.arrivals import poisson_offsets
 
 
 @dataclass
@@ -82,10 +82,7 @@ async def _open_loop(rate_rps: float, duration_s: float, max_batch_size: int, ma
         await asyncio.sleep(cost.seconds(len(items)))  # the "GPU" step: wall time, no CPU
         return items
 
-    rng = random.Random(seed)
-    offsets, t = [], 0.0
-    while (t := t + rng.expovariate(rate_rps)) < duration_s:
-        offsets.append(t)
+    offsets = poisson_offsets(rate_rps, duration_s, seed)
     latencies: list[float] = []
     done_at: list[float] = []
     async with DynamicBatcher(run_batch, max_batch_size, max_wait_s) as batcher:

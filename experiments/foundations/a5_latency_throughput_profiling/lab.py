@@ -12,15 +12,13 @@ from pathlib import Path
 import httpx
 
 from experiments.common.plots import plt, save_figure
-from experiments.common.results import read_result, write_result
 from experiments.foundations.a4_mock_inference_service.service import ServiceConfig
 from experiments.foundations.a5_latency_throughput_profiling.batcher import StepCost, run_open_loop
 from experiments.foundations.a5_latency_throughput_profiling.timing_middleware import (
     create_profiled_app, create_timed_app,
 )
 from experiments.foundations.a_common.lab import (
-    base_parser, fmt, lab_dir, machine_line, md_table, rel, render_readme_block, resolve_out_dir,
-    should_render_readme,
+    base_parser, fmt, machine_line, md_table, publish, resolve_out_dir,
 )
 from experiments.foundations.a_common.load import LoadSpec, run_load
 from experiments.foundations.a_common.loopback import serve_in_process
@@ -181,12 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = Config.quick() if args.quick else Config()
     out = resolve_out_dir(args, __file__)
     print(f"a5: config {cfg}", file=sys.stderr)
-    path = write_result(out / RESULT_NAME, measure(cfg, out), config=asdict(cfg),
-                        benchmark_version=BENCHMARK_VERSION,
-                        extra_packages=["fastapi", "uvicorn", "httpx", "pyinstrument"])
-    doc = read_result(path)
-    plot(doc, out / "a5_latency_and_batching.png", rel(path))
-    if should_render_readme(args, __file__, out):
-        render_readme_block(lab_dir(__file__) / "README.md", "a5-results", readme_tables(doc))
-    print(f"wrote {rel(path)}, a plot and the profile in {rel(out)}")
+    publish(args, __file__, out, RESULT_NAME, measure(cfg, out), config=asdict(cfg),
+            benchmark_version=BENCHMARK_VERSION, extra_packages=["fastapi", "uvicorn", "httpx", "pyinstrument"],
+            plots={"a5_latency_and_batching.png": plot}, readme_block="a5-results", readme_tables=readme_tables)
     return 0

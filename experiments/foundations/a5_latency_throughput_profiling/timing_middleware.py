@@ -91,8 +91,17 @@ def create_profiled_app(cfg: ServiceConfig, html_path: str, text_path: str, inte
 
 
 def _write_profile(profiler, html_path: str, text_path: str) -> None:
+    from pyinstrument import processors
+    from pyinstrument.renderers import HTMLRenderer
+
+    renderer = HTMLRenderer()
+    # Merge repeated calls and drop nodes under 0.5% of the time before embedding the tree:
+    # the raw per-sample tree of a few seconds of uvicorn makes a multi-MB file.
+    renderer.preprocessors = [processors.remove_importlib, processors.aggregate_repeated_calls,
+                              processors.remove_irrelevant_nodes]
+    renderer.preprocessor_options = {"filter_threshold": 0.005}
     with open(html_path, "w") as fh:
-        fh.write(profiler.output_html())
+        fh.write(renderer.render(profiler.last_session))
     with open(text_path, "w") as fh:
         fh.write(profiler.output_text(unicode=False, color=False, show_all=False))
     session = profiler.last_session

@@ -97,3 +97,24 @@ def render_readme_block(readme: Path, name: str, markdown: str) -> None:
         raise ValueError(f"{readme}: markers for {name!r} not found")
     block = f"{begin}\n<!-- generated from the result files; do not edit by hand -->\n{markdown.strip()}\n{end}"
     readme.write_text(pattern.sub(lambda _m: block, text))
+
+
+def publish(args: argparse.Namespace, module_file: str, out: Path, result_name: str, results: dict, *,
+            config: dict, benchmark_version: int, plots: dict, readme_block: str, readme_tables,
+            extra_packages: list[str] | None = None) -> dict:
+    """Write the result file, draw each plot from it, and (full runs only) re-render the README tables.
+
+    Plots and tables read the file just written, not the in-memory results, so
+    what the README shows is exactly what the committed JSON holds.
+    """
+    from experiments.common.results import read_result, write_result
+
+    path = write_result(out / result_name, results, config=config, benchmark_version=benchmark_version,
+                        extra_packages=extra_packages)
+    doc = read_result(path)
+    for filename, draw in plots.items():
+        draw(doc, out / filename, rel(path))
+    if should_render_readme(args, module_file, out):
+        render_readme_block(lab_dir(module_file) / "README.md", readme_block, readme_tables(doc))
+    print(f"wrote {rel(path)} and {', '.join(plots)} in {rel(out)}")
+    return doc

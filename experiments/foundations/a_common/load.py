@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import random
 import time
 from dataclasses import dataclass
 
 import httpx
 
 from experiments.common.stats import latency_summary
+from experiments.foundations.a_common.arrivals import poisson_offsets
 
 
 @dataclass
@@ -32,18 +32,8 @@ class LoadSpec:
     headers: dict | None = None
 
 
-def schedule(spec: LoadSpec) -> list[float]:
-    rng = random.Random(spec.seed)
-    t, out = 0.0, []
-    while True:
-        t += rng.expovariate(spec.rate_rps)
-        if t >= spec.duration_s:
-            return out
-        out.append(t)
-
-
 async def _run(base_url: str, spec: LoadSpec) -> dict:
-    offsets = schedule(spec)
+    offsets = poisson_offsets(spec.rate_rps, spec.duration_s, spec.seed)
     limits = httpx.Limits(max_connections=spec.max_in_flight, max_keepalive_connections=spec.max_in_flight)
     records: list[dict] = []
     async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=spec.timeout_s,
