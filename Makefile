@@ -1,0 +1,58 @@
+# llm-infra-learning: the two commands a fresh machine needs are
+#   make bench   (set-up, pinned vLLM 0.32.0 source, patches, baseline vs patched)
+#   make test    (the test suite; .ci/run calls it)
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PRESET ?= default
+REPEATS ?=
+BENCH_ARGS ?=
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: help setup source submodule check-versions apply-patches check-patches format-patches \
+        bench bench-smoke bench-overhead bench-aa test test-fast test-vllm-upstream clean
+
+help: ## list targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
+
+$(VENV)/.setup-stamp: requirements/*.txt tools/setup_env.sh
+	@bash tools/setup_env.sh
+
+setup: ## create .venv with pinned deps (BACKEND=cpu|cuda, auto-detected)
+	@bash tools/setup_env.sh
+
+vllm/.git: | $(VENV)/.setup-stamp
+	@$(PY) -m tools.vllm_source materialise
+
+source: $(VENV)/.setup-stamp vllm/.git ## vLLM 0.32.0 source tree at ./vllm (PyPI sdist, offline-safe)
+
+submodule: $(VENV)/.setup-stamp ## with network: make ./vllm the real git submodule at tag v0.32.0
+	@$(PY) -m tools.vllm_source register-submodule
+
+check-versions: source ## source tree and installed engine are both vLLM 0.32.0
+	@$(PY) -m tools.vllm_source check
+
+apply-patches: source ## apply patches/series: branch llm-infra/patched + build/vllm-patched
+	@$(PY) -m tools.patches apply
+
+check-patches: source ## series applies to pristine + installed; regenerating changes nothing
+	@$(PY) -m tools.patches check
+
+format-patches: source ## regenerate patches/ from the llm-infra/patched branch
+	@$(PY) -m tools.patches format
+
+bench: apply-patches ## baseline vs patched (PRESET=default|smoke|overhead-0001|aa, REPEATS=N)
+	@$(PY) -m experiments.bench --preset $(PRESET) $(if $(REPEATS),--repeats $(REPEATS)) $(BENCH_ARGS)
+
+bench-smoke: PRESET=smoke
+bench-smoke: bench ## the <2 min smoke preset
+
+test: apply-patches ## the whole test suite (CI runs this)
+	@$(PY) -m pytest -q
+
+test-fast: $(VENV)/.setup-stamp ## tests that need no engine start
+	@$(PY) -m pytest -q -m "not vllm and not slow"
+
+clean: ## remove build outputs (keeps .venv, ./vllm and results/)
+	rm -rf build .pytest_cache

@@ -1,0 +1,1 @@
+"""Experiments: foundation labs, vLLM labs and the baseline-vs-patched bench."""

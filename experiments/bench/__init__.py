@@ -1,0 +1,1 @@
+"""Baseline-vs-patched vLLM bench: `python -m experiments.bench --preset default`."""

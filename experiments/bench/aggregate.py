@@ -1,0 +1,134 @@
+"""From per-run JSON to the summary table: medians, spread, A/A noise floor, verdicts.
+
+Noise floor of a metric = the largest relative difference between any two runs
+of the baseline engine (baseline and baseline-aa variants) in this bench: an
+A/A comparison measured next to the A/B one, on the same machine, interleaved.
+A patched-vs-baseline difference no larger than that is reported as
+"within noise", never as a win or a loss.
+"""
+from __future__ import annotations
+
+import statistics
+from itertools import combinations
+
+from experiments.common.stats import summarize
+
+# +1: higher is better, -1: lower is better, 0: informational.
+DIRECTION = {
+    "output_throughput": +1, "total_token_throughput": +1, "request_throughput": +1,
+    "peak_rss_mb": -1, "kv_cache_usage_max": 0, "prefix_cache_hit_rate": 0, "startup_s": 0,
+}
+LATENCY_PREFIXES = ("mean_", "median_", "p50_", "p90_", "p99_", "short_", "long_")
+
+
+def direction(metric: str) -> int:
+    if metric in DIRECTION:
+        return DIRECTION[metric]
+    if metric.endswith("_ms") and metric.startswith(LATENCY_PREFIXES):
+        return -1
+    return 0
+
+
+SERVE_METRICS = ("output_throughput", "total_token_throughput", "request_throughput",
+                 "mean_ttft_ms", "median_ttft_ms", "p90_ttft_ms", "p99_ttft_ms",
+                 "mean_tpot_ms", "median_tpot_ms", "p99_tpot_ms",
+                 "mean_itl_ms", "median_itl_ms", "p99_itl_ms", "median_e2el_ms", "p99_e2el_ms",
+                 "short_p90_ttft_ms", "long_p90_ttft_ms")
+
+
+def metric_rows(run: dict) -> list[dict]:
+    """Flatten one run record into (mode, workload, metric, value) rows."""
+    base = {"variant": run["variant"], "repeat": run["repeat"], "mode": run["mode"]}
+    rows = []
+    res = run["result"]
+
+    def add(workload, metric, value):
+        if value is not None:
+            rows.append({**base, "workload": workload, "metric": metric, "value": float(value)})
+
+    if run["mode"] == "offline":
+        wl = run["workload"]
+        for m in ("output_throughput", "total_token_throughput", "request_throughput", "startup_s"):
+            add(wl, m, res.get(m))
+        q, h = res.get("prefix_cache_queries"), res.get("prefix_cache_hits")
+        if q:
+            add(wl, "prefix_cache_hit_rate", h / q)
+        add(wl, "peak_rss_mb", res["peak_rss_bytes"] / 2**20 if res.get("peak_rss_bytes") else None)
+    else:
+        for wl, w in res["workloads"].items():
+            for m in SERVE_METRICS:
+                add(wl, m, w.get(m))
+        add("(all)", "peak_rss_mb", res["peak_rss_bytes"] / 2**20 if res.get("peak_rss_bytes") else None)
+        add("(all)", "kv_cache_usage_max", res.get("kv_cache_usage_max"))
+        add("(all)", "startup_s", res.get("startup_s"))
+    return rows
+
+
+def noise_floor(values: list[float]) -> float | None:
+    """Max pairwise |a-b| / median over repeated runs of the same code; None with < 2 runs."""
+    if len(values) < 2:
+        return None
+    med = statistics.median(values)
+    if med == 0:
+        return None
+    return max(abs(a - b) for a, b in combinations(values, 2)) / abs(med)
+
+
+def verdict(delta: float | None, floor: float | None, sign: int) -> str:
+    if delta is None:
+        return "n/a"
+    if floor is None:
+        return "no noise floor (needs >= 2 baseline runs)"
+    if abs(delta) <= floor:
+        return "within noise"
+    if sign == 0:
+        return "changed"
+    return "better" if delta * sign > 0 else "worse"
+
+
+def summarize_runs(runs: list[dict], variant_defs: dict[str, dict], reference: str = "baseline") -> list[dict]:
+    rows = [r for run in runs for r in metric_rows(run)]
+    baseline_like = [v for v, d in variant_defs.items()
+                     if d["engine"] == "baseline" and not d["env"] and not d["engine_args"]]
+    keys = sorted({(r["mode"], r["workload"], r["metric"]) for r in rows})
+    table = []
+    for mode, wl, metric in keys:
+        sel = [r for r in rows if (r["mode"], r["workload"], r["metric"]) == (mode, wl, metric)]
+        per_variant = {}
+        for v in variant_defs:
+            vals = [r["value"] for r in sel if r["variant"] == v]
+            if vals:
+                per_variant[v] = {**summarize(vals), "values": vals}
+        if reference not in per_variant:
+            continue
+        floor_vals = [r["value"] for r in sel if r["variant"] in baseline_like]
+        floor = noise_floor(floor_vals)
+        ref_med = per_variant[reference]["median"]
+        sign = direction(metric)
+        comparisons = {}
+        for v, s in per_variant.items():
+            if v == reference:
+                continue
+            delta = (s["median"] - ref_med) / ref_med if ref_med else None
+            comparisons[v] = {"delta": delta, "verdict": verdict(delta, floor, sign)}
+        table.append({"mode": mode, "workload": wl, "metric": metric, "direction": sign,
+                      "noise_floor": floor, "noise_floor_runs": len(floor_vals),
+                      "variants": per_variant, "vs_" + reference: comparisons})
+    return table
+
+
+def gate_mismatches(runs: list[dict]) -> list[str]:
+    """Greedy outputs of every offline run must equal the first baseline run's."""
+    offline = [r for r in runs if r["mode"] == "offline"]
+    ref = next((r for r in offline if r["variant"] == "baseline"), None)
+    if ref is None:
+        return []
+    want = ref["result"]["gate_tokens"]
+    bad = []
+    for r in offline:
+        got = r["result"]["gate_tokens"]
+        if got != want:
+            first = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), None)
+            bad.append(f"{r['variant']} r{r['repeat']}: greedy outputs differ from baseline r{ref['repeat']} "
+                       f"(first differing prompt #{first})")
+    return bad

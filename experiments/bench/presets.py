@@ -1,0 +1,109 @@
+"""Bench presets: which variants, workloads, modes and repeats a bench runs.
+
+A variant is (engine, env, engine_args): `engine` picks baseline or patched
+vLLM; env/engine_args switch a patch's flag on. The default model is the
+embedded tiny Llama (config + tokenizer in models/, dummy weights): no network.
+MODEL=<hub id> swaps in a real model (needs network and, sensibly, a GPU).
+"""
+from __future__ import annotations
+
+import copy
+import os
+
+from tools.pins import REPO_ROOT
+
+EMBEDDED_MODEL = str(REPO_ROOT / "models" / "tiny-llama")
+
+# Engine arguments shared by every variant of a preset (passed to LLM(...) and
+# as `vllm serve` flags). CPU: enforce_eager because torch.compile warm-up costs
+# ~30 s per engine start on 2 cores and the patches touch EngineCore, not the
+# model forward; float32 keeps greedy outputs comparable across batch shapes.
+CPU_ENGINE_ARGS = {
+    "load_format": "dummy",
+    "dtype": "float32",
+    "max_model_len": 2048,
+    "kv_cache_memory_bytes": 1 << 30,
+    "enforce_eager": True,
+}
+CUDA_ENGINE_ARGS = {"dtype": "bfloat16", "max_model_len": 4096, "gpu_memory_utilization": 0.85}
+
+VARIANTS = {
+    "baseline": {"engine": "baseline", "env": {}, "engine_args": {}},
+    "patched": {"engine": "patched", "env": {}, "engine_args": {}},
+    # Patch 0001 with its scopes switched on (the cost of observability).
+    "patched-scopes": {"engine": "patched", "env": {"VLLM_CUSTOM_SCOPES_FOR_PROFILING": "1"},
+                       "engine_args": {}},
+    # A second, independent baseline: an explicit A/A pair.
+    "baseline-aa": {"engine": "baseline", "env": {}, "engine_args": {}},
+}
+
+PRESETS: dict[str, dict] = {
+    "default": {
+        "description": "baseline vs patched: offline throughput + serving on both workloads, 3 repeats",
+        "variants": ["baseline", "patched"],
+        "repeats": 3,
+        "modes": ["offline", "serve"],
+        "offline_workload": "shared_prefix_chat",
+        "workloads": {"shared_prefix_chat": {}, "mixed_long_short": {}},
+        "request_rate": {"shared_prefix_chat": "inf", "mixed_long_short": 16},
+    },
+    "smoke": {
+        "description": "one repeat, offline only, small workload: checks the pipeline end to end",
+        "variants": ["baseline", "patched"],
+        "repeats": 1,
+        "modes": ["offline"],
+        "offline_workload": "shared_prefix_chat",
+        "workloads": {"shared_prefix_chat": {"num_requests": 16, "output_tokens": 16}},
+        "request_rate": {},
+    },
+    "overhead-0001": {
+        "description": "patch 0001 cost: scopes off (must be within noise) and on (<= 2% tokens/s)",
+        "variants": ["baseline", "patched", "patched-scopes"],
+        "repeats": 5,
+        "modes": ["offline"],
+        "offline_workload": "shared_prefix_chat",
+        "workloads": {"shared_prefix_chat": {}},
+        "request_rate": {},
+    },
+    "aa": {
+        "description": "A/A: baseline against itself, to measure the noise floor directly",
+        "variants": ["baseline", "baseline-aa"],
+        "repeats": 3,
+        "modes": ["offline", "serve"],
+        "offline_workload": "shared_prefix_chat",
+        "workloads": {"shared_prefix_chat": {}, "mixed_long_short": {}},
+        "request_rate": {"shared_prefix_chat": "inf", "mixed_long_short": 16},
+    },
+}
+
+COMMON = {
+    "seed": 0,
+    "warmup_requests": 4,
+    "gate": {"num_prompts": 8, "prompt_len": 48, "max_tokens": 24},
+    "server_ready_timeout_s": 300,
+}
+
+
+def resolve(name: str, *, repeats: int | None = None, model: str | None = None,
+            backend: str = "cpu", variants: list[str] | None = None) -> dict:
+    """Full bench configuration for a preset, with overrides from the command line/env."""
+    if name not in PRESETS:
+        raise SystemExit(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
+    cfg = {**copy.deepcopy(COMMON), **copy.deepcopy(PRESETS[name]), "preset": name, "backend": backend}
+    if repeats is not None:
+        cfg["repeats"] = repeats
+    if variants:
+        cfg["variants"] = variants
+    unknown = [v for v in cfg["variants"] if v not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
+    if cfg["repeats"] < 1:
+        raise SystemExit("repeats must be >= 1")
+    model = model or os.environ.get("MODEL") or EMBEDDED_MODEL
+    cfg["model"] = model
+    engine_args = dict(CPU_ENGINE_ARGS if backend == "cpu" else CUDA_ENGINE_ARGS)
+    if model != EMBEDDED_MODEL:
+        engine_args.pop("load_format", None)  # a real model: real weights
+    cfg["engine_args"] = engine_args
+    cfg["variant_defs"] = {v: VARIANTS[v] for v in cfg["variants"]}
+    return cfg

@@ -1,0 +1,166 @@
+"""Drive a bench: check versions, make workloads, alternate variants, write results atomically.
+
+Layout of one bench (results/bench/<bench_id>/):
+    manifest.json     status, provenance, configuration, run order
+    workloads/        the generated workloads (datasets dirs + JSONL + fingerprints)
+    runs/NN-<variant>-r<k>-<mode>.json   one file per engine run
+    runs/NN-.../      logs and raw `vllm bench serve` JSON of that run
+    summary.json      aggregated table (median, spread, noise floor, verdict)
+    summary.md, summary.png
+While running the directory is named <bench_id>.partial; an interrupted or
+failed bench is renamed <bench_id>.incomplete with status "incomplete" and
+the reason. Readers (analysis.bench_results) refuse anything not "complete".
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+from experiments.bench import aggregate, processes, serve, table, workloads
+from experiments.common.provenance import provenance
+from experiments.common.results import write_json_atomic
+from tools import pins
+from tools.patches import series_hash
+from tools.vllm_source import check_installed_engine, check_source_tree
+
+BENCHMARK_VERSION = 1
+DEFAULT_OUT = pins.REPO_ROOT / "results" / "bench"
+
+
+class BenchInterrupted(Exception):
+    pass
+
+
+def _on_sigterm(signum, frame):
+    raise BenchInterrupted(f"signal {signum}")
+
+
+def preflight(cfg: dict) -> dict:
+    """Refuse to start unless source tree, installed engine and patched copy match the pins."""
+    check_source_tree(pins.SOURCE_DIR)
+    dist, ver = check_installed_engine()
+    info = {"engine_dist": dist, "engine_version": ver, "series_hash": series_hash()}
+    if any(d["engine"] == "patched" for d in cfg["variant_defs"].values()):
+        stamp = pins.PATCHED_ENGINE_DIR / ".llm-infra-series"
+        if not stamp.exists():
+            raise SystemExit("patched engine not built: run `make apply-patches` first")
+        built = stamp.read_text().split()
+        if built[0] != info["series_hash"] or built[1] != f"{dist}=={ver}":
+            raise SystemExit(f"build/vllm-patched was built from series {built[0]} / {built[1]}, but the "
+                             f"series is {info['series_hash']} / {dist}=={ver}: run `make apply-patches`")
+    return info
+
+
+def run_order(cfg: dict) -> list[tuple[int, str, str]]:
+    """A B A B ...: variants alternate inside every repeat; modes run back to back per variant."""
+    return [(r, v, m) for r in range(1, cfg["repeats"] + 1) for v in cfg["variants"] for m in cfg["modes"]]
+
+
+def prepare_workloads(cfg: dict, out: Path) -> dict[str, dict]:
+    metas = {}
+    for name, overrides in cfg["workloads"].items():
+        wl = workloads.generate(workloads.make_spec(name, **overrides), seed=cfg["seed"])
+        metas[name] = workloads.save(wl, out)
+    return metas
+
+
+def offline_run(cfg: dict, variant: str, wl_meta: dict, run_dir: Path) -> dict:
+    vdef = cfg["variant_defs"][variant]
+    run_cfg = {"model": cfg["model"], "seed": cfg["seed"], "engine": vdef["engine"],
+               "engine_args": {**cfg["engine_args"], **vdef["engine_args"]},
+               "gate": cfg["gate"], "warmup_requests": cfg["warmup_requests"], "workload": wl_meta,
+               "profile": False}
+    if cfg.get("profile_dir"):
+        pdir = Path(cfg["profile_dir"]) / run_dir.name
+        run_cfg["profile"] = True
+        run_cfg["engine_args"]["profiler_config"] = {
+            "profiler": "torch", "torch_profiler_dir": str(pdir.resolve()), "torch_profiler_with_stack": False}
+    cfg_path = run_dir / "offline-config.json"
+    write_json_atomic(cfg_path, run_cfg)
+    out_path = run_dir / "offline-result.json"
+    env = processes.variant_env(vdef["engine"], vdef["env"])
+    proc = processes.start([sys.executable, "-m", "experiments.bench.engine_offline", str(cfg_path), str(out_path)],
+                           env, run_dir / "offline.log")
+    try:
+        with processes.TreeMemorySampler(proc.pid) as mem:
+            rc = proc.wait(timeout=1800)
+    finally:
+        processes.kill_tree(proc, grace_s=5)
+    if rc != 0 or not out_path.exists():
+        tail = (run_dir / "offline.log").read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"offline run failed (rc={rc}); log tail:\n{tail}")
+    result = json.loads(out_path.read_text())
+    result["peak_rss_bytes"] = mem.peak_bytes
+    return result
+
+
+def run_bench(cfg: dict, out_root: Path = DEFAULT_OUT, argv: list[str] | None = None) -> Path:
+    info = preflight(cfg)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    bench_id = f"{cfg['preset']}-{cfg['backend']}-{stamp}"
+    partial = out_root / f"{bench_id}.partial"
+    partial.mkdir(parents=True)
+    prov = provenance(extra_packages=["transformers", "datasets"], argv=argv)
+    manifest = {"bench_id": bench_id, "status": "running", "benchmark_version": BENCHMARK_VERSION,
+                "provenance": prov, **info, "backend": cfg["backend"], "config": cfg,
+                "seed": cfg["seed"], "repeats": cfg["repeats"], "started_utc": prov["utc"]}
+    write_json_atomic(partial / "manifest.json", manifest)
+    old_handler = signal.signal(signal.SIGTERM, _on_sigterm)
+    runs: list[dict] = []
+    try:
+        metas = prepare_workloads(cfg, partial / "workloads")
+        manifest["workloads"] = {k: {kk: v[kk] for kk in ("fingerprint", "num_requests", "spec", "seed")}
+                                 for k, v in metas.items()}
+        order = run_order(cfg)
+        manifest["run_order"] = [f"{v}/r{r}/{m}" for r, v, m in order]
+        write_json_atomic(partial / "manifest.json", manifest)
+        t_start = time.time()
+        for i, (rep, variant, mode) in enumerate(order, 1):
+            name = f"{i:02d}-{variant}-r{rep}-{mode}"
+            run_dir = partial / "runs" / name
+            run_dir.mkdir(parents=True)
+            elapsed = time.time() - t_start
+            print(f"[bench {bench_id}] run {i}/{len(order)}: {variant} repeat {rep} {mode} "
+                  f"(elapsed {elapsed:.0f} s)", flush=True)
+            t0 = time.time()
+            if mode == "offline":
+                wl = cfg["offline_workload"]
+                result = offline_run(cfg, variant, metas[wl], run_dir)
+            else:
+                wl = None
+                result = serve.run_serve(cfg, variant, metas, run_dir)
+            record = {"index": i, "variant": variant, "repeat": rep, "mode": mode, "workload": wl,
+                      "engine": cfg["variant_defs"][variant]["engine"], "wall_s": time.time() - t0,
+                      "result": result}
+            write_json_atomic(partial / "runs" / f"{name}.json", record)
+            runs.append(record)
+            bad = aggregate.gate_mismatches(runs)
+            if bad:
+                raise RuntimeError("CORRECTNESS GATE FAILED, speed numbers are meaningless:\n  " + "\n  ".join(bad))
+        summary = aggregate.summarize_runs(runs, cfg["variant_defs"])
+        write_json_atomic(partial / "summary.json", summary)
+        (partial / "summary.md").write_text(table.markdown_table(summary))
+        table.plot_summary(summary, partial / "summary.png", source=f"results/bench/{bench_id}/summary.json")
+        manifest.update(status="complete", finished_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                        wall_s=time.time() - t_start, gate="greedy outputs identical across all offline runs")
+        write_json_atomic(partial / "manifest.json", manifest)
+        final = out_root / bench_id
+        partial.rename(final)
+        print(table.text_table(summary))
+        print(f"[bench] complete: {final} ({manifest['wall_s']:.0f} s)")
+        return final
+    except (KeyboardInterrupt, BenchInterrupted, Exception) as exc:
+        manifest.update(status="incomplete", reason=f"{type(exc).__name__}: {exc}"[:4000],
+                        runs_completed=len(runs))
+        write_json_atomic(partial / "manifest.json", manifest)
+        dead = out_root / f"{bench_id}.incomplete"
+        shutil.rmtree(dead, ignore_errors=True)
+        partial.rename(dead)
+        print(f"[bench] INCOMPLETE ({type(exc).__name__}): {dead}; no report will read it.", file=sys.stderr)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, old_handler)

@@ -1,0 +1,173 @@
+"""One serving run: `vllm serve` on 127.0.0.1, then `vllm bench serve` per workload.
+
+The server runs the variant's engine; the load client always runs the
+baseline (installed) vLLM so both variants are measured by identical code.
+"""
+from __future__ import annotations
+
+import json
+import re
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from experiments.bench import processes
+from experiments.common.stats import percentile
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def engine_flags(engine_args: dict) -> list[str]:
+    flags: list[str] = []
+    for key, value in engine_args.items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            flags.append(flag)
+        elif value is False or value is None:
+            continue
+        elif isinstance(value, dict):
+            flags += [flag, json.dumps(value)]
+        else:
+            flags += [flag, str(value)]
+    return flags
+
+
+class KvUsageSampler:
+    """Max of the server's `vllm:kv_cache_usage_perc` gauge, polled from /metrics."""
+
+    PATTERN = re.compile(r"^vllm:kv_cache_usage_perc\{[^}]*\}\s+([0-9.eE+-]+)", re.M)
+
+    def __init__(self, base_url: str, interval_s: float = 0.5):
+        self.base_url, self.interval_s = base_url, interval_s
+        self.max_usage = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self):
+        with httpx.Client(timeout=5) as client:
+            while not self._stop.is_set():
+                try:
+                    text = client.get(self.base_url + "/metrics").text
+                    for m in self.PATTERN.finditer(text):
+                        self.max_usage = max(self.max_usage, float(m.group(1)))
+                except httpx.HTTPError:
+                    pass
+                self._stop.wait(self.interval_s)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def wait_ready(base_url: str, proc, timeout_s: float) -> float:
+    t0 = time.time()
+    with httpx.Client(timeout=2) as client:
+        while time.time() - t0 < timeout_s:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited with code {proc.returncode} before becoming ready")
+            try:
+                if client.get(base_url + "/health").status_code == 200:
+                    return time.time() - t0
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+    raise RuntimeError(f"server not ready after {timeout_s} s")
+
+
+def split_by_length(values: list[float], input_lens: list[int], threshold: int) -> dict:
+    short = [v for v, n in zip(values, input_lens) if n < threshold]
+    long_ = [v for v, n in zip(values, input_lens) if n >= threshold]
+    out = {}
+    for label, xs in (("short", short), ("long", long_)):
+        if xs:
+            out[f"{label}_count"] = len(xs)
+            out[f"{label}_p50_ttft_ms"] = percentile(xs, 50) * 1e3
+            out[f"{label}_p90_ttft_ms"] = percentile(xs, 90) * 1e3
+    return out
+
+
+KEEP_KEYS = ("completed", "failed", "duration", "total_input_tokens", "total_output_tokens",
+             "request_throughput", "output_throughput", "total_token_throughput", "max_concurrent_requests")
+
+
+def summarize_bench_json(raw: dict, long_threshold: int | None) -> dict:
+    out = {k: raw[k] for k in KEEP_KEYS if k in raw}
+    for k, v in raw.items():
+        if re.fullmatch(r"(mean|median|std|p\d+(\.\d+)?)_(ttft|tpot|itl|e2el)_ms", k):
+            out[k] = v
+    if long_threshold and raw.get("ttfts") and raw.get("input_lens"):
+        out.update(split_by_length(raw["ttfts"], raw["input_lens"], long_threshold))
+    # Per-request latencies for CDFs (kept, they are small).
+    out["ttfts_s"] = raw.get("ttfts", [])
+    out["itls_s"] = [x for req in raw.get("itls", []) for x in req]
+    return out
+
+
+def run_serve(cfg: dict, variant: str, workloads: dict[str, dict], run_dir: Path) -> dict:
+    vdef = cfg["variant_defs"][variant]
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    server_cmd = [sys.executable, "-m", "tools.vllm_cli", "serve", cfg["model"], "--host", "127.0.0.1",
+                  "--port", str(port), "--seed", str(cfg["seed"]),
+                  *engine_flags({**cfg["engine_args"], **vdef["engine_args"]})]
+    if cfg.get("profile_dir"):
+        server_cmd += ["--profiler-config", json.dumps({
+            "profiler": "torch", "torch_profiler_dir": str(cfg["profile_dir"]),
+            "torch_profiler_with_stack": False})]
+    env = processes.variant_env(vdef["engine"], vdef["env"])
+    proc = processes.start(server_cmd, env, run_dir / "server.log")
+    result: dict = {"mode": "serve", "server_cmd": server_cmd, "workloads": {}}
+    try:
+        with processes.TreeMemorySampler(proc.pid) as mem:
+            result["startup_s"] = wait_ready(base_url, proc, cfg["server_ready_timeout_s"])
+            with KvUsageSampler(base_url) as kv:
+                for name, meta in workloads.items():
+                    result["workloads"][name] = run_client(cfg, name, meta, port, run_dir)
+            result["kv_cache_usage_max"] = kv.max_usage
+        result["peak_rss_bytes"] = mem.peak_bytes
+    finally:
+        processes.kill_tree(proc)
+    return result
+
+
+def run_client(cfg: dict, name: str, meta: dict, port: int, run_dir: Path) -> dict:
+    out_name = f"bench-serve-{name}.json"
+    rate = cfg["request_rate"].get(name, "inf")
+    cmd = [sys.executable, "-m", "tools.vllm_cli", "bench", "serve", "--backend", "vllm",
+           "--model", cfg["model"], "--host", "127.0.0.1", "--port", str(port),
+           "--dataset-name", "custom", "--dataset-path", meta["jsonl"], "--custom-output-len", "-1",
+           "--skip-chat-template", "--disable-shuffle", "--num-prompts", str(meta["num_requests"]),
+           "--request-rate", str(rate), "--ignore-eos", "--temperature", "0", "--seed", str(cfg["seed"]),
+           "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,90,99",
+           "--save-result", "--save-detailed", "--result-dir", str(run_dir), "--result-filename", out_name,
+           "--disable-tqdm"]
+    client = processes.start(cmd, processes.variant_env("baseline"), run_dir / f"client-{name}.log")
+    try:
+        rc = client.wait(timeout=900)
+    finally:
+        if client.poll() is None:
+            processes.kill_tree(client)
+    if rc != 0:
+        raise RuntimeError(f"vllm bench serve failed for {name} (rc={rc}); see {run_dir}/client-{name}.log")
+    raw = json.loads((run_dir / out_name).read_text())
+    spec = meta["spec"]
+    threshold = None
+    if "long_words" in spec:
+        threshold = (spec["long_words"] + spec["short_words"]) // 2
+    summary = summarize_bench_json(raw, threshold)
+    summary["request_rate"] = rate
+    if summary.get("failed"):
+        raise RuntimeError(f"{summary['failed']} request(s) failed in {name}; see {run_dir}")
+    return summary

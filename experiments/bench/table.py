@@ -1,0 +1,80 @@
+"""Render the bench summary: a text/markdown table and one PNG."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from experiments.common.plots import plt, save_figure
+
+HEADLINE = ("output_throughput", "total_token_throughput", "median_ttft_ms", "p99_ttft_ms",
+            "short_p90_ttft_ms", "median_tpot_ms", "median_itl_ms", "peak_rss_mb", "kv_cache_usage_max")
+
+
+def fmt(x: float | None, pct: bool = False) -> str:
+    if x is None:
+        return "-"
+    if pct:
+        return f"{x * 100:+.1f}%"
+    return f"{x:,.1f}" if abs(x) >= 10 else f"{x:.3g}"
+
+
+def rows_for_table(summary: list[dict], reference: str = "baseline", headline_only: bool = False) -> list[list[str]]:
+    out = []
+    for row in summary:
+        if headline_only and row["metric"] not in HEADLINE:
+            continue
+        ref = row["variants"][reference]
+        for v, cmp in row["vs_" + reference].items():
+            s = row["variants"][v]
+            out.append([row["mode"], row["workload"], row["metric"],
+                        f"{fmt(ref['median'])} [{fmt(ref['min'])}, {fmt(ref['max'])}]",
+                        f"{fmt(s['median'])} [{fmt(s['min'])}, {fmt(s['max'])}]" + ("" if v == "patched" else f" ({v})"),
+                        fmt(cmp["delta"], pct=True),
+                        "-" if row["noise_floor"] is None else f"{row['noise_floor'] * 100:.1f}%",
+                        cmp["verdict"], str(s["n"])])
+    return out
+
+
+COLUMNS = ["mode", "workload", "metric", "baseline median [min, max]", "patched median [min, max]",
+           "delta", "A/A noise floor", "verdict", "runs"]
+
+
+def markdown_table(summary: list[dict], headline_only: bool = False) -> str:
+    rows = rows_for_table(summary, headline_only=headline_only)
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def text_table(summary: list[dict], headline_only: bool = True) -> str:
+    rows = [COLUMNS] + rows_for_table(summary, headline_only=headline_only)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows) + "\n"
+
+
+def plot_summary(summary: list[dict], path: Path, source: str, reference: str = "baseline") -> Path:
+    """Relative change of each headline metric vs baseline, with the run spread and the noise band."""
+    rows = [r for r in summary if r["metric"] in HEADLINE and r["vs_" + reference]]
+    labels, deltas, lo, hi, floors, colors = [], [], [], [], [], []
+    for r in rows:
+        ref = r["variants"][reference]["median"]
+        for v, cmp in r["vs_" + reference].items():
+            s = r["variants"][v]
+            if not ref or cmp["delta"] is None:
+                continue
+            labels.append(f"{r['mode']}/{r['workload']}/{r['metric']}" + ("" if v == "patched" else f" [{v}]"))
+            deltas.append(cmp["delta"] * 100)
+            lo.append(cmp["delta"] * 100 - (s["min"] - ref) / ref * 100)
+            hi.append((s["max"] - ref) / ref * 100 - cmp["delta"] * 100)
+            floors.append((r["noise_floor"] or 0) * 100)
+            colors.append({"better": "tab:green", "worse": "tab:red"}.get(cmp["verdict"], "tab:grey"))
+    fig, ax = plt.subplots(figsize=(9, 0.35 * max(len(labels), 4) + 1.2))
+    y = range(len(labels))
+    ax.barh(list(y), deltas, xerr=[[max(0, v) for v in lo], [max(0, v) for v in hi]], color=colors, alpha=0.8)
+    for i, f in enumerate(floors):
+        ax.plot([-f, f], [i, i], color="black", lw=6, alpha=0.15, solid_capstyle="butt")
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_yticks(list(y), labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("patched vs baseline, % (bar: median; whisker: run min..max; grey band: A/A noise floor)")
+    ax.set_title("Baseline vs patched (green = better beyond noise, red = worse, grey = within noise)", fontsize=9)
+    return save_figure(fig, path, source=source)

@@ -1,0 +1,52 @@
+"""Summary statistics used by every lab: median and spread, percentiles."""
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Iterable, Sequence
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile, q in [0, 100] (numpy's default method)."""
+    if not values:
+        raise ValueError("percentile of an empty sequence")
+    xs = sorted(values)
+    if len(xs) == 1:
+        return float(xs[0])
+    pos = (len(xs) - 1) * q / 100.0
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return float(xs[lo] + (xs[hi] - xs[lo]) * (pos - lo))
+
+
+def summarize(values: Iterable[float]) -> dict:
+    """median, min, max, IQR and relative spread ((max-min)/median) of repeated measurements."""
+    xs = [float(v) for v in values]
+    if not xs:
+        raise ValueError("summarize of an empty sequence")
+    med = statistics.median(xs)
+    return {
+        "n": len(xs),
+        "median": med,
+        "mean": statistics.fmean(xs),
+        "min": min(xs),
+        "max": max(xs),
+        "p25": percentile(xs, 25),
+        "p75": percentile(xs, 75),
+        "stdev": statistics.stdev(xs) if len(xs) > 1 else 0.0,
+        "rel_spread": (max(xs) - min(xs)) / med if med else float("nan"),
+    }
+
+
+def latency_summary(values_s: Iterable[float]) -> dict:
+    """p50/p90/p99/max/mean of latencies given in seconds, reported in milliseconds."""
+    xs = [float(v) * 1e3 for v in values_s]
+    if not xs:
+        raise ValueError("latency_summary of an empty sequence")
+    return {
+        "n": len(xs),
+        "mean_ms": statistics.fmean(xs),
+        "p50_ms": percentile(xs, 50),
+        "p90_ms": percentile(xs, 90),
+        "p99_ms": percentile(xs, 99),
+        "max_ms": max(xs),
+    }
