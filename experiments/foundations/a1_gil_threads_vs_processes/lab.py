@@ -130,8 +130,9 @@ def plot_throughput(doc: dict, path: Path, source: str) -> None:
             axes[0][j].errorbar(cfg["workers"], med, yerr=err, fmt=style, capsize=3, label=kind)
             axes[1][j].plot(cfg["workers"], [r["cores_used"]["median"] for r in sel], style, label=kind)
         axes[0][j].set_title(workload)
-        axes[0][j].set_ylabel("tasks / s (median, min-max)")
-        axes[1][j].set_ylabel("cores used (own CPU s / wall s)")
+        if j == 0:
+            axes[0][j].set_ylabel("tasks / s (median, min-max)")
+            axes[1][j].set_ylabel("cores used (own CPU s / wall s)")
         axes[1][j].axhline(doc["provenance"]["machine"]["cpu_count"], color="grey", lw=0.8, ls=":")
         for ax in (axes[0][j], axes[1][j]):
             ax.set_xlabel("workers")

@@ -171,17 +171,18 @@ def plot(doc: dict, path: Path, source: str) -> None:
     ax2.set_ylabel("429 share %")
     ax2.set_ylim(0, 100)
     ax.axvline(doc["config"]["rate_limit_rps"], color="grey", ls=":", lw=1)
-    ax.set_title("overload: rate limiter keeps p99 flat")
+    ax.set_title("overload: p99 of admitted requests, 429 share")
     ax.legend(loc="upper left", fontsize=8)
     ax2.legend(loc="upper center", fontsize=8)
     colors = {200: "C2", 502: "C3", 503: "C1"}
     for ax, run in zip(axes[1:], res["breaker"]):
-        for status, color in colors.items():
+        for row, (status, color) in enumerate(colors.items()):
             pts = [p for p in run["timeline"] if p["status"] == status]
-            ax.scatter([p["t_s"] for p in pts], [status] * len(pts), s=6, color=color, label=str(status))
+            ax.scatter([p["t_s"] for p in pts], [row] * len(pts), s=6, color=color, label=str(status))
         a, b = doc["config"]["breaker_outage"]
         ax.axvspan(a, b, color="grey", alpha=0.15, label="backend outage")
-        ax.set_yticks(list(colors), [str(s) for s in colors])
+        ax.set_yticks(range(len(colors)), ["200 ok", "502 backend failed", "503 breaker open"])
+        ax.set_ylim(-0.5, len(colors) - 0.5)
         ax.set_xlabel("time since first request, s")
         ax.set_title(f"breaker {'on' if run['breaker_enabled'] else 'off'}: "
                      f"{run['backend_calls_failed']} calls hit the dead backend")
@@ -195,8 +196,8 @@ def readme_tables(doc: dict) -> str:
     transport = md_table(["sequential small call", "n", "p50 ms", "p90 ms", "p99 ms"],
                          [[k, v["n"], fmt(v["p50_ms"]), fmt(v["p90_ms"]), fmt(v["p99_ms"])] for k, v in tr.items()])
     st = res["stream"]
-    stream = (f"Streaming {doc['config']['stream_tokens']} tokens at {fmt(doc['config']['decode_ms_per_token'])} ms "
-              f"per token over SSE ({st['ttft']['n']} requests): time to first event p50 "
+    stream = (f"{doc['config']['stream_tokens']} tokens at {fmt(doc['config']['decode_ms_per_token'])} ms "
+              f"per token streamed over SSE ({st['ttft']['n']} requests): time to first event p50 "
               f"{fmt(st['ttft']['p50_ms'])} ms (p99 {fmt(st['ttft']['p99_ms'])}), whole stream p50 "
               f"{fmt(st['total']['p50_ms'])} ms (p99 {fmt(st['total']['p99_ms'])}).")
     overload = md_table(

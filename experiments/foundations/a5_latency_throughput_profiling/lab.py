@@ -157,7 +157,7 @@ def readme_tables(doc: dict) -> str:
          for r in res["load"]])
     pr = res["profile"]
     profile = (f"{pr['requests']} streamed requests of {cfg['load_tokens']} tokens at {fmt(cfg['profile_rps'])} "
-               f"req/s with a zero-cost model: the server's thread used {fmt(pr['session']['cpu_time_s'])} s of CPU "
+               f"req/s with a zero-cost model: the server process used {fmt(pr['session']['cpu_time_s'])} s of CPU "
                f"in {fmt(pr['session']['duration_s'])} s, **{fmt(pr['cpu_ms_per_request'])} ms of CPU per request**; "
                f"server-side p50 {fmt(pr['server']['total']['p50_ms'])} ms. Top of the call tree "
                f"([full HTML]({'results/' + pr['html']}), [text]({'results/' + pr['text']})):\n\n```text\n"

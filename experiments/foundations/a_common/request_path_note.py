@@ -65,12 +65,12 @@ def figures(docs: dict[str, dict]) -> dict[str, tuple[str, str]]:
                        _src("a5", f"batcher[max batch {sizes[0]} vs {sizes[-1]}, offered {fmt(rates[-1])}].throughput_rps")),
         "ipc_lag": (f"p50 {fmt(a2row('multiprocessing')['stream_lag']['p50_ms'])} ms（进程间）vs "
                     f"{fmt(a2row('asyncio')['stream_lag']['p50_ms'])} ms（同一事件循环）",
-                    _src("a2", "rows[gpu_wait, steady, multiprocessing|asyncio].stream_lag.p50_ms")),
+                    _src("a2", "rows[gpu_wait, steady, multiprocessing / asyncio].stream_lag.p50_ms")),
         "sse": (f"首个事件 p50 {fmt(a4['stream']['ttft']['p50_ms'])} ms，整段 p50 {fmt(a4['stream']['total']['p50_ms'])} ms",
                 _src("a4", "stream.ttft.p50_ms / stream.total.p50_ms")),
         "weights": (f"{fmt(a3['file_bytes'] / 2**20)} MiB：read() {fmt(a3row('read_full')['wall_s']['median'] * 1e3)} ms vs "
                     f"mmap {fmt(a3row('mmap_full')['wall_s']['median'] * 1e3)} ms（热缓存）",
-                    _src("a3", "rows[read_full|mmap_full, warm].wall_s.median")),
+                    _src("a3", "rows[read_full / mmap_full, warm].wall_s.median")),
     }
 
 
@@ -94,7 +94,7 @@ def render(docs: dict[str, dict]) -> str:
     diagram = MERMAID.format(**{k: v[0] for k, v in figs.items()})
     labels = {
         "conn_keepalive": "客户端 → API：复用连接（keep-alive）", "conn_new": "客户端 → API：每次新建 TCP 连接",
-        "grpc": "同样的调用走 gRPC（HTTP/2 长连接）", "server_cpu": "API server 每请求 CPU（模型代价为 0 时）",
+        "grpc": "同样的调用走 gRPC（HTTP/2 长连接）", "server_cpu": "API server 每个流式请求的 CPU（模型代价为 0，token 数见 a5 config.load_tokens）",
         "client_minus_server": "客户端看到的 p50 减去服务端中间件测得的 p50（低负载）",
         "limit_429": "限流：过载时的 429 比例、5xx、丢失", "gil": "纯 Python 工作：线程 vs 进程实际用到的核数",
         "batch_wait": "低负载下 batch 上限从最小到最大，p50 的变化（等待凑 batch）",
