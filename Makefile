@@ -11,7 +11,7 @@ BENCH_ARGS ?=
 export PYTHONPATH := $(CURDIR)
 
 .PHONY: help setup source submodule check-versions apply-patches check-patches format-patches \
-        bench bench-smoke bench-overhead bench-aa test test-fast test-vllm-upstream clean
+        bench bench-smoke test test-fast clean trace report notebooks labs-week1 labs-week2 gpu-labs
 
 help: ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -56,3 +56,22 @@ test-fast: $(VENV)/.setup-stamp ## tests that need no engine start
 
 clean: ## remove build outputs (keeps .venv, ./vllm and results/)
 	rm -rf build .pytest_cache
+
+trace: apply-patches ## baseline + patched under a profiler -> nsys_traces/<run>/ (nsys if present, else torch)
+	@$(PY) -m experiments.trace $(TRACE_ARGS)
+
+report: $(VENV)/.setup-stamp ## PR draft + learner summary from committed results -> analysis/pr_draft/
+	@$(PY) -m analysis.report $(REPORT_ARGS)
+
+notebooks: $(VENV)/.setup-stamp ## execute the analysis notebooks
+	@$(PY) -m analysis.run_notebooks
+
+labs-week1: $(VENV)/.setup-stamp ## regenerate week-1 lab results, READMEs and the day 6-7 note (~6 min)
+	@for l in a1_gil_threads_vs_processes a2_producer_consumer_queues a3_read_vs_mmap a4_mock_inference_service a5_latency_throughput_profiling; do $(PY) -m experiments.foundations.$$l || exit 1; done
+	@$(PY) -m experiments.foundations.a_common.request_path_note
+
+labs-week2: $(VENV)/.setup-stamp ## regenerate week-2 CPU results (GPU halves: make gpu-labs)
+	@for l in b1_gpu_structure b2_warp_divergence b3_memory_bandwidth_coalescing b4_streams_async_copy b5_launch_overhead_trace; do $(PY) -m experiments.foundations.$$l || exit 1; done
+
+gpu-labs: $(VENV)/.setup-stamp ## on an NVIDIA machine: the GPU half of every week-2 lab
+	@$(PY) -m experiments.foundations.b_common.run_gpu_labs

