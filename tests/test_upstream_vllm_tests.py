@@ -1,0 +1,31 @@
+"""vLLM's own unit tests (scheduler, KV cache, prefix cache, patch 0002's) pass on the patched engine.
+
+Runs tools/upstream_tests.py (selection: tools/upstream_tests.txt) against
+build/vllm-patched; `make test` builds it first (apply-patches).
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tools import pins
+
+pytestmark = [pytest.mark.vllm, pytest.mark.slow]
+
+
+def test_upstream_unit_tests_pass_on_patched_engine(tmp_path):
+    if not (pins.PATCHED_ENGINE_DIR / "vllm" / "__init__.py").exists():
+        pytest.skip("build/vllm-patched missing: run `make apply-patches`")
+    out = tmp_path / "upstream-tests.json"
+    proc = subprocess.run([sys.executable, "-m", "tools.upstream_tests", "--json", str(out)],
+                          cwd=pins.REPO_ROOT, capture_output=True, text=True, timeout=900)
+    tail = (proc.stdout + proc.stderr)[-4000:]
+    assert out.exists(), tail
+    result = json.loads(out.read_text())
+    assert result["engine"] == str(pins.PATCHED_ENGINE_DIR.resolve())
+    assert proc.returncode == 0 and result["ok"], tail
+    assert result["tests"] > 0 and result["failures"] == 0 and result["errors"] == 0, tail
+    assert "tests/v1/core/test_long_prefill_cap.py" in result["paths"]

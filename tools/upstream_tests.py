@@ -1,0 +1,167 @@
+"""Run a selection of vLLM's own unit tests against the PATCHED engine, CPU-only and offline.
+
+    python -m tools.upstream_tests [--list FILE] [--json OUT] [-- extra pytest args]
+
+What it does:
+- exports `tests/` of the vLLM source tree at branch llm-infra/patched (so the
+  tests a patch adds are included) into a temporary directory; pytest's rootdir
+  is that copy, so `import vllm` cannot pick up the uncompiled source tree;
+- puts build/vllm-patched first (and alone) on PYTHONPATH: `import vllm` is the
+  patched runnable engine (checked before pytest starts);
+- a private, offline HF cache holding only config.json stand-ins for the two
+  small models the scheduler / KV-cache test helpers name (facebook/opt-125m,
+  Qwen/Qwen3-0.6B; architecture configs, no weights, no tokenizer);
+- pytest with `--noconftest` (vLLM's tests/conftest.py imports GPU/network-only
+  helpers) and `-p no:cacheprovider`, the tests and deselects from
+  tools/upstream_tests.txt; a JUnit XML gives the counts.
+Exit status 0 only if pytest passed and ran more than 0 tests.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from io import BytesIO
+from pathlib import Path
+
+from tools import pins
+
+DEFAULT_LIST = pins.REPO_ROOT / "tools" / "upstream_tests.txt"
+FAKE_REVISION = "0" * 40
+
+# Architecture configs (as published on the HF hub) of the models the selected
+# tests construct a ModelConfig for. Only config.json is needed: the tests never
+# load weights or a tokenizer.
+HF_CONFIGS = {
+    "facebook/opt-125m": {
+        "architectures": ["OPTForCausalLM"], "model_type": "opt", "activation_function": "relu",
+        "attention_dropout": 0.0, "bos_token_id": 2, "do_layer_norm_before": True, "dropout": 0.1,
+        "eos_token_id": 2, "ffn_dim": 3072, "hidden_size": 768, "init_std": 0.02, "layerdrop": 0.0,
+        "max_position_embeddings": 2048, "num_attention_heads": 12, "num_hidden_layers": 12,
+        "pad_token_id": 1, "prefix": "</s>", "torch_dtype": "float16", "use_cache": True,
+        "vocab_size": 50272, "word_embed_proj_dim": 768, "enable_bias": True,
+        "layer_norm_elementwise_affine": True,
+    },
+    "Qwen/Qwen3-0.6B": {
+        "architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "attention_bias": False,
+        "attention_dropout": 0.0, "bos_token_id": 151643, "eos_token_id": 151645, "head_dim": 128,
+        "hidden_act": "silu", "hidden_size": 1024, "initializer_range": 0.02,
+        "intermediate_size": 3072, "max_position_embeddings": 40960, "max_window_layers": 28,
+        "num_attention_heads": 16, "num_hidden_layers": 28, "num_key_value_heads": 8,
+        "rms_norm_eps": 1e-06, "rope_scaling": None, "rope_theta": 1000000, "sliding_window": None,
+        "tie_word_embeddings": True, "torch_dtype": "bfloat16", "use_cache": True,
+        "use_sliding_window": False, "vocab_size": 151936,
+    },
+}
+
+
+def parse_list(path: Path) -> tuple[list[str], list[str]]:
+    """(test paths / node ids, deselect prefixes); `#` starts a comment line."""
+    tests, deselects = [], []
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("deselect "):
+            deselects.append(line.split(None, 1)[1].strip())
+        else:
+            tests.append(line)
+    return tests, deselects
+
+
+def export_tests(dest: Path, src: Path = pins.SOURCE_DIR, ref: str = pins.PATCHED_BRANCH) -> None:
+    """`git archive <ref> tests` into dest (the committed tests, whatever is checked out)."""
+    res = subprocess.run(["git", "-C", str(src), "archive", "--format=tar", ref, "tests"],
+                         capture_output=True, check=True)
+    with tarfile.open(fileobj=BytesIO(res.stdout)) as tar:
+        tar.extractall(dest, filter="data")
+
+
+def fake_hf_cache(hf_home: Path) -> None:
+    for repo_id, config in HF_CONFIGS.items():
+        repo = hf_home / "hub" / ("models--" + repo_id.replace("/", "--"))
+        snap = repo / "snapshots" / FAKE_REVISION
+        snap.mkdir(parents=True, exist_ok=True)
+        (repo / "refs").mkdir(exist_ok=True)
+        (repo / "refs" / "main").write_text(FAKE_REVISION)
+        (snap / "config.json").write_text(json.dumps(config, indent=1))
+
+
+def junit_counts(xml_path: Path) -> dict:
+    counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    if not xml_path.exists():
+        return counts
+    root = ET.parse(xml_path).getroot()
+    suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
+    for suite in suites:
+        for key in counts:
+            counts[key] += int(suite.get(key, 0))
+    counts["passed"] = counts["tests"] - counts["failures"] - counts["errors"] - counts["skipped"]
+    return counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--list", type=Path, default=DEFAULT_LIST, help="selection file")
+    ap.add_argument("--engine", type=Path, default=pins.PATCHED_ENGINE_DIR,
+                    help="directory put on PYTHONPATH (default: build/vllm-patched)")
+    ap.add_argument("--ref", default=pins.PATCHED_BRANCH, help="vLLM tree ref whose tests/ are run")
+    ap.add_argument("--json", type=Path, help="write the counts and timing here")
+    ap.add_argument("--timeout", type=int, default=600, help="wall-clock limit for pytest, seconds")
+    ap.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
+    args = ap.parse_args(argv)
+
+    engine = args.engine.resolve()
+    if not (engine / "vllm" / "__init__.py").exists():
+        print(f"upstream-tests: {engine}/vllm missing: run `make apply-patches` first", file=sys.stderr)
+        return 2
+    tests, deselects = parse_list(args.list)
+    with tempfile.TemporaryDirectory(prefix="vllm-upstream-tests-") as tmp:
+        tmp = Path(tmp)
+        work = tmp / "tree"
+        work.mkdir()
+        export_tests(work, ref=args.ref)
+        fake_hf_cache(tmp / "hf")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "VLLM_"))}
+        env.update(PYTHONPATH=str(engine), HF_HOME=str(tmp / "hf"), HF_HUB_OFFLINE="1",
+                   TRANSFORMERS_OFFLINE="1", VLLM_TARGET_DEVICE="cpu", PYTHONDONTWRITEBYTECODE="1")
+        probe = subprocess.run([sys.executable, "-c", "import vllm; print(vllm.__file__)"], cwd=work, env=env,
+                               capture_output=True, text=True)
+        where = probe.stdout.strip()
+        if probe.returncode != 0 or not where.startswith(str(engine)):
+            print(f"upstream-tests: `import vllm` resolves to {where or probe.stderr[-2000:]!r}, "
+                  f"not {engine}", file=sys.stderr)
+            return 2
+        xml = tmp / "junit.xml"
+        cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--noconftest", "-q", "-rfE",
+               "--tb=short", f"--junitxml={xml}", "-o", "junit_family=xunit2",
+               *[f"--deselect={d}" for d in deselects], *tests, *args.pytest_args]
+        print(f"upstream-tests: vllm = {where}; {len(tests)} path(s), {len(deselects)} deselect(s)", flush=True)
+        t0 = time.time()
+        try:
+            rc = subprocess.run(cmd, cwd=work, env=env, timeout=args.timeout).returncode
+        except subprocess.TimeoutExpired:
+            rc = 124
+        wall = time.time() - t0
+        counts = junit_counts(xml)
+    result = {"returncode": rc, "wall_s": round(wall, 1), "engine": str(engine), "ref": args.ref,
+              "paths": tests, "deselected": deselects, **counts}
+    ok = rc == 0 and counts["tests"] > 0
+    result["ok"] = ok
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"upstream-tests: {'PASSED' if ok else 'FAILED'}: {counts.get('passed', 0)} passed, "
+          f"{counts['failures']} failed, {counts['errors']} errors, {counts['skipped']} skipped "
+          f"in {wall:.0f} s (pytest rc={rc})")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
