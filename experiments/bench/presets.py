@@ -105,5 +105,5 @@ def resolve(name: str, *, repeats: int | None = None, model: str | None = None,
     if model != EMBEDDED_MODEL:
         engine_args.pop("load_format", None)  # a real model: real weights
     cfg["engine_args"] = engine_args
-    cfg["variant_defs"] = {v: VARIANTS[v] for v in cfg["variants"]}
+    cfg["variant_defs"] = {v: copy.deepcopy(VARIANTS[v]) for v in cfg["variants"]}
     return cfg
