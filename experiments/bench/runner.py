@@ -126,6 +126,9 @@ def run_bench(cfg: dict, out_root: Path = DEFAULT_OUT, argv: list[str] | None = 
             elapsed = time.time() - t_start
             print(f"[bench {bench_id}] run {i}/{len(order)}: {variant} repeat {rep} {mode} "
                   f"(elapsed {elapsed:.0f} s)", flush=True)
+            if preflight(cfg) != info:  # the series or the engine changed under a running bench
+                raise RuntimeError("the patch series or the installed engine changed during the bench; "
+                                   "re-run `make apply-patches` and start again")
             t0 = time.time()
             if mode == "offline":
                 wl = cfg["offline_workload"]
