@@ -35,6 +35,11 @@ VARIANTS = {
                        "engine_args": {}},
     # A second, independent baseline: an explicit A/A pair.
     "baseline-aa": {"engine": "baseline", "env": {}, "engine_args": {}},
+    # Patch 0002 switched on: long prefills (more than 512 tokens left) share at
+    # most 512 tokens of each step (serve budget on CPU: 2048); the rest goes
+    # to short prefills and decodes. experiments/patch0002/sweep.py varies it.
+    "patched-prefill-cap": {"engine": "patched", "env": {},
+                            "engine_args": {"max_long_prefill_tokens_per_step": 512}},
 }
 
 PRESETS: dict[str, dict] = {
@@ -64,6 +69,16 @@ PRESETS: dict[str, dict] = {
         "offline_workload": "shared_prefix_chat",
         "workloads": {"shared_prefix_chat": {}},
         "request_rate": {},
+    },
+    "prefill-cap": {
+        "description": "patch 0002: long-prefill token cap; short-request p90 TTFT should drop on "
+                       "mixed_long_short, shared_prefix_chat (no long prompts) should not change",
+        "variants": ["baseline", "patched-prefill-cap"],
+        "repeats": 3,
+        "modes": ["serve"],
+        "offline_workload": "mixed_long_short",
+        "workloads": {"mixed_long_short": {}, "shared_prefix_chat": {}},
+        "request_rate": {"mixed_long_short": 16, "shared_prefix_chat": "inf"},
     },
     "aa": {
         "description": "A/A: baseline against itself, to measure the noise floor directly",
