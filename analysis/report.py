@@ -166,17 +166,26 @@ def learner_summary(patches: list[Path], default_benches: list[Path]) -> str:
     return "\n".join(lines)
 
 
-def write_report(root: Path = REFERENCE_ROOT, out: Path = OUT_DIR) -> list[Path]:
+def write_report(root: Path = REFERENCE_ROOT, out: Path = OUT_DIR, benches: list[Path] | None = None) -> list[Path]:
+    """PR drafts + learner summary. `benches` given: use exactly those (e.g. the bench just run)."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
     patches = series_files()
+    chosen = [Path(b) for b in benches] if benches else None
+    for b in chosen or []:
+        bench_results.load_manifest(b)  # refuses incomplete ones
     for patch in patches:
-        benches = benches_for(EVIDENCE.get(patch.name[:4], ()), root)
+        if chosen:
+            presets_for_patch = EVIDENCE.get(patch.name[:4], ())
+            benches = [b for b in chosen
+                       if bench_results.load_manifest(b)["config"]["preset"] in presets_for_patch] or chosen
+        else:
+            benches = benches_for(EVIDENCE.get(patch.name[:4], ()), root)
         path = out / f"PR_{patch.name[:4]}.md"
         path.write_text(pr_draft(patch, benches, out))
         written.append(path)
     summary = out / "LEARNER_SUMMARY.md"
-    summary.write_text(learner_summary(patches, benches_for(("default",), root)))
+    summary.write_text(learner_summary(patches, chosen or benches_for(("default",), root)))
     written.append(summary)
     return written
 
@@ -185,8 +194,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m analysis.report", description=__doc__)
     ap.add_argument("--results", type=Path, default=REFERENCE_ROOT, help="root holding complete bench dirs")
     ap.add_argument("--out", type=Path, default=OUT_DIR)
+    ap.add_argument("--bench", type=Path, action="append", help="use exactly this bench dir (repeatable)")
+    ap.add_argument("--latest", type=Path, help="use the bench named in <dir>/LATEST (what `make bench` wrote)")
     args = ap.parse_args(argv)
-    for p in write_report(args.results, args.out):
+    benches = list(args.bench or [])
+    if args.latest:
+        latest = args.latest / "LATEST"
+        if not latest.exists():
+            raise SystemExit(f"{latest} not found: run `make bench` first")
+        benches.append(args.latest / latest.read_text().strip())
+    for p in write_report(args.results, args.out, benches or None):
         print(f"report: wrote {rel(p)}")
     return 0
 

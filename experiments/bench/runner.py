@@ -153,6 +153,7 @@ def run_bench(cfg: dict, out_root: Path = DEFAULT_OUT, argv: list[str] | None = 
         write_json_atomic(partial / "manifest.json", manifest)
         final = out_root / bench_id
         partial.rename(final)
+        (out_root / "LATEST").write_text(bench_id + "\n")  # for `make report` after `make bench`
         print(table.text_table(summary))
         print(f"[bench] complete: {final} ({manifest['wall_s']:.0f} s)")
         return final
