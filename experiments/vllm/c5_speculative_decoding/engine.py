@@ -1,0 +1,85 @@
+"""One vLLM engine, with or without n-gram speculation, over the c5 workloads.
+
+Run as a child process (`python -m experiments.vllm.c5_speculative_decoding.engine CONFIG OUT`)
+so each configuration gets a fresh engine and its counters start at zero; the
+parent compares the two. Spec-decode counters come from `llm.get_metrics()`
+(needs `disable_log_stats=False`): `vllm:spec_decode_num_drafts`,
+`vllm:spec_decode_num_draft_tokens`, `vllm:spec_decode_num_accepted_tokens`
+(Counters) and `vllm:spec_decode_num_accepted_tokens_per_pos` (Vector).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+NGRAM = {"method": "ngram", "num_speculative_tokens": 4, "prompt_lookup_max": 4, "prompt_lookup_min": 2}
+
+
+def spec_counters(llm) -> dict:
+    out = {"num_drafts": 0.0, "num_draft_tokens": 0.0, "num_accepted_tokens": 0.0, "accepted_per_pos": []}
+    for m in llm.get_metrics():
+        name = m.name.removeprefix("vllm:spec_decode_")
+        if name in ("num_drafts", "num_draft_tokens", "num_accepted_tokens"):
+            out[name] += float(m.value)
+        elif name == "num_accepted_tokens_per_pos":
+            vals = [float(v) for v in m.values]
+            prev = out["accepted_per_pos"] or [0.0] * len(vals)
+            out["accepted_per_pos"] = [a + b for a, b in zip(prev, vals)]
+    return out
+
+
+def diff(after: dict, before: dict) -> dict:
+    d = {k: after[k] - before[k] for k in ("num_drafts", "num_draft_tokens", "num_accepted_tokens")}
+    bp = before["accepted_per_pos"] or [0.0] * len(after["accepted_per_pos"])
+    d["accepted_per_pos"] = [a - b for a, b in zip(after["accepted_per_pos"], bp)]
+    return d
+
+
+def run(cfg: dict) -> dict:
+    from vllm import LLM, SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    kwargs = dict(model=cfg["model"], dtype=cfg["dtype"], enforce_eager=True, max_model_len=1024,
+                  disable_log_stats=False, seed=0, max_num_seqs=cfg.get("max_num_seqs", 16))
+    if cfg["speculative"]:
+        kwargs["speculative_config"] = NGRAM
+    t0 = time.perf_counter()
+    llm = LLM(**kwargs)
+    startup_s = time.perf_counter() - t0
+    sp = SamplingParams(max_tokens=cfg["max_tokens"], temperature=0.0, ignore_eos=True, detokenize=False)
+
+    def generate(prompts):
+        outs = llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], sp, use_tqdm=False)
+        return [list(o.outputs[0].token_ids) for o in outs]
+
+    generate([cfg["workloads"]["non_repetitive"][0][:16]])  # warm-up
+    result = {"startup_s": startup_s, "speculative": cfg["speculative"], "runs": []}
+    for name in ("repetitive", "non_repetitive"):
+        prompts = cfg["workloads"][name]
+        for concurrency in cfg["concurrency"]:
+            for rep in range(cfg["repeats"]):
+                before = spec_counters(llm)
+                t = time.perf_counter()
+                tokens = []
+                for i in range(0, len(prompts), concurrency):
+                    tokens += generate(prompts[i:i + concurrency])
+                wall = time.perf_counter() - t
+                n_out = sum(len(x) for x in tokens)
+                result["runs"].append({
+                    "workload": name, "concurrency": concurrency, "repeat": rep, "wall_s": wall,
+                    "output_tokens": n_out, "output_tokens_per_s": n_out / wall,
+                    "spec": diff(spec_counters(llm), before), "token_ids": tokens if rep == 0 else None,
+                })
+                print(f"{'spec' if cfg['speculative'] else 'base'} {name} c={concurrency} r={rep}: "
+                      f"{n_out / wall:.0f} tok/s", flush=True)
+    return result
+
+
+if __name__ == "__main__":
+    cfg = json.loads(open(sys.argv[1]).read())
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    res = run(cfg)
+    with open(sys.argv[2], "w") as fh:
+        json.dump(res, fh)

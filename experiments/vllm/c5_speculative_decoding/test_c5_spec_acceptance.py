@@ -1,0 +1,44 @@
+"""Pure parts of c5: the acceptance model against a Monte Carlo simulation."""
+import numpy as np
+import pytest
+
+from experiments.vllm.c5_speculative_decoding import acceptance as A
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.3, 0.6, 0.8, 0.95])
+@pytest.mark.parametrize("k", [1, 2, 4, 8])
+def test_expected_tokens_matches_monte_carlo(alpha, k):
+    sim = A.simulate_tokens_per_step(alpha, k, steps=100_000, seed=k)
+    expected = float(A.expected_tokens_per_step(alpha, k))
+    stderr = sim.std() / np.sqrt(sim.size)
+    assert abs(sim.mean() - expected) < 5 * stderr + 1e-9
+
+
+def test_limits():
+    assert float(A.expected_tokens_per_step(1.0, 4)) == 5.0
+    assert float(A.expected_tokens_per_step(0.0, 4)) == 1.0
+    # more drafts never reduce expected tokens, but with a costly drafter they reduce speedup
+    assert A.expected_tokens_per_step(0.7, 8) > A.expected_tokens_per_step(0.7, 4)
+    assert A.speedup(0.5, 8, draft_cost=0.2) < A.speedup(0.5, 2, draft_cost=0.2)
+
+
+def test_speedup_below_one_when_drafts_are_rejected_and_costly():
+    assert float(A.speedup(0.1, 4, draft_cost=0.1)) < 1.0
+    k, s = A.best_k(0.1, 0.1)
+    assert k == 0 and s == 1.0
+    k, s = A.best_k(0.9, 0.02)
+    assert k >= 6 and s > 3
+
+
+def test_counters_and_inversion():
+    c = A.alpha_from_counters(num_drafts=100, num_draft_tokens=400, num_accepted=200)
+    assert c["draft_acceptance_rate"] == 0.5 and c["mean_tokens_per_step"] == 3.0
+    a = A.alpha_for_mean_tokens(3.0, 4)
+    assert abs(float(A.expected_tokens_per_step(a, 4)) - 3.0) < 1e-9
+
+
+def test_repeated_ngram_fraction():
+    from experiments.vllm.c5_speculative_decoding.spec_decoding import repeated_ngram_fraction
+    # grams ending at each output token: (2,3,1) new, (3,1,2) new, (1,2,3) seen in the prompt
+    assert repeated_ngram_fraction([1, 2, 3], [1, 2, 3]) == 1 / 3
+    assert repeated_ngram_fraction([1, 2, 3], [4, 5, 6]) == 0.0
