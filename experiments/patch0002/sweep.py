@@ -50,7 +50,7 @@ FULL_POINTS = {
 QUICK_POINTS = {k: FULL_POINTS[k] for k in ("baseline", "cap512")}
 
 
-def sweep_config(points: dict[str, dict], repeats: int, quick: bool) -> dict:
+def sweep_config(points: dict[str, dict], repeats: int, quick: bool, rate: str | None = None) -> dict:
     cfg = presets.resolve("prefill-cap", repeats=repeats, backend=presets_backend())
     cfg["preset"] = "patch0002-sweep" + ("-quick" if quick else "")
     cfg["description"] = "patch 0002 sweep: throughput vs short-request p90 TTFT"
@@ -58,7 +58,7 @@ def sweep_config(points: dict[str, dict], repeats: int, quick: bool) -> dict:
     cfg["variant_defs"] = points
     cfg["modes"] = ["serve"]
     cfg["workloads"] = {WORKLOAD: {"num_requests": 32} if quick else {}}
-    cfg["request_rate"] = {WORKLOAD: cfg["request_rate"].get(WORKLOAD, 16)}
+    cfg["request_rate"] = {WORKLOAD: rate or cfg["request_rate"].get(WORKLOAD, 16)}
     return cfg
 
 
@@ -133,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="2 points (baseline, cap512), 1 repeat, 32 requests: checks the pipeline (~3 min)")
     ap.add_argument("--repeats", type=int, help="repeats per point (default: 3, --quick: 1)")
     ap.add_argument("--points", help=f"comma-separated subset of: {', '.join(FULL_POINTS)}")
+    ap.add_argument("--rate", help="request rate for mixed_long_short (default: the prefill-cap preset's, 16); "
+                    "at a fixed rate output tokens/s mostly follows the arrival rate, `inf` measures capacity")
     ap.add_argument("--out", type=Path, default=runner.DEFAULT_OUT, help="results root")
     ap.add_argument("--plot-only", type=Path, metavar="BENCH_DIR", help="re-plot a finished sweep")
     args = ap.parse_args(argv)
@@ -148,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         if "baseline" not in points:
             points = {"baseline": FULL_POINTS["baseline"], **points}  # the bench's reference
         repeats = args.repeats or (1 if args.quick else 3)
-        cfg = sweep_config(points, repeats, args.quick)
+        cfg = sweep_config(points, repeats, args.quick, args.rate)
         print(f"[sweep] {len(points)} point(s) x {repeats} repeat(s): {', '.join(points)}", flush=True)
         final = runner.run_bench(cfg, args.out, argv=["python", "-m", "experiments.patch0002.sweep", *argv])
         sweep = write_outputs(final)
