@@ -11,7 +11,7 @@ BENCH_ARGS ?=
 export PYTHONPATH := $(CURDIR)
 
 .PHONY: help setup source submodule check-versions apply-patches check-patches format-patches \
-        bench bench-smoke test test-fast clean trace report notebooks labs-week1 labs-week2 gpu-labs
+        bench bench-smoke test test-fast clean trace report notebooks labs-week1 labs-week2 gpu-labs test-vllm-upstream
 
 help: ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -53,6 +53,9 @@ bench-smoke: bench ## the <2 min smoke preset
 
 test: apply-patches ## the whole test suite (CI runs this)
 	@$(PY) -m pytest -q
+
+test-vllm-upstream: apply-patches ## vLLM's own unit tests (tools/upstream_tests.txt) on the patched engine, CPU, offline
+	@$(PY) -m tools.upstream_tests
 
 test-fast: $(VENV)/.setup-stamp ## tests that need no engine start
 	@$(PY) -m pytest -q -m "not vllm and not slow"

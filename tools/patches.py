@@ -161,13 +161,16 @@ def apply_to_package(installed: Path, dest: Path, patches_dir: Path = pins.PATCH
         # ...except the files the series edits, which become real copies first.
         for patch in files:
             for rel in touched_paths(patch):
+                if not rel.startswith("vllm/"):
+                    continue
                 f = staging / rel
                 if f.exists():
                     data = f.read_bytes()
                     f.unlink()
                     f.write_bytes(data)
         for patch in files:
-            res = _git_apply_outside_repo(staging, str(patch.resolve()))
+            # Only the package: a patch's tests/ and docs/ hunks belong to the source tree.
+            res = _git_apply_outside_repo(staging, "--include=vllm/*", str(patch.resolve()))
             if res.returncode != 0:
                 raise PatchError(res.stdout + res.stderr + f"\nPatch {patch.name} does not apply to the "
                                  f"installed package {installed}; {dest} was left as it was.\n"
@@ -228,7 +231,7 @@ def check_series(src: Path, patches_dir: Path = pins.PATCHES_DIR, installed: Pat
                              + "\nRun `make format-patches` and commit patches/.")
         if installed is not None:
             for patch in series_files(patches_dir):
-                res = _git_apply_outside_repo(installed.parent, "--check", str(patch.resolve()))
+                res = _git_apply_outside_repo(installed.parent, "--check", "--include=vllm/*", str(patch.resolve()))
                 if res.returncode != 0:
                     raise PatchError(f"check-patches: {patch.name} does not apply to {installed}:\n{res.stderr}")
     print(f"check-patches: {len(series_files(patches_dir))} patch(es) apply to pristine {pins.VLLM_VERSION}"
