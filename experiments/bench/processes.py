@@ -76,22 +76,33 @@ def start(cmd: list[str], env: dict, log_path: Path) -> subprocess.Popen:
 
 
 def kill_tree(proc: subprocess.Popen, grace_s: float = 20.0) -> None:
-    """SIGTERM the process group, wait, then SIGKILL whatever is left (vLLM children included)."""
+    """SIGTERM the process group, wait, then SIGKILL whatever is left (vLLM children included).
+
+    `start` makes the child a session and group leader, so its group id is its pid;
+    use that rather than os.getpgid, which fails once the leader has exited and been
+    reaped while its EngineCore/worker children live on.
+    """
+    pgid = proc.pid
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.time() + wait_s
+        while time.time() < deadline and _group_alive(pgid):
+            proc.poll()  # reap the leader if it exited, so it does not count as alive
+            time.sleep(0.1)
     try:
-        pgid = os.getpgid(proc.pid)
-    except ProcessLookupError:
-        pgid = None
-    if pgid is not None:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def _group_alive(pgid: int) -> bool:
+    for p in psutil.process_iter(["pid"]):
         try:
-            os.killpg(pgid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    deadline = time.time() + grace_s
-    while time.time() < deadline and proc.poll() is None:
-        time.sleep(0.1)
-    if pgid is not None:
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    proc.wait(timeout=10)
+            if os.getpgid(p.info["pid"]) == pgid and p.status() != psutil.STATUS_ZOMBIE:
+                return True
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return False
