@@ -187,7 +187,9 @@ def plot_loss(info: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot([e["step"] for e in log], [e["loss"] for e in log], lw=0.8, label="train (batch)")
     ev = [e for e in log if "eval_loss" in e]
-    ax.plot([e["step"] for e in ev], [e["eval_loss"] for e in ev], "o-", ms=3, label="held-out")
+    ev_steps = [e["step"] for e in ev] + [info["steps"]]
+    ev_loss = [e["eval_loss"] for e in ev] + [info["final_eval_loss"]]
+    ax.plot(ev_steps, ev_loss, "o-", ms=3, label=f"held-out (final {info['final_eval_loss']:.2f})")
     ax.axhline(info["initial_loss_uniform"], color="grey", ls=":", lw=0.8, label="ln(vocab) = uniform guess")
     ax.set_xlabel("step")
     ax.set_ylabel("cross-entropy (nats/token)")
@@ -209,8 +211,12 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--replot", action="store_true", help="only redraw loss_curve.png from training_log.json")
     args = vars(ap.parse_args())
     out = args.pop("out_dir")
+    if args.pop("replot"):
+        plot_loss(json.loads((out / "training_log.json").read_text()), out / "loss_curve.png")
+        return
     print(json.dumps(train(out, **args), indent=2))
 
 

@@ -67,7 +67,7 @@ def triton_check() -> dict:
 
 def quant(quick: bool) -> dict:
     import torch
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # one intra-op thread: on a shared 2-core machine 2-thread ops stall on each other
     torch.manual_seed(0)
     shapes = [(768, 192, 1), (768, 192, 64), (4096, 4096, 1), (4096, 4096, 64)]
     if quick:
@@ -129,7 +129,7 @@ def render(doc: dict, readme: Path, rel: str) -> None:
           "| weight | fp32 bytes | bf16 bytes | int8 + scales bytes |", "|---|---|---|---|"]
     for k, b in q["bytes"].items():
         L.append(f"| {k} | {b['fp32']:,} | {b['bf16']:,} | {b['int8_plus_fp32_scales']:,} |")
-    L += ["", f"CPU time per call, median ({m['cpu_model']}, {m['cpu_count']} cores, shared; 2 threads):", "",
+    L += ["", f"CPU time per call, median ({m['cpu_model']}, {m['cpu_count']} cores, shared; 1 intra-op thread; 1-min load {m['loadavg_1m']:.1f} at the start):", "",
           "| out x in | batch | fp32 ms | bf16 ms | int8 dequant + fp32 ms | fbgemm dynamic int8 ms |", "|---|---|---|---|---|---|"]
     for s in q["speed_cpu"]:
         fb = f"{s['fbgemm_dynamic_int8_ms']:.3f}" if "fbgemm_dynamic_int8_ms" in s else "n/a"

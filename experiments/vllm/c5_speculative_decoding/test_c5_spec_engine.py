@@ -15,7 +15,7 @@ def runs(tmp_path_factory):
     w = build_workloads(S.MODEL_DIR / "tokenizer.json", 2)
     w.pop("_files")
     cfg = {"model": str(S.MODEL_DIR), "dtype": "float32", "max_tokens": 24, "workloads": w,
-           "concurrency": [2], "repeats": 1, "max_num_seqs": 4}
+           "concurrency": [2], "repeats": 1, "max_num_seqs": 4, "sampled": False}
     tmp = tmp_path_factory.mktemp("c5")
     base = S.run_engine({**cfg, "speculative": False}, tmp, "base")
     spec = S.run_engine({**cfg, "speculative": True}, tmp, "spec")
