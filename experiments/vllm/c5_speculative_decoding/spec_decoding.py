@@ -170,11 +170,18 @@ def plot_model(doc: dict, path: Path, source: str) -> None:
         axes[1].plot(a, [r["speedup_c0.2"] for r in rows], color=line.get_color(), ls="--", lw=0.9)
     engine = doc["results"].get("engine")
     if engine:
-        for r in engine["rows"]:
-            if r["mean_tokens_per_step"] and r["concurrency"] == 1:
-                axes[0].plot(r["alpha_fitted"], r["mean_tokens_per_step"], "k*", ms=10)
-                axes[0].annotate(f"vLLM n-gram k=4\n{r['workload']}", (r["alpha_fitted"], r["mean_tokens_per_step"]),
-                                 fontsize=7, xytext=(-70, 8), textcoords="offset points")
+        c1 = [r for r in engine["rows"] if r["mean_tokens_per_step"] and r["concurrency"] == 1]
+        for i, r in enumerate(c1):
+            xy = (r["alpha_fitted"], r["mean_tokens_per_step"])
+            axes[0].plot(*xy, "k*", ms=9)
+            axes[0].annotate(f"vLLM n-gram k=4, {r['workload']}: {xy[1]:.2f}", xy, fontsize=7,
+                             xytext=(-215, 25 + 12 * i) if xy[0] > 0.5 else (8, 30), textcoords="offset points",
+                             arrowprops={"arrowstyle": "-", "lw": 0.5})
+            axes[1].plot(r["alpha_fitted"], r["speedup_median"], "k*", ms=9)
+        if c1:
+            axes[1].annotate("stars: measured, concurrency 1\n(CPU verify step costs ~2 plain steps)",
+                             (c1[0]["alpha_fitted"], c1[0]["speedup_median"]), fontsize=7, xytext=(-190, 20),
+                             textcoords="offset points", arrowprops={"arrowstyle": "-", "lw": 0.5})
     axes[0].set_xlabel("per-token acceptance alpha")
     axes[0].set_ylabel("tokens per target forward")
     axes[0].set_title("(1 - a^(k+1)) / (1 - a); dots: Monte Carlo ±3 s.e.", fontsize=9)
