@@ -11,7 +11,7 @@ BENCH_ARGS ?=
 export PYTHONPATH := $(CURDIR)
 
 .PHONY: help setup source submodule check-versions apply-patches check-patches format-patches \
-        bench bench-smoke test test-fast clean trace report notebooks labs-week1 labs-week2 gpu-labs test-vllm-upstream
+        bench bench-smoke test test-fast clean trace report notebooks labs-week1 labs-week2 gpu-labs test-vllm-upstream tiny-model labs-week3
 
 help: ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -81,3 +81,10 @@ labs-week2: $(VENV)/.setup-stamp ## regenerate week-2 CPU results (GPU halves: m
 
 gpu-labs: $(VENV)/.setup-stamp ## on an NVIDIA machine: the GPU half of every week-2 lab
 	@$(PY) -m experiments.foundations.b_common.run_gpu_labs
+
+tiny-model: $(VENV)/.setup-stamp ## train models/tiny-llama-trained on stdlib sources (~8 min wall, 2 threads)
+	@$(PY) -m tools.train_tiny_model --max-minutes 8
+
+labs-week3: $(VENV)/.setup-stamp ## vLLM labs c4, c5 (c5 uses models/tiny-llama-trained; ~4 min on 2 cores)
+	@$(PY) -m experiments.vllm.c4_attention_graphs_quant
+	@$(PY) -m experiments.vllm.c5_speculative_decoding
