@@ -2,24 +2,26 @@
 
 A variant is (engine, env, engine_args): `engine` picks baseline or patched
 vLLM; env/engine_args switch a patch's flag on. The default model is the
-embedded tiny Llama (config + tokenizer in models/, dummy weights): no network.
-MODEL=<hub id> swaps in a real model (needs network and, sensibly, a GPU).
+embedded tiny Llama with trained weights (models/tiny-llama-trained): no
+network, and greedy outputs that mean something for the correctness gate.
+MODEL=<dir> with only a config (e.g. models/tiny-llama) runs with dummy
+weights; MODEL=<hub id> swaps in a real model (needs network and, sensibly, a GPU).
 """
 from __future__ import annotations
 
 import copy
 import os
+from pathlib import Path
 
 from tools.pins import REPO_ROOT
 
-EMBEDDED_MODEL = str(REPO_ROOT / "models" / "tiny-llama")
+EMBEDDED_MODEL = str(REPO_ROOT / "models" / "tiny-llama-trained")
 
 # Engine arguments shared by every variant of a preset (passed to LLM(...) and
 # as `vllm serve` flags). CPU: enforce_eager because torch.compile warm-up costs
 # ~30 s per engine start on 2 cores and the patches touch EngineCore, not the
 # model forward; float32 keeps greedy outputs comparable across batch shapes.
 CPU_ENGINE_ARGS = {
-    "load_format": "dummy",
     "dtype": "float32",
     "max_model_len": 2048,
     "kv_cache_memory_bytes": 1 << 30,
@@ -99,6 +101,11 @@ COMMON = {
 }
 
 
+def _local_dir_without_weights(model: str) -> bool:
+    path = Path(model)
+    return path.is_dir() and not any(path.glob("*.safetensors")) and not any(path.glob("*.bin"))
+
+
 def resolve(name: str, *, repeats: int | None = None, model: str | None = None,
             backend: str = "cpu", variants: list[str] | None = None) -> dict:
     """Full bench configuration for a preset, with overrides from the command line/env."""
@@ -117,8 +124,8 @@ def resolve(name: str, *, repeats: int | None = None, model: str | None = None,
     model = model or os.environ.get("MODEL") or EMBEDDED_MODEL
     cfg["model"] = model
     engine_args = dict(CPU_ENGINE_ARGS if backend == "cpu" else CUDA_ENGINE_ARGS)
-    if model != EMBEDDED_MODEL:
-        engine_args.pop("load_format", None)  # a real model: real weights
+    if _local_dir_without_weights(model):
+        engine_args["load_format"] = "dummy"  # config-only model directory: random weights
     cfg["engine_args"] = engine_args
     cfg["variant_defs"] = {v: copy.deepcopy(VARIANTS[v]) for v in cfg["variants"]}
     return cfg
