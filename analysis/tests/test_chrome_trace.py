@@ -35,7 +35,9 @@ def test_single_file_loaders_and_op_summary(torch_traces):
     assert set(ua["cat"]) == {chrome_trace.USER_ANNOTATION} and set(ua["process"]) == {"dp0_pp0_tp0_rank0"}
     ops = chrome_trace.cpu_ops(worker)
     summary = chrome_trace.op_summary(ops)
-    assert summary["self_share"].sum() == pytest.approx(1.0)
+    # exactly 1 for perfectly nested ops; real traces have sub-microsecond sibling overlaps,
+    # which self_time clips (never negative), so allow a few parts per million
+    assert summary["self_share"].sum() == pytest.approx(1.0, abs=1e-4)
     assert summary.iloc[0]["name"] == "aten::mm"
 
 
