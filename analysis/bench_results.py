@@ -83,13 +83,13 @@ def latency_frame(bench_dir: str | os.PathLike) -> pd.DataFrame:
 
 
 def complete_benches(root: str | os.PathLike) -> list[Path]:
-    """Complete bench dirs under root, oldest first; incomplete ones are skipped."""
+    """Complete bench dirs anywhere under root (e.g. results/reference/cpu/...), sorted by bench id
+    (preset, backend, UTC time: oldest first within a preset); incomplete ones are skipped."""
     out = []
-    for d in sorted(Path(root).glob("*")):
-        if d.is_dir():
-            try:
-                load_manifest(d)
-            except IncompleteBench:
-                continue
-            out.append(d)
-    return out
+    for d in {m.parent for m in Path(root).rglob("manifest.json")}:
+        try:
+            load_manifest(d)
+        except IncompleteBench:
+            continue
+        out.append(d)
+    return sorted(out, key=lambda d: (d.name, str(d)))
