@@ -134,3 +134,9 @@ def test_gate_failure_aborts_the_bench(monkeypatch, fake_engine, tmp_path):
     with pytest.raises(RuntimeError, match="CORRECTNESS GATE FAILED"):
         runner.run_bench(small_cfg(), tmp_path, argv=["test"])
     assert bench_results.complete_benches(tmp_path) == []
+
+
+def test_gate_statement_says_what_was_checked():
+    assert runner.gate_statement([{"mode": "serve", "variant": "baseline"}]).startswith("not run")
+    runs = [{"mode": "offline", "variant": v} for v in ("baseline", "patched", "baseline")]
+    assert runner.gate_statement(runs) == "greedy outputs identical across all 3 offline runs (baseline, patched)"
