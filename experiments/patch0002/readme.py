@@ -57,10 +57,19 @@ def sweep_block(bench: Path) -> str:
 
 def render(root: Path) -> str:
     cap = newest(root, lambda d: preset_of(d) == "prefill-cap")
-    sweep = newest(root, lambda d: preset_of(d) == "patch0002-sweep" and (d / "sweep.json").exists())
     parts = [bench_block(cap) if cap else "No complete `prefill-cap` bench under the results root yet.\n"]
-    parts.append(sweep_block(sweep) if sweep else "No complete sweep under the results root yet.\n")
+    sweeps = newest_sweep_per_rate(root)
+    parts += [sweep_block(d) for d in sweeps.values()] or ["No complete sweep under the results root yet.\n"]
     return "\n".join(parts)
+
+
+def newest_sweep_per_rate(root: Path) -> dict[str, Path]:
+    """The newest complete sweep at each request rate (a fixed rate and `inf` answer different questions)."""
+    found: dict[str, Path] = {}
+    for d in bench_results.complete_benches(root):  # sorted by bench id: later ones replace earlier
+        if preset_of(d) == "patch0002-sweep" and (d / "sweep.json").exists():
+            found[str(json.loads((d / "sweep.json").read_text())["request_rate"])] = d
+    return dict(sorted(found.items()))
 
 
 def write(root: Path, readme: Path = README) -> None:
