@@ -263,6 +263,11 @@ def main(argv: list[str] | None = None) -> int:
     trace = None if args.no_trace else (args.trace or latest_trace())
     for p in write_report(args.results, args.out, benches or None, trace):
         print(f"report: wrote {rel(p)}")
+    if not benches and args.results == REFERENCE_ROOT and args.out == OUT_DIR:
+        # the committed reference sets also feed the top README's figures
+        from analysis import readme_figures
+        if readme_figures.write(args.results):
+            print(f"report: wrote {rel(readme_figures.README)} (reference results section)")
     return 0
 
 

@@ -88,3 +88,19 @@ def test_trace_section_lists_patch_scopes_per_variant(two_benches, tmp_path):
     assert "| `block_pool: get_new_blocks` | 0 | 3 |" in text
     assert "gpu_model_runner" not in text  # upstream's own scopes are not the patch's evidence
     assert "torch-cpu-20260101T000000Z" not in (out / "PR_0002.md").read_text()
+
+
+def test_readme_section_is_rendered_from_the_newest_benches(two_benches, tmp_path):
+    from analysis import readme_figures
+
+    root, dirs = two_benches
+    page = tmp_path / "README.md"
+    page.write_text("intro\n")
+    assert not readme_figures.write(root, page) and page.read_text() == "intro\n"  # no markers: untouched
+    page.write_text(f"intro\n{readme_figures.BEGIN}\nold\n{readme_figures.END}\nrest\n")
+    assert readme_figures.write(root, page)
+    text = page.read_text()
+    assert "old" not in text and text.endswith(f"{readme_figures.END}\nrest\n")
+    for preset, bench in dirs.items():
+        table, _ = report.claims_table(bench_results.summary(bench), readme_figures.HEADLINES[preset])
+        assert f"PRESET={preset}" in text and table in text

@@ -1,0 +1,72 @@
+"""The top README's "Reference results" section, rendered from committed result files.
+
+Called by `make report` (analysis.report) after the PR drafts. For each preset,
+the newest complete bench under results/reference/ gives a few headline rows
+(median [min, max], delta, A/A noise floor, verdict: the PR draft's table code);
+results/reference/*/client_capacity.json gives the load client's headroom.
+Nothing is typed in: re-running `make report` after new benches updates it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from analysis import bench_results, report
+from experiments.common.results import read_result
+from tools import pins
+
+README = pins.REPO_ROOT / "README.md"
+BEGIN, END = "<!-- reference-results:begin (make report) -->", "<!-- reference-results:end -->"
+# Headline metrics per preset; the full tables are in each bench's summary.md and the PR drafts.
+HEADLINES = {
+    "default": ("output_throughput", "median_ttft_ms", "median_tpot_ms", "peak_rss_mb"),
+    "overhead-0001": ("output_throughput",),
+    "prefill-cap": ("short_p90_ttft_ms", "long_p90_ttft_ms", "output_throughput"),
+}
+
+
+def newest_per_preset(root: Path) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for d in bench_results.complete_benches(root):  # sorted by bench id (preset, backend, time)
+        found[bench_results.load_manifest(d)["config"]["preset"]] = d
+    return found
+
+
+def bench_rows(preset: str, bench: Path) -> str:
+    manifest = bench_results.load_manifest(bench)
+    m = manifest["provenance"]["machine"]
+    table, _ = report.claims_table(bench_results.summary(bench), HEADLINES[preset])
+    return (f"**`make bench PRESET={preset}`** -> [`{report.rel(bench)}`]({report.rel(bench)}/summary.md): "
+            f"{manifest['repeats']} repeats, bench wall time {manifest['wall_s']:.0f} s on {m['cpu_model']} "
+            f"({m['cpu_count']} cores, GPU: {m['gpu_model'] or 'none'}, load average at start {m['loadavg_1m']}), "
+            f"{manifest['engine_dist']}=={manifest['engine_version']}; correctness gate: {manifest['gate']}.\n\n"
+            f"{table}")
+
+
+def capacity_line(path: Path) -> str:
+    r = read_result(path)["results"]
+    line = (f"Load client (`vllm bench serve`) against an instant stub server: "
+            f"{r['stub_request_throughput']:.0f} requests/s")
+    if "headroom" in r:
+        line += (f", vs {r['engine_request_throughput']:.1f} requests/s sustained by the engine "
+                 f"(baseline median, `{report.rel(Path(r['bench']))}`): headroom {r['headroom']:.0f}x")
+    return line + f" ([`{report.rel(path)}`]({report.rel(path)})).\n"
+
+
+def render(root: Path) -> str:
+    benches = newest_per_preset(root)
+    parts = [bench_rows(p, benches[p]) for p in HEADLINES if p in benches]
+    parts += [capacity_line(p) for p in sorted(Path(root).rglob("client_capacity.json"))]
+    if not parts:
+        return "No complete reference result set yet: `make bench BENCH_OUT=results/reference/cpu`.\n"
+    return "\n".join(parts)
+
+
+def write(root: Path = report.REFERENCE_ROOT, readme: Path = README) -> bool:
+    """Rewrite the section between the markers; False (and nothing written) if the README has none."""
+    text = readme.read_text()
+    if BEGIN not in text or END not in text:
+        return False
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    readme.write_text(f"{head}{BEGIN}\n{render(root)}{END}{tail}")
+    return True
