@@ -23,8 +23,8 @@ from tools.patches import series_files
 
 REFERENCE_ROOT = pins.REPO_ROOT / "results" / "reference"
 TRACE_ROOT = pins.REPO_ROOT / "nsys_traces"
-# Scopes added by patch 0001 (EngineCore step phases, waiting-queue prefix lookup, block allocation).
-PATCH_SCOPE_PREFIXES = ("engine_core:", "schedule:", "block_pool:")
+# Scope names of the EngineCore process (step phases, scheduler, KV block pool).
+ENGINE_CORE_SCOPE_PREFIXES = ("engine_core:", "schedule:", "block_pool:")
 OUT_DIR = pins.REPO_ROOT / "analysis" / "pr_draft"
 
 # Which bench presets are evidence for which patch (by patch number prefix).
@@ -135,15 +135,18 @@ def latest_trace(root: Path = TRACE_ROOT) -> Path | None:
     return runs[-1] if runs else None
 
 
-def trace_section(trace: Path, out: Path) -> str:
-    """Which patch-0001 scopes each variant's trace holds (scope_counts_<variant>.csv), plus its phase plot."""
+def trace_section(trace: Path, out: Path, patch: Path | None = None) -> str:
+    """EngineCore scopes per variant's trace (scope_counts_<variant>.csv), plus its phase plot.
+
+    A scope counts as added by `patch` when its quoted name occurs in the patch's added lines."""
     import pandas as pd
 
     manifest = json.loads((trace / "trace_manifest.json").read_text())
+    added = "\n".join(l for l in patch.read_text().splitlines() if l.startswith("+")) if patch else ""
     counts = {}
     for csv in sorted(trace.glob("scope_counts_*.csv")):
         df = pd.read_csv(csv)
-        df = df[df["name"].str.startswith(PATCH_SCOPE_PREFIXES)]
+        df = df[df["name"].str.startswith(ENGINE_CORE_SCOPE_PREFIXES)]
         counts[csv.stem.removeprefix("scope_counts_")] = df.groupby("name")["count"].sum().to_dict()
     names = sorted(set().union(*counts.values())) if counts else []
     variants = list(counts)
@@ -151,11 +154,14 @@ def trace_section(trace: Path, out: Path) -> str:
              f"Profiler: {manifest['profiler']} ({manifest['why']}). Made by `{manifest['provenance']['command']}` "
              f"at git {manifest['provenance']['git_sha']}, series {manifest.get('series_hash')}.", ""]
     if names:
-        lines += ["Patch-0001 scopes found in each variant's trace (occurrences):", "",
-                  "| scope | " + " | ".join(variants) + " |", "|---|" + "---|" * len(variants)]
-        lines += [f"| `{n}` | " + " | ".join(str(counts[v].get(n, 0)) for v in variants) + " |" for n in names]
+        lines += ["EngineCore scopes found in each variant's trace (occurrences). Without the patch the EngineCore "
+                  "process is not profiled, so even upstream's existing scheduler scopes are missing there.", "",
+                  "| scope | new in this patch | " + " | ".join(variants) + " |", "|---|---|" + "---|" * len(variants)]
+        for n in names:
+            new_here = "yes" if '"%s"' % n in added else "no"
+            lines.append(f"| `{n}` | {new_here} | " + " | ".join(str(counts[v].get(n, 0)) for v in variants) + " |")
     else:
-        lines += ["No patch-0001 scope appears in any variant's trace."]
+        lines += ["No EngineCore scope appears in any variant's trace."]
     png = trace / "phase_shares.png"
     if png.exists():
         shutil.copy(png, out / "trace_phase_shares.png")
@@ -186,7 +192,7 @@ def pr_draft(patch: Path, benches: list[Path], out: Path, trace: Path | None = N
         "A difference whose magnitude is not larger than the A/A noise floor (the largest relative difference "
         "between two baseline runs of the same bench) is labelled *within noise* and is not claimed.", "",
         "## Validation", "", *(sections or ["No complete bench directory found for this patch."]), "",
-        *([trace_section(trace, out)] if trace else []),
+        *([trace_section(trace, out, patch)] if trace else []),
         "## Details", "", "### Related upstream work / why this is not a duplicate", "",
         msg.get("Upstream status", "not stated"), "", "### When this can be dropped", "",
         msg.get("Drop when", "not stated"), "", "### Limitations", "",

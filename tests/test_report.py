@@ -84,8 +84,8 @@ def test_trace_section_lists_patch_scopes_per_variant(two_benches, tmp_path):
     out = tmp_path / "draft"
     report.write_report(root, out, trace=trace)
     text = (out / "PR_0001.md").read_text()
-    assert "| `engine_core: schedule` | 0 | 9 |" in text
-    assert "| `block_pool: get_new_blocks` | 0 | 3 |" in text
+    assert "| `engine_core: schedule` | yes | 0 | 9 |" in text  # quoted in patch 0001's added lines
+    assert "| `block_pool: get_new_blocks` | yes | 0 | 3 |" in text
     assert "gpu_model_runner" not in text  # upstream's own scopes are not the patch's evidence
     assert "torch-cpu-20260101T000000Z" not in (out / "PR_0002.md").read_text()
 
