@@ -27,7 +27,7 @@ from tools import pins
 from tools.patches import series_hash
 from tools.vllm_source import check_installed_engine, check_source_tree
 
-BENCHMARK_VERSION = 1
+BENCHMARK_VERSION = 2  # 2: offline figure = median of `timed_passes` cold-cache passes
 DEFAULT_OUT = pins.REPO_ROOT / "results" / "bench"
 
 
@@ -73,6 +73,7 @@ def offline_run(cfg: dict, variant: str, wl_meta: dict, run_dir: Path) -> dict:
     run_cfg = {"model": cfg["model"], "seed": cfg["seed"], "engine": vdef["engine"],
                "engine_args": {**cfg["engine_args"], **vdef["engine_args"]},
                "gate": cfg["gate"], "warmup_requests": cfg["warmup_requests"], "workload": wl_meta,
+               "timed_passes": cfg.get("timed_passes", 1),
                "profile": False}
     if cfg.get("profile_dir"):
         pdir = Path(cfg["profile_dir"]) / run_dir.name
