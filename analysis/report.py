@@ -65,22 +65,24 @@ def rel(p: Path) -> str:
 
 def claims_table(summary: list[dict], metrics: tuple[str, ...] | None = None) -> tuple[str, list[str]]:
     """Markdown table + the sentences that may be claimed (verdict better/worse only)."""
-    lines = ["| mode / workload | metric | variant | baseline median [min, max] | variant median [min, max] "
+    lines = ["| mode / workload | metric | variant | reference median [min, max] | variant median [min, max] "
              "| delta | A/A noise floor | runs | verdict |", "|---|---|---|---|---|---|---|---|---|"]
     claims = []
     for row in summary:
         if metrics and row["metric"] not in metrics:
             continue
-        b = row["variants"]["baseline"]
-        for v, cmp in row["vs_baseline"].items():
-            s = row["variants"][v]
+        comparisons = [(v, "baseline", cmp) for v, cmp in row["vs_baseline"].items()]
+        comparisons += [(v, cmp["against"], cmp) for v, cmp in row.get("pairs", {}).items()]
+        for v, against, cmp in comparisons:
+            b, s = row["variants"][against], row["variants"][v]
+            label = v if against == "baseline" else f"{v} vs {against}"
             floor = "-" if row["noise_floor"] is None else f"{row['noise_floor'] * 100:.1f}%"
-            lines.append(f"| {row['mode']} / {row['workload']} | {row['metric']} | {v} | "
+            lines.append(f"| {row['mode']} / {row['workload']} | {row['metric']} | {label} | "
                          f"{fmt(b['median'])} [{fmt(b['min'])}, {fmt(b['max'])}] | "
                          f"{fmt(s['median'])} [{fmt(s['min'])}, {fmt(s['max'])}] | {fmt(cmp['delta'], pct=True)} | "
                          f"{floor} | {b['n']} + {s['n']} | {cmp['verdict']} |")
             if cmp["verdict"] in ("better", "worse"):
-                claims.append(f"{v}: {row['metric']} ({row['mode']}, {row['workload']}) {cmp['verdict']} by "
+                claims.append(f"{label}: {row['metric']} ({row['mode']}, {row['workload']}) {cmp['verdict']} by "
                               f"{fmt(cmp['delta'], pct=True)}, beyond the A/A noise floor of {floor}.")
     return "\n".join(lines) + "\n", claims
 

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from analysis import bench_results
-from experiments.bench import aggregate, presets, runner
+from experiments.bench import aggregate, presets, runner, table
 from experiments.common.results import write_json_atomic
 
 
@@ -140,3 +140,21 @@ def test_gate_statement_says_what_was_checked():
     assert runner.gate_statement([{"mode": "serve", "variant": "baseline"}]).startswith("not run")
     runs = [{"mode": "offline", "variant": v} for v in ("baseline", "patched", "baseline")]
     assert runner.gate_statement(runs) == "greedy outputs identical across all 3 offline runs (baseline, patched)"
+
+
+def test_pairs_compare_two_variants_directly_against_the_same_floor():
+    scopes = {"VLLM_CUSTOM_SCOPES_FOR_PROFILING": "1"}
+    vdefs = {"baseline": VDEFS["baseline"],
+             "baseline-scopes": {"engine": "baseline", "env": scopes, "engine_args": {}},
+             "patched-scopes": {"engine": "patched", "env": scopes, "engine_args": {}}}
+    runs = [fake_offline("baseline", 1, 100), fake_offline("baseline-scopes", 1, 90),
+            fake_offline("patched-scopes", 1, 89), fake_offline("baseline", 2, 102),
+            fake_offline("baseline-scopes", 2, 91), fake_offline("patched-scopes", 2, 80)]
+    row = {r["metric"]: r for r in aggregate.summarize_runs(
+        runs, vdefs, pairs={"patched-scopes": "baseline-scopes"})}["output_throughput"]
+    assert row["noise_floor_runs"] == 2  # baseline-scopes has an env: not part of the A/A floor
+    pair = row["pairs"]["patched-scopes"]
+    assert pair["against"] == "baseline-scopes"
+    assert pair["delta"] == pytest.approx((84.5 - 90.5) / 90.5) and pair["verdict"] == "worse"
+    text = table.text_table([row], headline_only=False)
+    assert "(baseline-scopes)" in text and text.count("\n") == 4  # header + 2 vs baseline + 1 pair

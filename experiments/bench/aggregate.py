@@ -86,7 +86,11 @@ def verdict(delta: float | None, floor: float | None, sign: int) -> str:
     return "better" if delta * sign > 0 else "worse"
 
 
-def summarize_runs(runs: list[dict], variant_defs: dict[str, dict], reference: str = "baseline") -> list[dict]:
+def summarize_runs(runs: list[dict], variant_defs: dict[str, dict], reference: str = "baseline",
+                   pairs: dict[str, str] | None = None) -> list[dict]:
+    """One row per (mode, workload, metric). `pairs` {variant: against} adds direct comparisons
+    besides the one with `reference` (e.g. patched-scopes against baseline-scopes), judged
+    against the same A/A noise floor."""
     rows = [r for run in runs for r in metric_rows(run)]
     baseline_like = [v for v, d in variant_defs.items()
                      if d["engine"] == "baseline" and not d["env"] and not d["engine_args"]]
@@ -111,9 +115,15 @@ def summarize_runs(runs: list[dict], variant_defs: dict[str, dict], reference: s
                 continue
             delta = (s["median"] - ref_med) / ref_med if ref_med else None
             comparisons[v] = {"delta": delta, "verdict": verdict(delta, floor, sign)}
+        paired = {}
+        for v, against in (pairs or {}).items():
+            if v in per_variant and against in per_variant and per_variant[against]["median"]:
+                a_med = per_variant[against]["median"]
+                delta = (per_variant[v]["median"] - a_med) / a_med
+                paired[v] = {"against": against, "delta": delta, "verdict": verdict(delta, floor, sign)}
         table.append({"mode": mode, "workload": wl, "metric": metric, "direction": sign,
                       "noise_floor": floor, "noise_floor_runs": len(floor_vals),
-                      "variants": per_variant, "vs_" + reference: comparisons})
+                      "variants": per_variant, "vs_" + reference: comparisons, "pairs": paired})
     return table
 
 

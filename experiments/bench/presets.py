@@ -35,6 +35,10 @@ VARIANTS = {
     # Patch 0001 with its scopes switched on (the cost of observability).
     "patched-scopes": {"engine": "patched", "env": {"VLLM_CUSTOM_SCOPES_FOR_PROFILING": "1"},
                        "engine_args": {}},
+    # The baseline engine with upstream's own profiling scopes on: patched-scopes minus this is
+    # the cost of the scopes patch 0001 adds (the env var also switches upstream's worker scopes on).
+    "baseline-scopes": {"engine": "baseline", "env": {"VLLM_CUSTOM_SCOPES_FOR_PROFILING": "1"},
+                        "engine_args": {}},
     # A second, independent baseline: an explicit A/A pair.
     "baseline-aa": {"engine": "baseline", "env": {}, "engine_args": {}},
     # Patch 0002 switched on: long prefills (more than 512 tokens left) share at
@@ -64,8 +68,10 @@ PRESETS: dict[str, dict] = {
         "request_rate": {},
     },
     "overhead-0001": {
-        "description": "patch 0001 cost: scopes off (must be within noise) and on (<= 2% tokens/s)",
-        "variants": ["baseline", "patched", "patched-scopes"],
+        "description": "patch 0001 cost: scopes off (must be within noise) and on (<= 2% tokens/s); "
+                       "baseline-scopes vs patched-scopes separates the patch's scopes from upstream's",
+        "variants": ["baseline", "patched", "baseline-scopes", "patched-scopes"],
+        "pairs": {"patched-scopes": "baseline-scopes"},
         "repeats": 5,
         "modes": ["offline"],
         "offline_workload": "shared_prefix_chat",

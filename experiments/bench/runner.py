@@ -154,7 +154,7 @@ def run_bench(cfg: dict, out_root: Path = DEFAULT_OUT, argv: list[str] | None = 
             bad = aggregate.gate_mismatches(runs)
             if bad:
                 raise RuntimeError("CORRECTNESS GATE FAILED, speed numbers are meaningless:\n  " + "\n  ".join(bad))
-        summary = aggregate.summarize_runs(runs, cfg["variant_defs"])
+        summary = aggregate.summarize_runs(runs, cfg["variant_defs"], pairs=cfg.get("pairs"))
         write_json_atomic(partial / "summary.json", summary)
         (partial / "summary.md").write_text(table.markdown_table(summary))
         table.plot_summary(summary, partial / "summary.png", source=f"results/bench/{bench_id}/summary.json")

@@ -22,11 +22,13 @@ def rows_for_table(summary: list[dict], reference: str = "baseline", headline_on
     for row in summary:
         if headline_only and row["metric"] not in HEADLINE:
             continue
-        ref = row["variants"][reference]
-        for v, cmp in row["vs_" + reference].items():
-            s = row["variants"][v]
+        comparisons = [(v, reference, cmp) for v, cmp in row["vs_" + reference].items()]
+        comparisons += [(v, cmp["against"], cmp) for v, cmp in row.get("pairs", {}).items()]
+        for v, against, cmp in comparisons:
+            ref, s = row["variants"][against], row["variants"][v]
             out.append([row["mode"], row["workload"], row["metric"],
-                        f"{fmt(ref['median'])} [{fmt(ref['min'])}, {fmt(ref['max'])}]",
+                        f"{fmt(ref['median'])} [{fmt(ref['min'])}, {fmt(ref['max'])}]"
+                        + ("" if against == reference else f" ({against})"),
                         f"{fmt(s['median'])} [{fmt(s['min'])}, {fmt(s['max'])}]" + ("" if v == "patched" else f" ({v})"),
                         fmt(cmp["delta"], pct=True),
                         "-" if row["noise_floor"] is None else f"{row['noise_floor'] * 100:.1f}%",
