@@ -66,8 +66,9 @@ clean: ## remove build outputs (keeps .venv, ./vllm and results/)
 trace: apply-patches ## baseline + patched under a profiler -> nsys_traces/<run>/ (nsys if present, else torch)
 	@$(PY) -m experiments.trace $(TRACE_ARGS)
 
-report: $(VENV)/.setup-stamp ## PR draft + learner summary from committed results -> analysis/pr_draft/
+report: $(VENV)/.setup-stamp ## from committed results: analysis/pr_draft/, README figures, patch 0002 results
 	@$(PY) -m analysis.report $(REPORT_ARGS)
+	@$(PY) -m experiments.patch0002.readme
 
 notebooks: $(VENV)/.setup-stamp ## execute the analysis notebooks
 	@$(PY) -m analysis.run_notebooks
