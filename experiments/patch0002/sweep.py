@@ -57,7 +57,7 @@ def sweep_config(points: dict[str, dict], repeats: int, quick: bool, rate: str |
     cfg["variants"] = list(points)
     cfg["variant_defs"] = points
     cfg["modes"] = ["serve"]
-    cfg["workloads"] = {WORKLOAD: {"num_requests": 32} if quick else {}}
+    cfg["workloads"] = {WORKLOAD: {"num_requests": 32} if quick else cfg["workloads"][WORKLOAD]}
     cfg["request_rate"] = {WORKLOAD: rate or cfg["request_rate"].get(WORKLOAD, 16)}
     return cfg
 
