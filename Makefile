@@ -86,6 +86,5 @@ gpu-labs: $(VENV)/.setup-stamp ## on an NVIDIA machine: the GPU half of every we
 tiny-model: $(VENV)/.setup-stamp ## train models/tiny-llama-trained on stdlib sources (~8 min wall, 2 threads)
 	@$(PY) -m tools.train_tiny_model --max-minutes 8
 
-labs-week3: $(VENV)/.setup-stamp ## vLLM labs c4, c5 (c5 uses models/tiny-llama-trained; ~4 min on 2 cores)
-	@$(PY) -m experiments.vllm.c4_attention_graphs_quant
-	@$(PY) -m experiments.vllm.c5_speculative_decoding
+labs-week3: $(VENV)/.setup-stamp ## vLLM labs c1-c5 on the real engine (models/tiny-llama-trained)
+	@for l in c1_prefill_decode_batching c2_paged_kv_cache c3_mixed_scheduling c4_attention_graphs_quant c5_speculative_decoding; do $(PY) -m experiments.vllm.$$l || exit 1; done
