@@ -14,13 +14,13 @@ with torch on this process's threads.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from experiments.common.stats import summarize
+from experiments.common.timing import time_repeats
 
 
 @dataclass(frozen=True)
@@ -109,13 +109,8 @@ def roofline_time(cost: dict, bandwidth_Bps: float, flops_per_s: float) -> dict:
 # ---------------------------------------------------------------- this machine's ceilings
 
 def _repeat(fn, repeats: int) -> list[float]:
-    fn()  # warm-up: first touch of the pages, thread pool start
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
+    """Seconds per call after one warm-up call (first touch of the pages, thread pool start)."""
+    return time_repeats(fn, repeats=repeats, warmup=1)["samples_s"]
 
 
 def measure_copy_bandwidth(nbytes: int, repeats: int) -> dict:
