@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 
 from analysis import bench_results
+from experiments.bench.presets import PRESETS
 from experiments.bench.table import fmt
 from tools import pins
 from tools.patches import series_files
@@ -28,7 +29,7 @@ ENGINE_CORE_SCOPE_PREFIXES = ("engine_core:", "schedule:", "block_pool:")
 OUT_DIR = pins.REPO_ROOT / "analysis" / "pr_draft"
 
 # Which bench presets are evidence for which patch (by patch number prefix).
-EVIDENCE = {"0001": ("overhead-0001", "default"), "0002": ("prefill-cap",)}
+EVIDENCE = {"0001": ("overhead-0001", "default"), "0002": ("prefill-cap", "patch0002-sweep")}
 FIELDS = ("Why", "What", "Metric it should move", "Upstream status", "Drop when")
 
 
@@ -51,11 +52,14 @@ def patch_message(patch: Path) -> dict:
 
 
 def benches_for(preset_names: tuple[str, ...], root: Path) -> list[Path]:
-    found = []
-    for d in bench_results.complete_benches(root):
-        if bench_results.load_manifest(d)["config"]["preset"] in preset_names:
-            found.append(d)
-    return found
+    """Newest complete bench per (preset, request rates): a re-run supersedes an older set,
+    while a sweep at another arrival rate answers a different question and stays."""
+    newest: dict[tuple, Path] = {}
+    for d in bench_results.complete_benches(root):  # sorted by bench id: later ones replace earlier
+        cfg = bench_results.load_manifest(d)["config"]
+        if cfg["preset"] in preset_names:
+            newest[(cfg["preset"], json.dumps(cfg.get("request_rate"), sort_keys=True))] = d
+    return [d for p in preset_names for k, d in newest.items() if k[0] == p]
 
 
 def rel(p: Path) -> str:
@@ -110,13 +114,21 @@ def bench_section(bench: Path, metrics=HEADLINE) -> tuple[str, list[str]]:
     manifest = bench_results.load_manifest(bench)
     summary = bench_results.summary(bench)
     table, claims = claims_table(summary, metrics)
-    text = (f"#### Bench `{manifest['config']['preset']}` ({rel(bench)})\n\n"
-            f"{manifest['config']['description']}.\n\n"
-            f"Reproduce: `make apply-patches && make bench PRESET={manifest['config']['preset']}` "
-            f"(recorded command: `{manifest['provenance']['command']}`)\n\n"
+    preset = manifest["config"]["preset"]
+    if preset in PRESETS:
+        reproduce = f"`make apply-patches && make bench PRESET={preset}` (recorded command: "
+    else:  # e.g. the patch-0002 sweep, which drives the bench runner itself
+        reproduce = "`make apply-patches`, then the recorded command: "
+    rate = manifest["config"].get("request_rate") or {}
+    text = (f"#### Bench `{preset}` ({rel(bench)})\n\n"
+            f"{manifest['config']['description']}"
+            + (f" (request rates: {', '.join(f'{k} {v}/s' for k, v in rate.items())})" if rate else "") + ".\n\n"
+            f"Reproduce: {reproduce}`{manifest['provenance']['command']}`"
+            + (")" if preset in PRESETS else "") + "\n\n"
             f"{environment_block(manifest)}\n"
             f"Correctness gate: {manifest.get('gate', 'not recorded')}.\n\n{table}\n"
-            f"![summary]({bench.name}.png)\n\n")
+            f"![summary]({bench.name}.png)\n\n"
+            + (f"![trade-off]({bench.name}.sweep.png)\n\n" if (bench / "sweep.png").exists() else ""))
     return text, claims
 
 
@@ -179,6 +191,8 @@ def pr_draft(patch: Path, benches: list[Path], out: Path, trace: Path | None = N
         sections.append(text)
         claims += c
         shutil.copy(b / "summary.png", out / f"{b.name}.png")
+        if (b / "sweep.png").exists():
+            shutil.copy(b / "sweep.png", out / f"{b.name}.sweep.png")
     if claims:
         claim_text = "\n".join(f"- {c}" for c in claims)
     else:
