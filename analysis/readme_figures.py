@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from analysis import bench_results, report
+from experiments.bench.presets import PRESETS
 from experiments.common.results import read_result
 from tools import pins
 
@@ -21,21 +22,16 @@ HEADLINES = {
     "default": ("output_throughput", "median_ttft_ms", "median_tpot_ms", "peak_rss_mb"),
     "overhead-0001": ("output_throughput",),
     "prefill-cap": ("short_p90_ttft_ms", "long_p90_ttft_ms", "output_throughput"),
+    "patch0002-sweep": ("short_p90_ttft_ms", "long_p90_ttft_ms", "output_throughput"),
 }
-
-
-def newest_per_preset(root: Path) -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    for d in bench_results.complete_benches(root):  # sorted by bench id (preset, backend, time)
-        found[bench_results.load_manifest(d)["config"]["preset"]] = d
-    return found
 
 
 def bench_rows(preset: str, bench: Path) -> str:
     manifest = bench_results.load_manifest(bench)
     m = manifest["provenance"]["machine"]
     table, _ = report.claims_table(bench_results.summary(bench), HEADLINES[preset])
-    return (f"**`make bench PRESET={preset}`** -> [`{report.rel(bench)}`]({report.rel(bench)}/summary.md): "
+    command = f"make bench PRESET={preset}" if preset in PRESETS else manifest["provenance"]["command"]
+    return (f"**`{command}`** -> [`{report.rel(bench)}`]({report.rel(bench)}/summary.md): "
             f"{manifest['repeats']} repeats, bench wall time {manifest['wall_s']:.0f} s on {m['cpu_model']} "
             f"({m['cpu_count']} cores, GPU: {m['gpu_model'] or 'none'}, load average at start {m['loadavg_1m']}), "
             f"{manifest['engine_dist']}=={manifest['engine_version']}; correctness gate: {manifest['gate']}.\n\n"
@@ -53,8 +49,8 @@ def capacity_line(path: Path) -> str:
 
 
 def render(root: Path) -> str:
-    benches = newest_per_preset(root)
-    parts = [bench_rows(p, benches[p]) for p in HEADLINES if p in benches]
+    # newest set per preset (and per arrival rate, for the sweeps), as in the PR drafts
+    parts = [bench_rows(p, b) for p in HEADLINES for b in report.benches_for((p,), root)]
     parts += [capacity_line(p) for p in sorted(Path(root).rglob("client_capacity.json"))]
     if not parts:
         return "No complete reference result set yet: `make bench BENCH_OUT=results/reference/cpu`.\n"
