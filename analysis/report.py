@@ -48,7 +48,8 @@ def patch_message(patch: Path) -> dict:
             fields[current] = hit.group(2)
         elif current:
             fields[current] += "\n" + line
-    return {"subject": subject, **{k: v.strip() for k, v in fields.items()}}
+    # sentences in the draft: "Why: in a mixed ..." -> "In a mixed ..."
+    return {"subject": subject, **{k: v.strip()[:1].upper() + v.strip()[1:] for k, v in fields.items()}}
 
 
 def benches_for(preset_names: tuple[str, ...], root: Path) -> list[Path]:
@@ -189,7 +190,7 @@ def pr_draft(patch: Path, benches: list[Path], out: Path, trace: Path | None = N
     for b in benches:
         text, c = bench_section(b)
         sections.append(text)
-        claims += c
+        claims += [f"`{b.name}`: {claim}" for claim in c]  # which bench (preset, arrival rate) says so
         shutil.copy(b / "summary.png", out / f"{b.name}.png")
         if (b / "sweep.png").exists():
             shutil.copy(b / "sweep.png", out / f"{b.name}.sweep.png")
