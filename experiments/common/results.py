@@ -14,13 +14,17 @@ from typing import Any
 from experiments.common.provenance import provenance
 
 
-def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
+def write_json_atomic(path: str | os.PathLike, data: Any, *, compact: bool = False) -> Path:
+    """`compact`: no indentation or spaces (large per-event traces); otherwise indent=2."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, sort_keys=False, default=str)
+            if compact:
+                json.dump(data, fh, separators=(",", ":"), default=str)
+            else:
+                json.dump(data, fh, indent=2, sort_keys=False, default=str)
             fh.write("\n")
             fh.flush()
             os.fsync(fh.fileno())
@@ -32,7 +36,8 @@ def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
 
 
 def write_result(path: str | os.PathLike, results: Any, *, config: dict | None = None,
-                 benchmark_version: int = 1, extra_packages: list[str] | None = None) -> Path:
+                 benchmark_version: int = 1, extra_packages: list[str] | None = None,
+                 compact: bool = False) -> Path:
     """Write `results` with provenance and config into one self-describing JSON file."""
     doc = {
         "benchmark_version": benchmark_version,
@@ -40,7 +45,7 @@ def write_result(path: str | os.PathLike, results: Any, *, config: dict | None =
         "config": config or {},
         "results": results,
     }
-    return write_json_atomic(path, doc)
+    return write_json_atomic(path, doc, compact=compact)
 
 
 def read_result(path: str | os.PathLike) -> dict:

