@@ -12,6 +12,7 @@ from pathlib import Path
 
 from analysis import bench_results, report
 from experiments.bench.presets import PRESETS
+from experiments.common.readme import replace_between
 from experiments.common.results import read_result
 from tools import pins
 
@@ -59,10 +60,4 @@ def render(root: Path) -> str:
 
 def write(root: Path = report.REFERENCE_ROOT, readme: Path = README) -> bool:
     """Rewrite the section between the markers; False (and nothing written) if the README has none."""
-    text = readme.read_text()
-    if BEGIN not in text or END not in text:
-        return False
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    readme.write_text(f"{head}{BEGIN}\n{render(root)}{END}{tail}")
-    return True
+    return replace_between(readme, BEGIN, END, render(root))

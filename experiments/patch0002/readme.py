@@ -15,20 +15,12 @@ import sys
 from pathlib import Path
 
 from analysis import bench_results, report
+from experiments.common.readme import replace_between
 
 README = Path(__file__).with_name("README.md")
 BEGIN, END = "<!-- results:begin (python -m experiments.patch0002.readme) -->", "<!-- results:end -->"
 METRICS = ("short_p90_ttft_ms", "long_p90_ttft_ms", "median_ttft_ms", "median_itl_ms", "p99_itl_ms",
            "output_throughput")
-
-
-def newest(root: Path, want) -> Path | None:
-    found = [d for d in bench_results.complete_benches(root) if want(d)]
-    return sorted(found, key=lambda d: d.name)[-1] if found else None
-
-
-def preset_of(d: Path) -> str:
-    return bench_results.load_manifest(d)["config"]["preset"]
 
 
 def bench_block(bench: Path) -> str:
@@ -56,29 +48,17 @@ def sweep_block(bench: Path) -> str:
 
 
 def render(root: Path) -> str:
-    cap = newest(root, lambda d: preset_of(d) == "prefill-cap")
-    parts = [bench_block(cap) if cap else "No complete `prefill-cap` bench under the results root yet.\n"]
-    sweeps = newest_sweep_per_rate(root)
-    parts += [sweep_block(d) for d in sweeps.values()] or ["No complete sweep under the results root yet.\n"]
+    # newest set per preset and arrival rate, as in the PR draft
+    caps = report.benches_for(("prefill-cap",), root)
+    sweeps = [d for d in report.benches_for(("patch0002-sweep",), root) if (d / "sweep.json").exists()]
+    parts = [bench_block(caps[-1]) if caps else "No complete `prefill-cap` bench under the results root yet.\n"]
+    parts += [sweep_block(d) for d in sweeps] or ["No complete sweep under the results root yet.\n"]
     return "\n".join(parts)
 
 
-def newest_sweep_per_rate(root: Path) -> dict[str, Path]:
-    """The newest complete sweep at each request rate (a fixed rate and `inf` answer different questions)."""
-    found: dict[str, Path] = {}
-    for d in bench_results.complete_benches(root):  # sorted by bench id: later ones replace earlier
-        if preset_of(d) == "patch0002-sweep" and (d / "sweep.json").exists():
-            found[str(json.loads((d / "sweep.json").read_text())["request_rate"])] = d
-    return dict(sorted(found.items()))
-
-
 def write(root: Path, readme: Path = README) -> None:
-    text = readme.read_text()
-    if BEGIN not in text or END not in text:
+    if not replace_between(readme, BEGIN, END, render(root)):
         raise SystemExit(f"{readme}: result markers missing")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    readme.write_text(f"{head}{BEGIN}\n{render(root)}{END}{tail}")
 
 
 def main(argv: list[str] | None = None) -> int:
