@@ -21,7 +21,7 @@ if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
   touch "$stamp"; echo "setup: $VENV up to date (backend=$BACKEND)"; exit 0
 fi
 
-echo "setup: building $VENV for backend=$BACKEND (about 2 minutes on a fresh machine)"
+echo "setup: building $VENV for backend=$BACKEND"
 [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
 pip=("$VENV/bin/python" -m pip install --disable-pip-version-check -q)
 if [[ "$BACKEND" == cpu ]]; then

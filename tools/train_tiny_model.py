@@ -158,6 +158,8 @@ def train(out_dir: Path, *, max_minutes: float, max_steps: int, threads: int, co
 
     import torch as _t
     import transformers
+
+    from experiments.common.provenance import provenance
     info = {
         "corpus": CORPUS_RULE, "python": platform.python_version(), "files": len(files),
         "corpus_bytes": sum(f.stat().st_size for f in files), "corpus_sha256": sha,
@@ -171,6 +173,7 @@ def train(out_dir: Path, *, max_minutes: float, max_steps: int, threads: int, co
         "final_train_loss": log[-1]["loss"] if log else None, "final_eval_loss": round(final_eval, 4),
         "initial_loss_uniform": round(math.log(config.vocab_size), 4),
         "versions": {"torch": _t.__version__, "transformers": transformers.__version__},
+        "machine": provenance()["machine"],  # CPU model, cores, load at the start: training time depends on it
         "log": log,
     }
     (out_dir / "training_log.json").write_text(json.dumps(info, indent=1) + "\n")

@@ -86,8 +86,8 @@ PRESETS: dict[str, dict] = {
         "repeats": 5,
         "modes": ["serve"],
         "offline_workload": "mixed_long_short",
-        # 256 requests (224 short): a p90 over 56 short requests moved by a third between
-        # identical baseline runs; arrivals then span 16 s, still small next to server start-up
+        # 256 requests (224 short): with the default 64 (56 short) the short-request p90 varied
+        # too much between identical baseline runs (results/reference/cpu/prefill-cap-cpu-20261125T170302Z)
         "workloads": {"mixed_long_short": {"num_requests": 256}, "shared_prefix_chat": {}},
         "request_rate": {"mixed_long_short": 16, "shared_prefix_chat": "inf"},
     },
