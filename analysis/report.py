@@ -224,7 +224,8 @@ def pr_draft(patch: Path, benches: list[Path], out: Path, trace: Path | None = N
         *(["Upstream knobs measured in the same benches on the unpatched engine (for comparison; not "
            "claims of this PR):", "", *(f"- {c}" for c in context), ""] if context else []),
         "A difference whose magnitude is not larger than the A/A noise floor (the largest relative difference "
-        "between two baseline runs of the same bench) is labelled *within noise* and is not claimed.", "",
+        "between two baseline runs of the same bench), or whose runs overlap the reference's runs, is labelled "
+        "*within noise* and is not claimed.", "",
         "## Validation", "", *(sections or ["No complete bench directory found for this patch."]), "",
         *([trace_section(trace, out, patch)] if trace else []),
         "## Details", "", "### Related upstream work / why this is not a duplicate", "",

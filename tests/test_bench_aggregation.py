@@ -24,6 +24,16 @@ def test_verdicts(delta, floor, sign, want):
     assert aggregate.verdict(delta, floor, sign) == want
 
 
+def test_overlapping_runs_are_never_claimed():
+    # The medians differ by +14.7% against a 13% floor, but one patched run is slower than a
+    # baseline run: the ranges overlap, so it stays "within noise" (the default bench, AMD EPYC, 2 cores).
+    base, patched = [742.8, 728.5, 824.8], [785.2, 851.7, 868.4]
+    assert aggregate.runs_overlap(base, patched)
+    assert aggregate.verdict(0.147, 0.13, +1, base, patched) == "within noise"
+    assert aggregate.verdict(0.147, 0.13, +1, base, [850.0, 851.7, 868.4]) == "better"
+    assert aggregate.verdict(-0.48, 0.014, -1, [6023.9, 6052.7, 6108.0], [2881.1, 3134.8, 3453.8]) == "better"
+
+
 def fake_offline(variant, repeat, tput, gate=((1, 2, 3),)):
     return {"variant": variant, "repeat": repeat, "mode": "offline", "workload": "w",
             "result": {"output_throughput": tput, "total_token_throughput": 10 * tput,
@@ -158,3 +168,20 @@ def test_pairs_compare_two_variants_directly_against_the_same_floor():
     assert pair["delta"] == pytest.approx((84.5 - 90.5) / 90.5) and pair["verdict"] == "worse"
     text = table.text_table([row], headline_only=False)
     assert "(baseline-scopes)" in text and text.count("\n") == 4  # header + 2 vs baseline + 1 pair
+
+
+def test_resummarize_recomputes_only_the_derived_files(fake_engine, tmp_path):
+    from experiments.bench import resummarize
+
+    final = runner.run_bench(small_cfg(), tmp_path, argv=["test"])
+    assert bench_results.load_manifest(final)["aggregation_version"] == aggregate.AGGREGATION_VERSION
+    runs_before = {p.name: p.read_bytes() for p in (final / "runs").glob("*.json")}
+    summary_before = (final / "summary.json").read_text()
+    (final / "summary.json").write_text("[]")  # as if written by an older aggregation
+    assert resummarize.main([str(final)]) == 0
+    assert (final / "summary.json").read_text() == summary_before  # same runs, same rule: same summary
+    assert {p.name: p.read_bytes() for p in (final / "runs").glob("*.json")} == runs_before
+    manifest = bench_results.load_manifest(final)
+    assert manifest["summary_recomputed"]["command"].startswith("python -m experiments.bench.resummarize")
+    with pytest.raises(bench_results.IncompleteBench):
+        resummarize.main([str(tmp_path / "no-such-bench")])

@@ -4,7 +4,10 @@ Noise floor of a metric = the largest relative difference between any two runs
 of the baseline engine (baseline and baseline-aa variants) in this bench: an
 A/A comparison measured next to the A/B one, on the same machine, interleaved.
 A patched-vs-baseline difference no larger than that is reported as
-"within noise", never as a win or a loss.
+"within noise", never as a win or a loss. So is one whose runs overlap the
+reference's runs (some patched run is no better than some baseline run): with
+3 repeats on a noisy machine a median can clear a 3-run floor by chance
+(seen: +14.7% vs a 13.0% floor for a patch with its flags off).
 """
 from __future__ import annotations
 
@@ -74,12 +77,24 @@ def noise_floor(values: list[float]) -> float | None:
     return max(abs(a - b) for a, b in combinations(values, 2)) / abs(med)
 
 
-def verdict(delta: float | None, floor: float | None, sign: int) -> str:
+# 2: a difference also needs the two variants' runs not to overlap (verdict(..., ref_values, values)).
+AGGREGATION_VERSION = 2
+
+
+def runs_overlap(ref_values: list[float] | None, values: list[float] | None) -> bool:
+    """True when the two sets of runs share any part of their [min, max] range."""
+    if not ref_values or not values:
+        return False
+    return max(ref_values) >= min(values) and max(values) >= min(ref_values)
+
+
+def verdict(delta: float | None, floor: float | None, sign: int,
+            ref_values: list[float] | None = None, values: list[float] | None = None) -> str:
     if delta is None:
         return "n/a"
     if floor is None:
         return "no noise floor (needs >= 2 baseline runs)"
-    if abs(delta) <= floor:
+    if abs(delta) <= floor or runs_overlap(ref_values, values):
         return "within noise"
     if sign == 0:
         return "changed"
@@ -114,13 +129,16 @@ def summarize_runs(runs: list[dict], variant_defs: dict[str, dict], reference: s
             if v == reference:
                 continue
             delta = (s["median"] - ref_med) / ref_med if ref_med else None
-            comparisons[v] = {"delta": delta, "verdict": verdict(delta, floor, sign)}
+            comparisons[v] = {"delta": delta, "verdict": verdict(delta, floor, sign,
+                                                                 per_variant[reference]["values"], s["values"])}
         paired = {}
         for v, against in (pairs or {}).items():
             if v in per_variant and against in per_variant and per_variant[against]["median"]:
                 a_med = per_variant[against]["median"]
                 delta = (per_variant[v]["median"] - a_med) / a_med
-                paired[v] = {"against": against, "delta": delta, "verdict": verdict(delta, floor, sign)}
+                paired[v] = {"against": against, "delta": delta,
+                             "verdict": verdict(delta, floor, sign, per_variant[against]["values"],
+                                                per_variant[v]["values"])}
         table.append({"mode": mode, "workload": wl, "metric": metric, "direction": sign,
                       "noise_floor": floor, "noise_floor_runs": len(floor_vals),
                       "variants": per_variant, "vs_" + reference: comparisons, "pairs": paired})

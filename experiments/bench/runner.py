@@ -108,6 +108,15 @@ def gate_statement(runs: list[dict]) -> str:
     return f"greedy outputs identical across all {len(offline)} offline runs ({', '.join(variants)})"
 
 
+def write_summary(bench_dir: Path, runs: list[dict], cfg: dict, source: str) -> list[dict]:
+    """summary.json / .md / .png of a bench from its run records (medians, noise floor, verdicts)."""
+    summary = aggregate.summarize_runs(runs, cfg["variant_defs"], pairs=cfg.get("pairs"))
+    write_json_atomic(bench_dir / "summary.json", summary)
+    (bench_dir / "summary.md").write_text(table.markdown_table(summary))
+    table.plot_summary(summary, bench_dir / "summary.png", source=source)
+    return summary
+
+
 def run_bench(cfg: dict, out_root: Path = DEFAULT_OUT, argv: list[str] | None = None) -> Path:
     info = preflight(cfg)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -154,11 +163,8 @@ def run_bench(cfg: dict, out_root: Path = DEFAULT_OUT, argv: list[str] | None = 
             bad = aggregate.gate_mismatches(runs)
             if bad:
                 raise RuntimeError("CORRECTNESS GATE FAILED, speed numbers are meaningless:\n  " + "\n  ".join(bad))
-        summary = aggregate.summarize_runs(runs, cfg["variant_defs"], pairs=cfg.get("pairs"))
-        write_json_atomic(partial / "summary.json", summary)
-        (partial / "summary.md").write_text(table.markdown_table(summary))
-        table.plot_summary(summary, partial / "summary.png", source=f"results/bench/{bench_id}/summary.json")
-        manifest.update(status="complete", finished_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        summary = write_summary(partial, runs, cfg, source=f"results/bench/{bench_id}/summary.json")
+        manifest.update(status="complete", aggregation_version=aggregate.AGGREGATION_VERSION, finished_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                         wall_s=time.time() - t_start, gate=gate_statement(runs))
         write_json_atomic(partial / "manifest.json", manifest)
         final = out_root / bench_id

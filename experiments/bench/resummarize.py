@@ -1,0 +1,49 @@
+"""Recompute the summary of complete bench dirs from their run records with the current aggregation.
+
+    python -m experiments.bench.resummarize results/reference/cpu/<bench_id> [...]
+
+Only the derived files change (summary.json/.md/.png); the run records, the measurements, are
+read, never written. The manifest records the aggregation version and who recomputed it, when.
+Use it after a change to experiments.bench.aggregate (bump AGGREGATION_VERSION), then `make report`.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from analysis import bench_results
+from experiments.bench import aggregate
+from experiments.bench.runner import write_summary
+from experiments.common.provenance import provenance
+from experiments.common.results import write_json_atomic
+
+
+def resummarize(bench_dir: Path, argv: list[str]) -> list[dict]:
+    manifest = bench_results.load_manifest(bench_dir)  # refuses incomplete benches
+    runs = bench_results.load_runs(bench_dir)
+    summary = write_summary(bench_dir, runs, manifest["config"], source=f"{bench_dir}/summary.json")
+    prov = provenance(argv=argv)
+    manifest["aggregation_version"] = aggregate.AGGREGATION_VERSION
+    manifest["summary_recomputed"] = {"utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                      "git_sha": prov["git_sha"], "git_dirty": prov["git_dirty"],
+                                      "command": prov["command"]}
+    write_json_atomic(bench_dir / "manifest.json", manifest)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    ap = argparse.ArgumentParser(prog="python -m experiments.bench.resummarize", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("bench_dirs", nargs="+", type=Path)
+    args = ap.parse_args(argv)
+    for d in args.bench_dirs:
+        summary = resummarize(d, ["python", "-m", "experiments.bench.resummarize", *map(str, args.bench_dirs)])
+        print(f"resummarize: {d}: {len(summary)} rows (aggregation version {aggregate.AGGREGATION_VERSION})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
