@@ -34,7 +34,10 @@ class LoadSpec:
 
 async def _run(base_url: str, spec: LoadSpec) -> dict:
     offsets = poisson_offsets(spec.rate_rps, spec.duration_s, spec.seed)
-    limits = httpx.Limits(max_connections=spec.max_in_flight, max_keepalive_connections=spec.max_in_flight)
+    # keepalive_expiry below uvicorn's 5 s idle timeout (httpx's default is also 5 s): otherwise, after a
+    # stall, the client can send on a connection the server is closing and get a ReadError (seen in CI).
+    limits = httpx.Limits(max_connections=spec.max_in_flight, max_keepalive_connections=spec.max_in_flight,
+                          keepalive_expiry=2.0)
     records: list[dict] = []
     async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=spec.timeout_s,
                                  headers=spec.headers) as client:
