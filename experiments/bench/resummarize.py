@@ -16,7 +16,7 @@ from pathlib import Path
 from analysis import bench_results
 from experiments.bench import aggregate
 from experiments.bench.runner import write_summary
-from experiments.common.provenance import provenance
+from experiments.common.provenance import git_state
 from experiments.common.results import write_json_atomic
 
 
@@ -24,11 +24,9 @@ def resummarize(bench_dir: Path, argv: list[str]) -> list[dict]:
     manifest = bench_results.load_manifest(bench_dir)  # refuses incomplete benches
     runs = bench_results.load_runs(bench_dir)
     summary = write_summary(bench_dir, runs, manifest["config"], source=f"{bench_dir}/summary.json")
-    prov = provenance(argv=argv)
     manifest["aggregation_version"] = aggregate.AGGREGATION_VERSION
     manifest["summary_recomputed"] = {"utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                      "git_sha": prov["git_sha"], "git_dirty": prov["git_dirty"],
-                                      "command": prov["command"]}
+                                      **git_state(), "command": " ".join(argv)}
     write_json_atomic(bench_dir / "manifest.json", manifest)
     return summary
 
