@@ -20,13 +20,14 @@ from experiments.common.provenance import git_state
 from experiments.common.results import write_json_atomic
 
 
-def resummarize(bench_dir: Path, argv: list[str]) -> list[dict]:
+def resummarize(bench_dir: Path, argv: list[str], repo_state: dict | None = None) -> list[dict]:
+    """`repo_state`: git state taken before the first dir is rewritten (its own writes dirty the tree)."""
     manifest = bench_results.load_manifest(bench_dir)  # refuses incomplete benches
     runs = bench_results.load_runs(bench_dir)
     summary = write_summary(bench_dir, runs, manifest["config"], source=f"{bench_dir}/summary.json")
     manifest["aggregation_version"] = aggregate.AGGREGATION_VERSION
     manifest["summary_recomputed"] = {"utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                      **git_state(), "command": " ".join(argv)}
+                                      **(repo_state or git_state()), "command": " ".join(argv)}
     write_json_atomic(bench_dir / "manifest.json", manifest)
     return summary
 
@@ -37,8 +38,10 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("bench_dirs", nargs="+", type=Path)
     args = ap.parse_args(argv)
+    state = git_state()
     for d in args.bench_dirs:
-        summary = resummarize(d, ["python", "-m", "experiments.bench.resummarize", *map(str, args.bench_dirs)])
+        summary = resummarize(d, ["python", "-m", "experiments.bench.resummarize", *map(str, args.bench_dirs)],
+                              state)
         print(f"resummarize: {d}: {len(summary)} rows (aggregation version {aggregate.AGGREGATION_VERSION})")
     return 0
 
