@@ -170,11 +170,10 @@ def test_load_test_loses_nothing_and_sheds_with_429(quick_doc):
     assert top["share_429"] > 0.2
     unlimited = next(r for r in quick_doc["overload"] if not r["limiter"])
     assert unlimited["share_429"] == 0
-    # Same offered load, no shedding: admitted requests queue for the backend's slots. The quick
-    # preset is only 1 s of load and the client shares 2 cores with the server, so the limited
-    # run's tail is inflated by client lateness too (seen: 1.4x with the cores busy, 1.95x under CI
-    # load, 90x in the full run): only the direction is asserted.
-    assert unlimited["ok_latency"]["p99_ms"] > top["ok_latency"]["p99_ms"]
+    # Same offered load, no shedding: everything is admitted. The latency tail this causes (p99 90x
+    # the limited run's in the committed full run) is not asserted here: in this 1 s quick run the
+    # client shares 2 cores with the server and its own lateness sets both tails (CI saw the limited
+    # run's p99 at 1.1 s, 6.9 s and 4.3 s, once above the unlimited one).
     assert unlimited["statuses"].get("200", 0) > top["statuses"].get("200", 0)
 
 
