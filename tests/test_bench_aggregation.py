@@ -26,7 +26,8 @@ def test_verdicts(delta, floor, sign, want):
 
 def test_overlapping_runs_are_never_claimed():
     # The medians differ by +14.7% against a 13% floor, but one patched run is slower than a
-    # baseline run: the ranges overlap, so it stays "within noise" (the default bench, AMD EPYC, 2 cores).
+    # baseline run: the ranges overlap, so it stays "within noise"
+    # (results/observations/default-cpu-20261201T205119Z, serve/shared_prefix_chat output tokens/s).
     base, patched = [742.8, 728.5, 824.8], [785.2, 851.7, 868.4]
     assert aggregate.runs_overlap(base, patched)
     assert aggregate.verdict(0.147, 0.13, +1, base, patched) == "within noise"

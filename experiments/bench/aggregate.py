@@ -7,7 +7,8 @@ A patched-vs-baseline difference no larger than that is reported as
 "within noise", never as a win or a loss. So is one whose runs overlap the
 reference's runs (some patched run is no better than some baseline run): with
 3 repeats on a noisy machine a median can clear a 3-run floor by chance
-(seen: +14.7% vs a 13.0% floor for a patch with its flags off).
+(seen: +14.7% vs a 13.0% floor for a patch with its flags off,
+results/observations/default-cpu-20261201T205119Z).
 """
 from __future__ import annotations
 
