@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import random
-import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -73,13 +72,17 @@ def test_rate_limit_429_exactly_after_the_burst():
 
 
 def test_breaker_opens_on_backend_failures_then_fails_fast():
-    c = client(backend_failure_rate=1.0, breaker_failure_threshold=3, breaker_reset_timeout_s=0.2,
+    c = client(backend_failure_rate=1.0, breaker_failure_threshold=3, breaker_reset_timeout_s=1.0,
                rate_limit_rps=None)
+    # The breaker's clock is frozen: on 2 busy CI cores a wall-clock reset timeout elapsed between
+    # two requests and let a half-open trial through early (CI failure of 2026-12-01).
+    clock = FakeClock()
+    c.app.state.breaker.clock = clock
     statuses = [c.post("/v1/completions", json=OK).status_code for _ in range(5)]
     assert statuses == [502, 502, 502, 503, 503]
     r = c.post("/v1/completions", json=OK)
     assert r.json()["error"]["type"] == "circuit_open" and "retry-after" in r.headers
-    time.sleep(0.25)  # half-open: one trial reaches the (still failing) backend and re-opens
+    clock.t += 1.0  # half-open: one trial reaches the (still failing) backend and re-opens
     assert [c.post("/v1/completions", json=OK).status_code for _ in range(2)] == [502, 503]
     assert c.get("/stats").json()["breaker"] == OPEN
 
