@@ -14,6 +14,7 @@ import argparse
 import json
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from analysis import bench_results
@@ -68,8 +69,18 @@ def rel(p: Path) -> str:
     return str(p.relative_to(pins.REPO_ROOT)) if pins.REPO_ROOT in p.parents else str(p)
 
 
-def claims_table(summary: list[dict], metrics: tuple[str, ...] | None = None) -> tuple[str, list[str]]:
-    """Markdown table + the sentences that may be claimed (verdict better/worse only)."""
+@dataclass(frozen=True)
+class Claim:
+    """A difference beyond the A/A noise floor: the variant it is about and the sentence that says so."""
+    variant: str
+    sentence: str
+
+    def __str__(self) -> str:
+        return self.sentence
+
+
+def claims_table(summary: list[dict], metrics: tuple[str, ...] | None = None) -> tuple[str, list[Claim]]:
+    """Markdown table + the claims it supports (verdict better/worse only)."""
     lines = ["| mode / workload | metric | variant | reference median [min, max] | variant median [min, max] "
              "| delta | A/A noise floor | runs | verdict |", "|---|---|---|---|---|---|---|---|---|"]
     claims = []
@@ -87,8 +98,9 @@ def claims_table(summary: list[dict], metrics: tuple[str, ...] | None = None) ->
                          f"{fmt(s['median'])} [{fmt(s['min'])}, {fmt(s['max'])}] | {fmt(cmp['delta'], pct=True)} | "
                          f"{floor} | {b['n']} + {s['n']} | {cmp['verdict']} |")
             if cmp["verdict"] in ("better", "worse"):
-                claims.append(f"{label}: {row['metric']} ({row['mode']}, {row['workload']}) {cmp['verdict']} by "
-                              f"{fmt(cmp['delta'], pct=True)}, beyond the A/A noise floor of {floor}.")
+                claims.append(Claim(v, f"{label}: {row['metric']} ({row['mode']}, {row['workload']}) "
+                                       f"{cmp['verdict']} by {fmt(cmp['delta'], pct=True)}, "
+                                       f"beyond the A/A noise floor of {floor}."))
     return "\n".join(lines) + "\n", claims
 
 
@@ -117,12 +129,7 @@ def baseline_engine_variants(manifest: dict) -> set[str]:
     return {v for v, d in defs.items() if d.get("engine") == "baseline"}
 
 
-def claim_variant(claim: str) -> str:
-    """The variant a claims_table sentence is about: '<variant>[ vs <other>]: ...'."""
-    return claim.split(":", 1)[0].split(" vs ", 1)[0]
-
-
-def bench_section(bench: Path, metrics=HEADLINE) -> tuple[str, list[str]]:
+def bench_section(bench: Path, metrics=HEADLINE) -> tuple[str, list[Claim]]:
     manifest = bench_results.load_manifest(bench)
     summary = bench_results.summary(bench)
     table, claims = claims_table(summary, metrics)
@@ -204,7 +211,7 @@ def pr_draft(patch: Path, benches: list[Path], out: Path, trace: Path | None = N
         upstream_only = baseline_engine_variants(bench_results.load_manifest(b))
         for claim in c:  # which bench (preset, arrival rate) says so
             # A sweep's upstream-knob points run the unpatched engine: context, not this PR's claim.
-            (context if claim_variant(claim) in upstream_only else claims).append(f"`{b.name}`: {claim}")
+            (context if claim.variant in upstream_only else claims).append(f"`{b.name}`: {claim}")
         shutil.copy(b / "summary.png", out / f"{b.name}.png")
         if (b / "sweep.png").exists():
             shutil.copy(b / "sweep.png", out / f"{b.name}.sweep.png")
@@ -251,7 +258,7 @@ def learner_summary(patches: list[Path], default_benches: list[Path]) -> str:
     for b in default_benches:
         text, claims = bench_section(b)
         lines += ["## Results (`make bench`)", "", text,
-                  "**Verdicts beyond noise:** " + ("; ".join(claims) if claims else "none: every difference is "
+                  "**Verdicts beyond noise:** " + ("; ".join(map(str, claims)) if claims else "none: every difference is "
                                                    "within the A/A noise floor."), ""]
     lines += ["## Limitations", "", f"- CPU build, tiny model ({model}), 2 shared cores: the figures show the "
               "method and the direction, not GPU production numbers.", ""]

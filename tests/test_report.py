@@ -134,4 +134,14 @@ def test_upstream_knob_variants_are_context_not_claims(monkeypatch, tmp_path):
     assert f"- `{bench.name}`: cap: output_throughput" in ours
     assert "base-knob" not in ours
     assert f"- `{bench.name}`: base-knob: output_throughput" in context
-    assert report.claim_variant("patched-scopes vs baseline-scopes: x (offline, w) better") == "patched-scopes"
+
+
+def test_claims_carry_their_variant():
+    stats = {"median": 1.0, "min": 1.0, "max": 1.0, "n": 3}
+    row = {"mode": "offline", "workload": "w", "metric": "output_throughput", "noise_floor": 0.01,
+           "variants": {"baseline": stats, "patched": stats, "patched-scopes": stats, "baseline-scopes": stats},
+           "vs_baseline": {"patched": {"delta": 0.002, "verdict": "within noise"}},
+           "pairs": {"patched-scopes": {"against": "baseline-scopes", "delta": 0.2, "verdict": "better"}}}
+    _, claims = report.claims_table([row])
+    assert [c.variant for c in claims] == ["patched-scopes"]
+    assert str(claims[0]).startswith("patched-scopes vs baseline-scopes: output_throughput (offline, w) better")
