@@ -1,0 +1,59 @@
+"""The c4 README's Results and Answer are rendered from the committed result file, never typed in by hand."""
+from __future__ import annotations
+
+import copy
+import shutil
+
+from experiments.common.results import read_result
+from experiments.vllm.c4_attention_graphs_quant import lab
+
+BEGIN, END = "<!-- BEGIN GENERATED", "<!-- END GENERATED -->"
+RERENDER = "README out of date with its result file: run python -m experiments.vllm.c4_attention_graphs_quant --render-only"
+
+
+def committed_result():
+    # main() renders from the GPU result when there is one (a GPU run), else from the CPU one
+    gpu = lab.LAB_DIR / "results" / "attention_quant_gpu.json"
+    return gpu if gpu.exists() else lab.LAB_DIR / "results" / "attention_quant_cpu.json"
+
+
+def test_readme_is_what_render_only_writes(tmp_path):
+    path = committed_result()
+    readme = tmp_path / "README.md"
+    shutil.copy(lab.LAB_DIR / "README.md", readme)  # render into a copy: the committed README is never written
+    lab.render(read_result(path), readme, str(path.relative_to(lab.REPO)))
+    assert readme.read_text() == (lab.LAB_DIR / "README.md").read_text(), RERENDER
+
+
+def test_answer_lives_inside_the_generated_block():
+    text = (lab.LAB_DIR / "README.md").read_text()
+    a, b = text.index(BEGIN), text.index(END)
+    outside = text[:a] + text[b:]
+    assert "## Answer" in text[a:b]
+    assert "## Answer" not in outside, "hand-written Answer outside the generated block: move its figures into lab.answer_markdown"
+
+
+def test_answer_words_follow_the_numbers():
+    doc = read_result(lab.LAB_DIR / "results" / "attention_quant_cpu.json")
+    text = lab.answer_markdown(doc)
+    assert "may be a cache effect" in text and "last-level cache" in text  # no cache size recorded in this run
+
+    fits = copy.deepcopy(doc)  # 32 MiB L3: int8 weights (16.8 MB) fit, fp32 (67.1 MB) do not
+    fits["results"]["quant"]["cpu_last_level_cache"] = {"level": 3, "bytes": 32 * 2**20, "source": "test"}
+    assert "fit this AMD EPYC's 32 MiB L3 across repeats and 67.1 MB of fp32 do not" in lab.answer_markdown(fits)
+    fits["results"]["quant"]["cpu_last_level_cache"]["bytes"] = 256 * 2**20
+    assert "Both the 16.8 MB of int8 and the 67.1 MB of fp32 weights fit" in lab.answer_markdown(fits)
+
+    slow = copy.deepcopy(doc)  # a machine where the fused int8 kernel is no faster: no "fused or not" split claimed
+    for s in slow["results"]["quant"]["speed_cpu"]:
+        s["fbgemm_dynamic_int8_ms"] = s["fp32_ms"] * 2
+    text = lab.answer_markdown(slow)
+    assert "split exactly" not in text and "no faster" in text and "cache effect" not in text
+
+    gpu = copy.deepcopy(doc)
+    gpu["results"]["cuda_graph"] = {"device": "NVIDIA H200", "n_layers": 16, "hidden": 256, "batch": 1,
+                                    "kernels_per_step_approx": 128, "eager_us_per_step": [900, 910, 920, 930, 940],
+                                    "graph_us_per_step": [300, 301, 302, 303, 304], "speedup_median": 920 / 302,
+                                    "max_abs_diff_graph_vs_eager": 0.0}
+    text = lab.answer_markdown(gpu)
+    assert "not measurable here" not in text and "920.0 µs eager and 302.0 µs as a graph replay, x3.0" in text
