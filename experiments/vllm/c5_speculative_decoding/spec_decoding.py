@@ -16,9 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +35,9 @@ BENCHMARK_VERSION = 1
 ALPHAS = [round(a, 2) for a in np.linspace(0.0, 0.95, 20)] + [0.99]
 KS = [1, 2, 4, 8]
 DRAFT_COSTS = [0.0, 0.05, 0.2]
+# Assumed, not measured: what one verify pass over k + 1 positions costs in plain decode steps on a GPU, where a
+# decode step is memory-bound (weights and KV are streamed once whatever the number of positions scored).
+GPU_VERIFY_COST = 1.05
 
 
 def model_tables(mc_steps: int) -> dict:
@@ -222,6 +227,159 @@ def implied_step_cost(r: dict) -> float:
     This is the model's (k*c + v) for this machine and batch."""
     return (r["mean_tokens_per_step"] or 1.0) * r["base_tok_s_median"] / r["spec_tok_s_median"]
 
+def _span(values, fmt: str) -> str:
+    """min-max of values in format fmt ("0.0-0.2%", "1.37-1.57"), or one figure where both ends print alike."""
+    lo, hi = format(min(values), fmt), format(max(values), fmt)
+    if lo == hi:
+        return lo
+    return f"{lo.removesuffix('%')}-{hi}" if lo.endswith("%") and hi.endswith("%") else f"{lo}-{hi}"
+
+
+def _times(x: float) -> str:
+    """'twice' only where the figure is about 2 (likewise 'three times'), else the figure itself."""
+    words = {2: "twice", 3: "three times"}
+    return words[round(x)] if round(x) in words and abs(x - round(x)) < 0.15 else f"{x:.1f} times"
+
+
+def _wrap(paragraph: str, width: int = 118) -> str:
+    """Hard-wrap like the hand-written prose, unless a wrapped line would start with Markdown syntax."""
+    lines = textwrap.wrap(paragraph, width, break_long_words=False, break_on_hyphens=False)
+    if any(re.match(r"(\d+[.)]\s|[-+*>#|]|=)", line) for line in lines[1:]):
+        return paragraph
+    return "\n".join(lines)
+
+
+def decode_steps(r: dict, max_tokens: int) -> float:
+    """Target decode steps over all repeats of an engine row: every sequence gets max_tokens (ignore_eos), the
+    first from the prefill, and each decode step emits 1 token plus the accepted drafts."""
+    return r["repeats"] * r["prompts"] * (max_tokens - 1) - r["num_accepted_tokens"]
+
+
+def answer_markdown(doc: dict) -> str:
+    """The '## Answer' section, every measured figure (and every word that depends on one) taken from the JSON."""
+    eng = doc["results"].get("engine")
+    head = "## Answer\n"
+    if not eng:
+        return head + "\nThe engine half was not run in this result file, so there are no measured figures to answer from."
+    rows = eng["rows"]
+    k = eng["speculative_config"]["num_speculative_tokens"]
+    m = doc["provenance"]["machine"]
+    greedy = [r for r in rows if not r.get("temperature")]
+    sampled = sorted((r for r in rows if r.get("temperature")), key=lambda r: r["concurrency"])
+    concs = sorted({r["concurrency"] for r in greedy})
+    by = {(r["workload"], r["concurrency"]): r for r in greedy}
+    if not concs or not all((w, concs[0]) in by for w in ("repetitive", "non_repetitive")) \
+            or any(r["mean_tokens_per_step"] is None for r in greedy):
+        return head + "\nThe engine rows in this result file lack the greedy workloads the answer is written from."
+    c_lo, c_hi = concs[0], concs[-1]
+    g_lo = [r for r in greedy if r["concurrency"] == c_lo]
+    g_hi = [r for r in greedy if r["concurrency"] == c_hi]
+    rep, nonrep = by[("repetitive", c_lo)], by[("non_repetitive", c_lo)]
+    rep3 = [r["output_repeated_3gram_fraction"] for r in greedy]
+    acc = [r["draft_acceptance_rate"] for r in greedy]
+    per_pos = ", ".join(_span(col, ".2f") for col in zip(*(r["accepted_per_pos_rate"] for r in greedy)))
+    flat = max(max(r["accepted_per_pos_rate"]) - min(r["accepted_per_pos_rate"]) for r in greedy) <= 0.05
+    cost_lo = [implied_step_cost(r) for r in g_lo]
+    alphas = [r["alpha_fitted"] for r in g_lo]
+    loops = min(rep3) >= 0.5
+    machine = f"{m['cpu_count']}-core CPU" if not m.get("gpu_model") else f"machine ({m['gpu_model']})"
+
+    s_lo = [rep["speedup_median"], nonrep["speedup_median"]]
+    moved = "rose" if min(s_lo) > 1 else "fell to" if max(s_lo) < 1 else "went to"
+    why_nonrep = (": it is the *output* that must repeat, not the prompt"
+                  if nonrep["speedup_median"] > 1 and nonrep["output_repeated_3gram_fraction"] >= 0.5 else "")
+    p1 = (f"**Where it pays off most.** Where the target would anyway produce text the drafter can guess, at small "
+          f"batch. Greedy on the trained tiny model, {_span(rep3, '.0%')} of output 3-grams had occurred before"
+          + (" (the weak model falls into loops, whatever the prompt)" if loops else "")
+          + f", n-gram drafts were accepted {_span(acc, '.0%')} of the time "
+          + (f"at every draft position ({per_pos})" if flat else f"(by draft position: {per_pos})")
+          + f", each target step yielded {_span([r['mean_tokens_per_step'] for r in greedy], '.2f')} of a possible "
+          f"{k + 1} tokens, and throughput at concurrency {c_lo} {moved} x{rep['speedup_median']:.2f} (repetitive "
+          f"prompts) and x{nonrep['speedup_median']:.2f} (the \"non-repetitive\" ones{why_nonrep}). "
+          f"The closed form explains the size: with α = {_span(alphas, '.2f')} and k = {k} it gives "
+          f"{_span([float(A.expected_tokens_per_step(a, k)) for a in alphas], '.2f')} tokens per step, and the "
+          f"measured speedup is {_span([r['mean_tokens_per_step'] for r in g_lo], '.2f')} divided by what one "
+          f"speculative step costs in plain steps, {_span(cost_lo, '.1f')} here (last-but-one column). On a GPU a "
+          f"decode step is memory-bound and scoring {k + 1} positions costs about as much as 1, so that divisor is "
+          f"close to 1 and the same acceptance would give "
+          f"~{_span([float(A.speedup(a, k, 0.0, GPU_VERIFY_COST)) for a in alphas], '.1f')}x (the model's figure "
+          f"with a divisor of {GPU_VERIFY_COST}); on this {machine} the verify pass ({k + 1} positions, plus the "
+          f"proposer and the rejection sampler) costs {_times(float(np.mean(cost_lo)))} a plain step.")
+    if c_hi != c_lo:
+        cost_hi = [implied_step_cost(r) for r in g_hi]
+        s_hi = [r["speedup_median"] for r in g_hi]
+        divisor = (f"the divisor grows to {_span(cost_hi, '.1f')} (the batch already fills the machine, so extra "
+                   f"positions are no longer free)" if min(cost_hi) > max(cost_lo)
+                   else f"the divisor is {_span(cost_hi, '.1f')}")
+        gain = (f"the gain falls to x{_span(s_hi, '.2f')}" if min(s_hi) > 1 and max(s_hi) < min(s_lo)
+                else f"the gain is x{_span(s_hi, '.2f')}" if min(s_hi) > 1
+                else f"speculation becomes a slowdown, x{_span(s_hi, '.2f')}" if max(s_hi) < 1
+                else f"the speedup is x{_span(s_hi, '.2f')}")
+        p1 += f" At concurrency {c_hi} {divisor} and {gain}."
+    p1 += (" So: low batch, latency-bound serving, and text that is predictable from context (code editing, quoting "
+           "or rewriting the prompt, RAG answers copied from retrieved text, structured output, long repetitive "
+           "generations); for open-ended text a learned drafter (EAGLE-style heads trained on the target's hidden "
+           "states) is what can make it pay, not n-gram lookup.")
+
+    risk1 = "(1) When drafts are rejected the work is wasted and the overhead stays"
+    if sampled:
+        s_rep3 = [r["output_repeated_3gram_fraction"] for r in sampled]
+        s_acc = [r["draft_acceptance_rate"] or 0.0 for r in sampled]
+        s_speed = [r["speedup_median"] for r in sampled]
+        s_cost = [implied_step_cost(r) for r in sampled]
+        drafted = [r["num_drafts"] / decode_steps(r, eng["max_tokens"]) for r in sampled]
+        speeds = ", ".join(f"x{r['speedup_median']:.2f} at " + ("concurrency " if i == 0 else "") + str(r["concurrency"])
+                           for i, r in enumerate(sampled))
+        temps = _span([r["temperature"] for r in sampled], "g")
+        tput = ("throughput *halved*" if 0.4 <= min(s_speed) and max(s_speed) <= 0.6
+                else "throughput fell" if max(s_speed) < 1 else "throughput rose" if min(s_speed) > 1
+                else "throughput moved")
+        risk1 += (f": sampling the same prompts at temperature {temps} "
+                  + (f"broke the loops ({_span(s_rep3, '.0%')} repeated 3-grams)" if max(s_rep3) < 0.5 * min(rep3)
+                     else f"left {_span(s_rep3, '.0%')} repeated 3-grams")
+                  + (f", acceptance fell to {_span(s_acc, '.1%')}" if max(s_acc) < min(acc)
+                     else f", acceptance was {_span(s_acc, '.1%')}")
+                  + f", and {tput} ({speeds}), "
+                  + (f"even though drafts were proposed on only {_span(drafted, '.0%')} of steps"
+                     if max(drafted) < 0.5 else f"with drafts proposed on {_span(drafted, '.0%')} of steps")
+                  + f": the speculative path costs {_span(s_cost, '.1f')} plain steps per step"
+                  + (" whether or not it helps" if min(s_cost) > 1 else "") + ".")
+    else:
+        risk1 += "."
+    risk1 += (" The model puts the break-even where (1 − α^(k+1))/(1 − α) equals that step cost; below it, "
+              "speculation is a slowdown.")
+
+    v = eng["vllm_vs_transformers"]
+    n_hf, n_hf_ok = len(v["identical"]), sum(v["identical"])
+    if all(r["greedy_identical"] for r in greedy):
+        ident = (f"greedy outputs were identical with and without speculation for "
+                 f"{'/'.join(sorted({str(r['prompts_identical']) + '/' + str(r['prompts']) for r in greedy}))} "
+                 f"prompts in every greedy configuration here")
+    else:
+        ident = ("greedy outputs with and without speculation were *not* all identical here ("
+                 + ", ".join(f"{r['workload']} c={r['concurrency']}: {r['prompts_identical']}/{r['prompts']}"
+                             for r in greedy) + " prompts identical)")
+    hf = (f"and vLLM's greedy equals transformers' on the same weights, {n_hf_ok}/{n_hf}" if n_hf_ok == n_hf
+          else f"and vLLM's greedy matched transformers' on the same weights for only {n_hf_ok}/{n_hf} prompts")
+    nr_acc = [r["draft_acceptance_rate"] for r in greedy if r["workload"] == "non_repetitive"]
+    rp_acc = [r["draft_acceptance_rate"] for r in greedy if r["workload"] == "repetitive"]
+    same = min(nr_acc) >= 0.5 and abs(float(np.mean(nr_acc)) - float(np.mean(rp_acc))) <= 0.05
+    nonrep_note = (f"the \"non-repetitive\" prompts here got the same {_span(acc, '.0%')} acceptance only because "
+                   f"this tiny model loops" if same and nonrep["output_repeated_3gram_fraction"] >= 0.5
+                   else f"the \"non-repetitive\" prompts here got {_span(nr_acc, '.0%')} acceptance against "
+                        f"{_span(rp_acc, '.0%')} for the repetitive ones")
+    p2 = (f"**The risks.** {risk1} (2) Large batches: the slack it spends is the memory-bound slack of small batches; "
+          f"at high load it competes with other requests for compute (vLLM 0.32's "
+          f"`num_speculative_tokens_per_batch_size` schedules k, down to 0, by batch size). (3) Correctness is "
+          f"guaranteed only by the verifier: {ident} ({hf}); under sampling the output distribution is preserved by "
+          f"rejection sampling but not the exact tokens for a given seed, and a bug in the acceptance rule would "
+          f"silently change outputs, so tests must compare against the non-speculative path. (4) Memory and "
+          f"complexity: a draft model or EAGLE head needs its own weights and KV cache and must match the target's "
+          f"tokenizer; the KV of rejected positions has to be rolled back; tree drafts need tree attention masks. "
+          f"(5) Tail latency becomes bursty (several tokens at once, then one) and acceptance is workload-dependent, "
+          f"so a benchmark on repetitive data overstates what production traffic will see: {nonrep_note}.")
+    return head + "\n" + _wrap(p1) + "\n\n" + _wrap(p2)
+
 
 def render_readme(doc: dict, readme: Path, result_rel: str) -> None:
     res = doc["results"]
@@ -260,7 +418,7 @@ def render_readme(doc: dict, readme: Path, result_rel: str) -> None:
                   f"{eng['startup_s']['base']:.0f} s without, {eng['startup_s']['spec']:.0f} s with speculation."]
     else:
         lines += ["", "Engine half not run in this result file."]
-    lines += [f"", f"Data: `{result_rel}`.", "<!-- END GENERATED -->"]
+    lines += ["", f"Data: `{result_rel}`.", "", answer_markdown(doc), "<!-- END GENERATED -->"]
     text = readme.read_text()
     start, end = text.index("<!-- BEGIN GENERATED"), text.index("<!-- END GENERATED -->") + len("<!-- END GENERATED -->")
     readme.write_text(text[:start] + "\n".join(lines) + text[end:])

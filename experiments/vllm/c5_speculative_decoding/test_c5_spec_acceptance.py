@@ -42,3 +42,50 @@ def test_repeated_ngram_fraction():
     # grams ending at each output token: (2,3,1) new, (3,1,2) new, (1,2,3) seen in the prompt
     assert repeated_ngram_fraction([1, 2, 3], [1, 2, 3]) == 1 / 3
     assert repeated_ngram_fraction([1, 2, 3], [4, 5, 6]) == 0.0
+
+
+def _committed_doc():
+    from experiments.common.results import read_result
+    from experiments.vllm.c5_speculative_decoding.spec_decoding import LAB_DIR, REPO
+
+    path = LAB_DIR / "results" / "spec_decoding_cpu.json"
+    return read_result(path), str(path.relative_to(REPO))
+
+
+def test_readme_is_rendered_from_the_committed_json(tmp_path):
+    """Every measured figure in the README (the Answer included) comes from the JSON: re-rendering changes nothing."""
+    from experiments.vllm.c5_speculative_decoding.spec_decoding import LAB_DIR, render_readme
+
+    doc, rel = _committed_doc()
+    committed = (LAB_DIR / "README.md").read_text()
+    copy = tmp_path / "README.md"
+    copy.write_text(committed)
+    render_readme(doc, copy, rel)
+    assert copy.read_text() == committed, (
+        "README.md differs from what the committed JSON renders (hand edit or stale render): "
+        "run python -m experiments.vllm.c5_speculative_decoding --render-only")
+    begin, end = committed.index("<!-- BEGIN GENERATED"), committed.index("<!-- END GENERATED -->")
+    generated, outside = committed[begin:end], committed[:begin] + committed[end:]
+    assert "## Answer" in generated
+    assert "## Answer" not in outside, "the Answer must be generated (inside the GENERATED block), not hand-written"
+
+
+def test_answer_words_follow_the_numbers():
+    """The qualitative words are chosen from the figures, so a rerun with other numbers renders no false sentence."""
+    import copy
+
+    from experiments.vllm.c5_speculative_decoding.spec_decoding import answer_markdown
+
+    doc, _ = _committed_doc()
+    text = " ".join(answer_markdown(doc).split())  # undo the line wrapping
+    assert "*halved*" in text and "rose x" in text and "7-9% of steps" in text
+    slow = copy.deepcopy(doc)
+    for r in slow["results"]["engine"]["rows"]:
+        r["spec_tok_s_median"] = r["base_tok_s_median"] * 0.8
+        r["speedup_median"] = 0.8
+    text = " ".join(answer_markdown(slow).split())
+    assert "*halved*" not in text and "rose x" not in text and "gain falls" not in text
+    assert "throughput fell (x0.80 at concurrency 1" in text
+    no_engine = copy.deepcopy(doc)
+    del no_engine["results"]["engine"]
+    assert "engine half was not run" in answer_markdown(no_engine)
