@@ -338,10 +338,11 @@ def int_columns(conn: sqlite3.Connection, table: str, exprs: dict[str, str], *,
                 chunk_rows: int = 4_000_000) -> dict[str, np.ndarray]:
     """Integer columns of a table as numpy arrays, fast.
 
-    Row-by-row fetching builds a Python object per value (~0.3 us each); instead
-    SQLite joins each column into one comma-separated string per chunk of rowids
-    (group_concat, all columns in the same scan, so rows stay aligned) and numpy
-    parses it. About 10x faster; chunks keep each string far below SQLite's 1 GB limit.
+    Row-by-row fetching builds a Python object per value; instead SQLite joins each
+    column into one comma-separated string per chunk of rowids (group_concat, all
+    columns in the same scan, so rows stay aligned) and numpy parses it
+    (`bench_nsys_speed` times both ways); chunks keep each string far below SQLite's
+    1 GB limit.
     NULL reads as -1.
     """
     lo, hi = conn.execute(f'SELECT MIN(rowid), MAX(rowid) FROM "{table}"').fetchone()
