@@ -15,6 +15,8 @@ repo's 20 MB file cap; this one is about 7.9M parameters, 16 MB in bfloat16.
 The corpus rule and its sha256 go into training_log.json, as
 tools/build_tokenizer.py does.
 Training stops at --max-minutes of wall time or --max-steps, whichever first.
+The figures in models/tiny-llama-trained/README.md are rendered from the committed
+files by write_readme (run with --replot; tests/test_train_tiny_model_readme.py checks them).
 """
 from __future__ import annotations
 
@@ -23,8 +25,10 @@ import hashlib
 import json
 import math
 import platform
+import re
 import shutil
 import sysconfig
+import textwrap
 import time
 from pathlib import Path
 
@@ -34,6 +38,10 @@ SOURCE_DIR = REPO_ROOT / "models" / "tiny-llama"
 DEFAULT_OUT = REPO_ROOT / "models" / "tiny-llama-trained"
 SHAPE_OVERRIDES = {"hidden_size": 192, "intermediate_size": 512, "num_attention_heads": 3,
                    "num_key_value_heads": 3, "head_dim": 64, "tie_word_embeddings": True}
+README_BEGIN = "<!-- BEGIN tiny-model-figures (python -m tools.train_tiny_model --replot) -->"
+README_END = "<!-- END tiny-model-figures -->"
+REPO_FILE_CAP_MB = 20  # the repo's policy for a committed file, not a measurement
+DTYPE_SHORT = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
 CORPUS_RULE = ("CPython standard library: sorted(stdlib.glob('*.py')) then sorted(stdlib.glob('*/*.py')), "
                "files taken in that order until the byte limit; the last 2% of tokens held out for eval")
 
@@ -178,7 +186,65 @@ def train(out_dir: Path, *, max_minutes: float, max_steps: int, threads: int, co
     }
     (out_dir / "training_log.json").write_text(json.dumps(info, indent=1) + "\n")
     plot_loss(info, out_dir / "loss_curve.png")
+    if (out_dir / "README.md").exists():  # the committed directory: its figures follow the new run
+        write_readme(out_dir)
     return {k: v for k, v in info.items() if k != "log"}
+
+
+def readme_figures(model_dir: Path) -> str:
+    """The README's figure block, from training_log.json, config.json and the size of model.safetensors."""
+    info = json.loads((model_dir / "training_log.json").read_text())
+    cfg = json.loads((model_dir / "config.json").read_text())
+    base = json.loads((SOURCE_DIR / "config.json").read_text())
+    size_mb = (model_dir / "model.safetensors").stat().st_size / 1e6
+    vocab = cfg["vocab_size"]
+    dtype = DTYPE_SHORT.get(info["saved_dtype"], info["saved_dtype"])
+
+    def tied(c: dict) -> str:
+        return "tied" if c.get("tie_word_embeddings") else "untied"
+
+    intro = (f"A {cfg['num_hidden_layers']}-layer Llama (hidden {cfg['hidden_size']}, "
+             f"{cfg['num_attention_heads']} heads of {cfg['head_dim']}, MLP {cfg['intermediate_size']}, "
+             f"{tied(cfg)} embeddings, vocab {vocab}, {info['params'] / 1e6:.1f}M parameters, "
+             f"{dtype} = {size_mb:.0f} MB) trained for {info['train_seconds'] / 60:.0f} minutes of wall time "
+             f"with {info['hyper']['threads']} threads on a shared CPU over this interpreter's "
+             "standard-library sources, with the repo tokenizer (`models/tiny-llama/tokenizer.json`). "
+             "Rebuild: `python -m tools.train_tiny_model` (corpus rule, sha256, hyper-parameters, "
+             "per-step losses: `training_log.json`; curve: `loss_curve.png`).")
+    fits = "under" if size_mb < REPO_FILE_CAP_MB else "still over"
+    quality = (f"After {info['steps']} steps it reaches about {info['final_eval_loss']:.1f} nats/token on "
+               f"held-out stdlib code (uniform guess, ln {vocab}: {math.log(vocab):.1f}). "
+               f"Hidden {cfg['hidden_size']} with {tied(cfg)} embeddings "
+               f"(not the hidden-{base['hidden_size']} {tied(base)} shape of `models/tiny-llama`) "
+               f"keeps the file {fits} the repo's {REPO_FILE_CAP_MB} MB cap.")
+    m = info.get("machine")
+    if m:
+        gpu = f"GPU {m['gpu_model']}" if m.get("gpu_model") else "no GPU"
+        load = "" if m.get("loadavg_1m") is None else f", 1-minute load {m['loadavg_1m']:.1f} at the start"
+        where = (f"Trained on {m.get('cpu_model') or 'an unnamed CPU'} ({m.get('cpu_count')} logical CPUs, "
+                 f"{gpu}{load}), as `training_log.json` records.")
+    else:
+        where = ("The committed `training_log.json` predates machine recording and does not name the machine "
+                 "it was trained on (one of this project's x86-64 CPU VMs, no GPU); "
+                 "`tools/train_tiny_model.py` now writes a `machine` entry, so the next `make tiny-model` "
+                 "records it.")
+    return "\n\n".join(_wrap(p) for p in (intro, quality, where)) + "\n"
+
+
+def _wrap(text: str, width: int = 116) -> str:
+    """Fill a paragraph to the README's line width, never breaking inside a `code span`."""
+    glue = "\x00"
+    text = re.sub(r"`[^`]*`", lambda m: m.group(0).replace(" ", glue), text)
+    return textwrap.fill(text, width=width, break_long_words=False, break_on_hyphens=False).replace(glue, " ")
+
+
+def write_readme(model_dir: Path, readme: Path | None = None) -> None:
+    """Rewrite the figure block of model_dir/README.md (or `readme`) from model_dir's files; draws nothing."""
+    from experiments.common.readme import replace_between
+
+    readme = readme or model_dir / "README.md"
+    if not replace_between(readme, README_BEGIN, README_END, readme_figures(model_dir)):
+        raise SystemExit(f"{readme}: tiny-model-figures markers missing")
 
 
 def plot_loss(info: dict, path: Path) -> None:
@@ -214,11 +280,14 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--replot", action="store_true", help="only redraw loss_curve.png from training_log.json")
+    ap.add_argument("--replot", action="store_true",
+                    help="only redraw loss_curve.png and the README's figure block from the committed files")
     args = vars(ap.parse_args())
     out = args.pop("out_dir")
     if args.pop("replot"):
         plot_loss(json.loads((out / "training_log.json").read_text()), out / "loss_curve.png")
+        if (out / "README.md").exists():
+            write_readme(out)
         return
     print(json.dumps(train(out, **args), indent=2))
 
