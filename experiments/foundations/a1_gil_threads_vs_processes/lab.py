@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg.repeats = args.repeats
     out = resolve_out_dir(args, __file__)
     print(f"a1: {os.cpu_count()} CPUs, config {cfg}", file=sys.stderr)
-    publish(args, __file__, out, RESULT_NAME, measure(cfg), config=asdict(cfg),
+    publish(args, __file__, out, RESULT_NAME, lambda: measure(cfg), config=asdict(cfg),
             benchmark_version=BENCHMARK_VERSION, extra_packages=["psutil"],
             plots={"a1_throughput_and_cores.png": plot_throughput, "a1_cpu_timeline.png": plot_timeline},
             readme_block="a1-results", readme_tables=readme_tables)

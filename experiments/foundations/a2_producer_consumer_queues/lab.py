@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg.duration_s = args.duration
     out = resolve_out_dir(args, __file__)
     print(f"a2: config {cfg}", file=sys.stderr)
-    publish(args, __file__, out, RESULT_NAME, measure(cfg), config=asdict(cfg),
+    publish(args, __file__, out, RESULT_NAME, lambda: measure(cfg), config=asdict(cfg),
             benchmark_version=BENCHMARK_VERSION, plots={"a2_latency_by_model.png": plot},
             readme_block="a2-results", readme_tables=readme_tables)
     return 0

@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg.tensor_mib = args.tensor_mib
     out = resolve_out_dir(args, __file__)
     print(f"a3: config {cfg}", file=sys.stderr)
-    publish(args, __file__, out, RESULT_NAME, measure(cfg), config=asdict(cfg),
+    publish(args, __file__, out, RESULT_NAME, lambda: measure(cfg), config=asdict(cfg),
             benchmark_version=BENCHMARK_VERSION, extra_packages=["safetensors"],
             plots={"a3_read_vs_mmap.png": plot}, readme_block="a3-results", readme_tables=readme_tables)
     return 0

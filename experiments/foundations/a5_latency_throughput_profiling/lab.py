@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = Config.quick() if args.quick else Config()
     out = resolve_out_dir(args, __file__)
     print(f"a5: config {cfg}", file=sys.stderr)
-    publish(args, __file__, out, RESULT_NAME, measure(cfg, out), config=asdict(cfg),
+    publish(args, __file__, out, RESULT_NAME, lambda: measure(cfg, out), config=asdict(cfg),
             benchmark_version=BENCHMARK_VERSION, extra_packages=["fastapi", "uvicorn", "httpx", "pyinstrument"],
             plots={"a5_latency_and_batching.png": plot}, readme_block="a5-results", readme_tables=readme_tables)
     return 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import re
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from experiments.common.provenance import REPO_ROOT
 
@@ -35,6 +35,8 @@ def base_parser(description: str) -> argparse.ArgumentParser:
                              "or build/foundations/<lab>/quick with --quick)")
     parser.add_argument("--no-readme", action="store_true",
                         help="do not re-render the README's result tables")
+    parser.add_argument("--render-only", action="store_true",
+                        help="measure nothing: redraw the plots and README tables from the result file already there")
     return parser
 
 
@@ -99,22 +101,28 @@ def render_readme_block(readme: Path, name: str, markdown: str) -> None:
     readme.write_text(pattern.sub(lambda _m: block, text))
 
 
-def publish(args: argparse.Namespace, module_file: str, out: Path, result_name: str, results: dict, *,
+def publish(args: argparse.Namespace, module_file: str, out: Path, result_name: str, measure: Callable[[], dict], *,
             config: dict, benchmark_version: int, plots: dict, readme_block: str, readme_tables,
             extra_packages: list[str] | None = None) -> dict:
-    """Write the result file, draw each plot from it, and (full runs only) re-render the README tables.
+    """Measure and write the result file, draw each plot from it, and (full runs only) re-render the README.
 
     Plots and tables read the file just written, not the in-memory results, so
-    what the README shows is exactly what the committed JSON holds.
+    what the README shows is exactly what the committed JSON holds. With
+    --render-only nothing is measured: the existing result file is redrawn.
     """
     from experiments.common.results import read_result, write_result
 
-    path = write_result(out / result_name, results, config=config, benchmark_version=benchmark_version,
-                        extra_packages=extra_packages)
+    path = out / result_name
+    if args.render_only:
+        if not path.exists():
+            raise SystemExit(f"--render-only: no result file {rel(path)}; run the lab without it first")
+    else:
+        path = write_result(path, measure(), config=config, benchmark_version=benchmark_version,
+                            extra_packages=extra_packages)
     doc = read_result(path)
     for filename, draw in plots.items():
         draw(doc, out / filename, rel(path))
     if should_render_readme(args, module_file, out):
         render_readme_block(lab_dir(module_file) / "README.md", readme_block, readme_tables(doc))
-    print(f"wrote {rel(path)} and {', '.join(plots)} in {rel(out)}")
+    print(f"{'rendered from' if args.render_only else 'wrote'} {rel(path)}: {', '.join(plots)} in {rel(out)}")
     return doc
