@@ -145,3 +145,18 @@ def test_claims_carry_their_variant():
     _, claims = report.claims_table([row])
     assert [c.variant for c in claims] == ["patched-scopes"]
     assert str(claims[0]).startswith("patched-scopes vs baseline-scopes: output_throughput (offline, w) better")
+
+
+def test_committed_drafts_and_readme_figures_match_the_reference_results(tmp_path):
+    """What `make report` would write from the committed reference sets is what is committed:
+    a stale or hand-edited figure in the PR drafts, the learner summary or the README fails here."""
+    from analysis import readme_figures
+
+    out = tmp_path / "pr_draft"
+    for path in report.write_report(report.REFERENCE_ROOT, out, None, report.latest_trace()):
+        committed = report.OUT_DIR / path.name
+        assert path.read_text() == committed.read_text(), f"{report.rel(committed)} is stale: run make report"
+    page = tmp_path / "README.md"
+    page.write_text(readme_figures.README.read_text())
+    readme_figures.write(report.REFERENCE_ROOT, page)
+    assert page.read_text() == readme_figures.README.read_text(), "README.md figures are stale: run make report"

@@ -25,3 +25,11 @@ def test_results_section_comes_from_the_newest_prefill_cap_bench(monkeypatch, tm
     table, claims = report.claims_table(bench_results.summary(bench),
                                         readme.METRICS)
     assert table in text and claims and claims[0].sentence in text  # +30% beyond a 3% A/A floor is claimed
+
+
+def test_committed_readme_matches_the_reference_results(tmp_path):
+    page = tmp_path / "README.md"
+    page.write_text(readme.README.read_text())
+    readme.write(report.REFERENCE_ROOT, page)
+    assert page.read_text() == readme.README.read_text(), (
+        "experiments/patch0002/README.md is stale: run python -m experiments.patch0002.readme (make report)")
