@@ -65,8 +65,20 @@ def benches_for(preset_names: tuple[str, ...], root: Path) -> list[Path]:
 
 
 def rel(p: Path) -> str:
-    p = Path(p).resolve()
-    return str(p.relative_to(pins.REPO_ROOT)) if pins.REPO_ROOT in p.parents else str(p)
+    """A path as the repo cites it: relative to this checkout.
+
+    Manifests record absolute paths of the checkout that ran the bench; a path from another checkout
+    is shown as the same file in this one (the longest suffix, of two parts or more, that exists here),
+    so a report renders the same wherever the repo is cloned."""
+    p = Path(p)
+    resolved = p.resolve()
+    if pins.REPO_ROOT in resolved.parents:
+        return str(resolved.relative_to(pins.REPO_ROOT))
+    if p.is_absolute():
+        for i in range(1, len(p.parts) - 1):
+            if pins.REPO_ROOT.joinpath(*p.parts[i:]).exists():
+                return str(Path(*p.parts[i:]))
+    return str(p)
 
 
 @dataclass(frozen=True)

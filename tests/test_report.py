@@ -1,6 +1,8 @@
 """The PR draft is generated from result files only and never claims a difference inside the noise."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from analysis import bench_results, report
@@ -160,3 +162,10 @@ def test_committed_drafts_and_readme_figures_match_the_reference_results(tmp_pat
     page.write_text(readme_figures.README.read_text())
     readme_figures.write(report.REFERENCE_ROOT, page)
     assert page.read_text() == readme_figures.README.read_text(), "README.md figures are stale: run make report"
+
+
+def test_paths_recorded_by_another_checkout_render_as_this_one():
+    assert report.rel(Path("/elsewhere/clone/models/tiny-llama-trained")) == "models/tiny-llama-trained"
+    assert report.rel(report.pins.REPO_ROOT / "models" / "tiny-llama") == "models/tiny-llama"
+    assert report.rel(Path("/elsewhere/README.md")) == "/elsewhere/README.md"  # one part is not evidence
+    assert report.rel(Path("/nowhere/at/all")) == "/nowhere/at/all"
