@@ -154,8 +154,13 @@ def test_committed_drafts_and_readme_figures_match_the_reference_results(tmp_pat
     a stale or hand-edited figure in the PR drafts, the learner summary or the README fails here."""
     from analysis import readme_figures
 
+    import re
+
+    # The trace the committed draft cites, not the newest one: `make bench` adds traces of its own.
+    cited = re.search(r"^#### Trace `([^`]+)`", (report.OUT_DIR / "PR_0001.md").read_text(), re.M)
+    trace = report.TRACE_ROOT / cited.group(1) if cited else None
     out = tmp_path / "pr_draft"
-    for path in report.write_report(report.REFERENCE_ROOT, out, None, report.latest_trace()):
+    for path in report.write_report(report.REFERENCE_ROOT, out, None, trace):
         committed = report.OUT_DIR / path.name
         assert path.read_text() == committed.read_text(), f"{report.rel(committed)} is stale: run make report"
     page = tmp_path / "README.md"
