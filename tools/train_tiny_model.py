@@ -25,10 +25,8 @@ import hashlib
 import json
 import math
 import platform
-import re
 import shutil
 import sysconfig
-import textwrap
 import time
 from pathlib import Path
 
@@ -193,6 +191,8 @@ def train(out_dir: Path, *, max_minutes: float, max_steps: int, threads: int, co
 
 def readme_figures(model_dir: Path) -> str:
     """The README's figure block, from training_log.json, config.json and the size of model.safetensors."""
+    from experiments.common.readme import wrap_paragraph
+
     info = json.loads((model_dir / "training_log.json").read_text())
     cfg = json.loads((model_dir / "config.json").read_text())
     base = json.loads((SOURCE_DIR / "config.json").read_text())
@@ -228,14 +228,7 @@ def readme_figures(model_dir: Path) -> str:
                  "it was trained on (one of this project's x86-64 CPU VMs, no GPU); "
                  "`tools/train_tiny_model.py` now writes a `machine` entry, so the next `make tiny-model` "
                  "records it.")
-    return "\n\n".join(_wrap(p) for p in (intro, quality, where)) + "\n"
-
-
-def _wrap(text: str, width: int = 116) -> str:
-    """Fill a paragraph to the README's line width, never breaking inside a `code span`."""
-    glue = "\x00"
-    text = re.sub(r"`[^`]*`", lambda m: m.group(0).replace(" ", glue), text)
-    return textwrap.fill(text, width=width, break_long_words=False, break_on_hyphens=False).replace(glue, " ")
+    return "\n\n".join(wrap_paragraph(p, 116) for p in (intro, quality, where)) + "\n"
 
 
 def write_readme(model_dir: Path, readme: Path | None = None) -> None:

@@ -7,23 +7,15 @@ A failure means a figure was edited by hand, or a result file changed without re
 from __future__ import annotations
 
 import importlib
-import re
 
 import pytest
 
 from experiments.common.results import read_result
 from experiments.foundations.a_common import request_path_note
-from experiments.foundations.a_common.lab import lab_dir
+from experiments.foundations.a_common.lab import lab_dir, readme_block as block
 
 LABS = ["a1_gil_threads_vs_processes", "a2_producer_consumer_queues", "a3_read_vs_mmap",
         "a4_mock_inference_service", "a5_latency_throughput_profiling"]
-
-
-def block(text: str, name: str) -> str:
-    found = re.search(rf"<!-- BEGIN {re.escape(name)} -->\n<!-- generated from the result files; do not edit by "
-                      rf"hand -->\n(.*?)\n<!-- END {re.escape(name)} -->", text, re.S)
-    assert found, f"markers for {name!r} not found"
-    return found.group(1)
 
 
 @pytest.mark.parametrize("name", LABS)

@@ -1,28 +1,12 @@
-"""The c4 README's Results and Answer are rendered from the committed result file, never typed in by hand."""
+"""The c4 README's Answer is generated (README = render of the JSON: tests/test_vllm_lab_readmes.py)."""
 from __future__ import annotations
 
 import copy
-import shutil
 
 from experiments.common.results import read_result
 from experiments.vllm.c4_attention_graphs_quant import lab
 
 BEGIN, END = "<!-- BEGIN GENERATED", "<!-- END GENERATED -->"
-RERENDER = "README out of date with its result file: run python -m experiments.vllm.c4_attention_graphs_quant --render-only"
-
-
-def committed_result():
-    # main() renders from the GPU result when there is one (a GPU run), else from the CPU one
-    gpu = lab.LAB_DIR / "results" / "attention_quant_gpu.json"
-    return gpu if gpu.exists() else lab.LAB_DIR / "results" / "attention_quant_cpu.json"
-
-
-def test_readme_is_what_render_only_writes(tmp_path):
-    path = committed_result()
-    readme = tmp_path / "README.md"
-    shutil.copy(lab.LAB_DIR / "README.md", readme)  # render into a copy: the committed README is never written
-    lab.render(read_result(path), readme, str(path.relative_to(lab.REPO)))
-    assert readme.read_text() == (lab.LAB_DIR / "README.md").read_text(), RERENDER
 
 
 def test_answer_lives_inside_the_generated_block():

@@ -16,15 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
-import textwrap
 from pathlib import Path
 
 import numpy as np
 
+from experiments.common.readme import wrap_paragraph
 from experiments.common.results import read_result, write_result
 from experiments.vllm.c5_speculative_decoding import acceptance as A
 
@@ -241,14 +240,6 @@ def _times(x: float) -> str:
     return words[round(x)] if round(x) in words and abs(x - round(x)) < 0.15 else f"{x:.1f} times"
 
 
-def _wrap(paragraph: str, width: int = 118) -> str:
-    """Hard-wrap like the hand-written prose, unless a wrapped line would start with Markdown syntax."""
-    lines = textwrap.wrap(paragraph, width, break_long_words=False, break_on_hyphens=False)
-    if any(re.match(r"(\d+[.)]\s|[-+*>#|]|=)", line) for line in lines[1:]):
-        return paragraph
-    return "\n".join(lines)
-
-
 def decode_steps(r: dict, max_tokens: int) -> float:
     """Target decode steps over all repeats of an engine row: every sequence gets max_tokens (ignore_eos), the
     first from the prefill, and each decode step emits 1 token plus the accepted drafts."""
@@ -378,7 +369,7 @@ def answer_markdown(doc: dict) -> str:
           f"tokenizer; the KV of rejected positions has to be rolled back; tree drafts need tree attention masks. "
           f"(5) Tail latency becomes bursty (several tokens at once, then one) and acceptance is workload-dependent, "
           f"so a benchmark on repetitive data overstates what production traffic will see: {nonrep_note}.")
-    return head + "\n" + _wrap(p1) + "\n\n" + _wrap(p2)
+    return head + "\n" + wrap_paragraph(p1, 118) + "\n\n" + wrap_paragraph(p2, 118)
 
 
 def render_readme(doc: dict, readme: Path, result_rel: str) -> None:

@@ -52,18 +52,11 @@ def _committed_doc():
     return read_result(path), str(path.relative_to(REPO))
 
 
-def test_readme_is_rendered_from_the_committed_json(tmp_path):
-    """Every measured figure in the README (the Answer included) comes from the JSON: re-rendering changes nothing."""
-    from experiments.vllm.c5_speculative_decoding.spec_decoding import LAB_DIR, render_readme
+def test_answer_lives_inside_the_generated_block():
+    """The Answer is generated (README = render of the JSON: tests/test_vllm_lab_readmes.py), not hand-written."""
+    from experiments.vllm.c5_speculative_decoding.spec_decoding import LAB_DIR
 
-    doc, rel = _committed_doc()
     committed = (LAB_DIR / "README.md").read_text()
-    copy = tmp_path / "README.md"
-    copy.write_text(committed)
-    render_readme(doc, copy, rel)
-    assert copy.read_text() == committed, (
-        "README.md differs from what the committed JSON renders (hand edit or stale render): "
-        "run python -m experiments.vllm.c5_speculative_decoding --render-only")
     begin, end = committed.index("<!-- BEGIN GENERATED"), committed.index("<!-- END GENERATED -->")
     generated, outside = committed[begin:end], committed[:begin] + committed[end:]
     assert "## Answer" in generated
