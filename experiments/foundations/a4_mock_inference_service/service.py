@@ -10,13 +10,16 @@ import asyncio
 import collections
 import hashlib
 import json
+import math
 import random
 import time
 from dataclasses import dataclass, field
 from typing import Annotated, AsyncIterator, Literal
 
 from fastapi import FastAPI, Header, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
@@ -59,7 +62,8 @@ class CompletionRequest(BaseModel):
     model: str = Field(min_length=1, max_length=64, description="any non-empty name; the fake model ignores it")
     prompt: str = Field(min_length=1, max_length=8000)
     max_tokens: JsonInt = Field(default=16, ge=1, le=256)
-    temperature: float = Field(default=1.0, ge=0.0, le=2.0)
+    # Python's json (what FastAPI parses bodies with) accepts the literals NaN and Infinity; they are not JSON.
+    temperature: float = Field(default=1.0, ge=0.0, le=2.0, allow_inf_nan=False)
     stream: bool = False
 
 
@@ -153,6 +157,21 @@ class FakeModel:
             yield f" tok{(seed + i) % 50_000}"
 
 
+def _json_safe(value):
+    """`value` with every non-finite float replaced by its name ("NaN", "Infinity", "-Infinity").
+
+    A 422 echoes the offending input back; a NaN in it cannot be written as strict JSON, and
+    Starlette's JSONResponse refuses it (allow_nan=False): the error handler itself would raise,
+    the client would get a 500 and its keep-alive connection would be dropped."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 def _error(status: int, kind: str, message: str, retry_after: float | None = None) -> JSONResponse:
     headers = {"Retry-After": retry_after_header(retry_after)} if retry_after is not None else None
     return JSONResponse({"error": {"type": kind, "message": message}}, status_code=status, headers=headers)
@@ -177,6 +196,11 @@ def create_app(cfg: ServiceConfig | None = None) -> FastAPI:
                                              "msg": f"request body could not be parsed: {exc.detail}"}]},
                                 status_code=422)
         return await http_exception_handler(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error_is_422(request: Request, exc: RequestValidationError):
+        # FastAPI's default handler, except that non-finite numbers in the echoed input are spelled out.
+        return JSONResponse({"detail": _json_safe(jsonable_encoder(exc.errors()))}, status_code=422)
 
     @app.middleware("http")
     async def count_statuses(request: Request, call_next):

@@ -1,4 +1,8 @@
-"""a4: schemathesis fuzzes the OpenAPI spec; the service must never answer 5xx and must match its schema."""
+"""a4: schemathesis fuzzes the OpenAPI spec; the service must never answer 5xx and must match its schema.
+
+Schema-driven fuzzing never sends NaN/Infinity (not JSON, but accepted by Python's parser): those
+bodies are fuzzed field by field in test_a4_service.py (test_non_finite_numbers_are_422_in_strict_json).
+"""
 from __future__ import annotations
 
 import pytest

@@ -5,6 +5,7 @@ import json
 import random
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -14,6 +15,7 @@ from experiments.foundations.a4_mock_inference_service.resilience import (
     CLOSED, HALF_OPEN, OPEN, CircuitBreaker, TokenBucket,
 )
 from experiments.foundations.a4_mock_inference_service.service import ServiceConfig, create_app, parse_sse
+from experiments.foundations.a_common.loopback import serve_in_thread
 
 OK = {"model": "m", "prompt": "hello there", "max_tokens": 3}
 
@@ -60,6 +62,47 @@ def test_bad_input_is_422_with_a_message(payload):
 def test_malformed_body_is_422_not_400_or_500(body):
     r = client().post("/v1/completions", content=body, headers={"content-type": "application/json"})
     assert r.status_code == 422 and r.json()["detail"][0]["msg"]
+
+
+# Python's json parser (FastAPI's) accepts NaN, Infinity and -Infinity, which are not JSON; a
+# schema-driven fuzzer never sends them. Each field, and the body itself, gets each literal
+# (1e400 parses to Infinity).
+NON_FINITE = ["NaN", "Infinity", "-Infinity", "1e400"]
+
+
+def _body_with(field: str | None, literal: str) -> bytes:
+    if field is None:
+        return literal.encode()
+    body = {"model": "m", "prompt": "hi", "max_tokens": 3, "temperature": 1.0, "stream": False}
+    body[field] = "@@"
+    return json.dumps(body).replace('"@@"', literal).encode()
+
+
+def _strict_json(text: str):
+    def reject(name: str):
+        raise AssertionError(f"response body is not strict JSON: it contains {name}")
+    return json.loads(text, parse_constant=reject)
+
+
+@pytest.mark.parametrize("literal", NON_FINITE)
+@pytest.mark.parametrize("field", [None, "model", "prompt", "max_tokens", "temperature", "stream"])
+def test_non_finite_numbers_are_422_in_strict_json(field, literal):
+    c = TestClient(create_app(ServiceConfig(decode_ms_per_token=0)), raise_server_exceptions=False)
+    r = c.post("/v1/completions", content=_body_with(field, literal), headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert _strict_json(r.text)["detail"][0]["msg"]
+
+
+def test_nan_body_keeps_the_keep_alive_connection_usable():
+    """Over a real socket: a NaN body is answered 422 and the same connection serves the next request."""
+    app = create_app(ServiceConfig(decode_ms_per_token=0, rate_limit_rps=None))
+    with serve_in_thread(app) as base, httpx.Client(base_url=base, timeout=10) as http:
+        bad = http.post("/v1/completions", content=_body_with("temperature", "NaN"),
+                        headers={"content-type": "application/json"})
+        good = http.post("/v1/completions", json=OK)
+        stats = http.get("/stats").json()["statuses"]
+    assert (bad.status_code, good.status_code) == (422, 200)
+    assert stats == {"422": 1, "200": 1}
 
 
 def test_rate_limit_429_exactly_after_the_burst():
