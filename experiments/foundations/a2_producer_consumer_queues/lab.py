@@ -16,7 +16,7 @@ from experiments.foundations.a_common.lab import (
     base_parser, fmt, machine_line, md_table, publish, resolve_out_dir,
 )
 
-BENCHMARK_VERSION = 1
+BENCHMARK_VERSION = 2  # 2: cpu_step spins on thread CPU time (was a wall-clock deadline); Little's law
 RESULT_NAME = "a2_producer_consumer.json"
 
 
@@ -118,7 +118,15 @@ def readme_tables(doc: dict) -> str:
           f"{r['counts']['rejected_drain_deadline']}",
           r["counts"]["lost"], lat(r, "ttft"), lat(r, "stream_lag"), lat(r, "e2e"),
           fmt(r.get("tokens_per_s"))] for r in rows])
-    return f"Measured on: {machine_line(doc)}.\n\n{table}"
+    little = md_table(
+        ["work", "scenario", "model", "completed req/s (λ)", "mean e2e ms (W)", "λ·W: requests in system",
+         "λ·S: busy workers at nominal S", "workers + queue"],
+        [[r["work_kind"], r["scenario"], r["model"], fmt(r["requests_per_s"]), fmt(r["e2e"]["mean_ms"]),
+          fmt(r["littles_law"]["in_system"]), fmt(r["littles_law"]["in_service_nominal"]),
+          r["littles_law"]["server_capacity"]] for r in rows if "littles_law" in r])
+    return (f"Measured on: {machine_line(doc)}.\n\n{table}\n\n"
+            f"Little's law over each run (λ = completed / span from first arrival to last token, "
+            f"S = nominal service time of one request):\n\n{little}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,7 @@ seeded arrivals, the same per-token work, the same admission and shutdown rules.
 """
 from __future__ import annotations
 
+import statistics
 import time
 from dataclasses import dataclass
 
@@ -39,10 +40,14 @@ class Scenario:
 
 
 def busy_wait(seconds: float) -> None:
-    """Python CPU work for `seconds` (holds the GIL throughout)."""
-    end = time.perf_counter() + seconds
+    """`seconds` of this thread's CPU time spent in Python (holding the GIL while it runs).
+
+    The deadline is on the thread's CPU clock, not the wall clock: a thread that is
+    preempted (or waits for the GIL) mid-spin gets no credit for CPU it never had.
+    With a wall-clock deadline, threads sharing one GIL "did" 1.18 cores of work."""
+    end = time.thread_time() + seconds
     x = 0
-    while time.perf_counter() < end:
+    while time.thread_time() < end:
         x += 1
 
 
@@ -100,11 +105,22 @@ class Ledger:
             e2e = [self.done[i] - self.arrival[i] for i in completed]
             lag = [s - e for i in completed for s, e in zip(self.token_seen[i], self.token_emitted[i])]
             span = max(self.done.values()) - self.t0
+            throughput = len(completed) / span
+            out["littles_law"] = {
+                # L = lambda x W over the run: the mean number of requests between their scheduled
+                # arrival and their last token (queued, in a worker, or not yet admitted by a late producer).
+                "in_system": throughput * statistics.fmean(e2e),
+                # lambda x S: workers kept busy if each request took its nominal service time; for
+                # cpu_step that is cores of Python work, which one GIL caps at 1.
+                "in_service_nominal": throughput * scenario.service_s(),
+                # What the server itself can hold: requests in workers plus requests in the queue.
+                "server_capacity": scenario.workers + scenario.queue_size,
+            }
             out.update({
                 "ttft": latency_summary(ttft),
                 "e2e": latency_summary(e2e),
                 "stream_lag": latency_summary(lag),  # token emitted by worker -> seen by the client side
-                "requests_per_s": len(completed) / span,
+                "requests_per_s": throughput,
                 "tokens_per_s": sum(len(self.token_seen[i]) for i in completed) / span,
             })
         return out

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import pytest
 
 from experiments.foundations.a2_producer_consumer_queues import lab
-from experiments.foundations.a2_producer_consumer_queues.scenario import Scenario
+from experiments.foundations.a2_producer_consumer_queues.scenario import Scenario, busy_wait
 from experiments.foundations.a2_producer_consumer_queues.service_models import MODELS
 
 
@@ -55,6 +57,38 @@ def test_drain_deadline_rejects_queued_requests_without_losing_any(model):
     assert c["lost"] == 0 and c["double_counted"] == 0
     assert c["rejected_drain_deadline"] > 0
     assert c["admitted"] == c["completed"] + c["rejected_drain_deadline"]
+
+
+def test_busy_wait_counts_only_cpu_the_thread_had():
+    """Three threads spinning under one GIL: each is charged its full CPU time, not wall time."""
+    cpu: dict[int, float] = {}
+
+    def spin(i: int) -> None:
+        start = time.thread_time()
+        busy_wait(0.05)
+        cpu[i] = time.thread_time() - start
+
+    threads = [threading.Thread(target=spin, args=(i,)) for i in range(3)]
+    process_cpu = time.process_time()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(v >= 0.05 for v in cpu.values()), cpu
+    assert time.process_time() - process_cpu >= 0.15
+
+
+def test_littles_law_holds_and_one_gil_caps_python_work(quick_rows):
+    for r in quick_rows:
+        law, c = r["littles_law"], r["counts"]
+        # Requests in the system can never be fewer than those being served at nominal speed.
+        assert law["in_system"] >= 0.99 * law["in_service_nominal"], r["model"]
+        if r["work_kind"] == "cpu_step" and r["model"] in ("threading", "asyncio"):
+            # completed x S seconds of Python CPU under one GIL fit in the run's span: at most 1 core.
+            assert law["in_service_nominal"] <= 1.0, (r["model"], r["scenario"], law)
+        if r["work_kind"] == "gpu_wait":
+            assert law["in_service_nominal"] <= r["scenario_config"]["workers"] * 1.01, r["model"]
+        assert c["completed"] > 0
 
 
 def test_help_runs():
