@@ -19,8 +19,8 @@ help: ## list targets
 $(VENV)/.setup-stamp: requirements/*.txt tools/setup_env.sh
 	@bash tools/setup_env.sh
 
-setup: ## create .venv with pinned deps (BACKEND=cpu|cuda, auto-detected)
-	@bash tools/setup_env.sh
+setup: ## create .venv with pinned deps (BACKEND=cpu|cuda, auto-detected; DRY_RUN=1: resolve only, install nothing)
+	@$(if $(filter-out 0,$(DRY_RUN)),DRY_RUN=1 )bash tools/setup_env.sh
 
 vllm/.git: | $(VENV)/.setup-stamp
 	@$(PY) -m tools.vllm_source materialise
