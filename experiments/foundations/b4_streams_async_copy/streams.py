@@ -1,12 +1,12 @@
 """b4: pageable vs pinned copies, copy/compute overlap on streams, and the cases that turn async into sync.
 
-    python -m experiments.foundations.b4_streams_async_copy --gpu [--quick]
+    python -m experiments.foundations.b4_streams_async_copy [--quick]         # CPU analogue (cpu_analogue.py)
+    python -m experiments.foundations.b4_streams_async_copy --gpu [--quick]   # NVIDIA machine
     python -m experiments.foundations.b4_streams_async_copy --render-only
 
-GPU only: CPU-only torch has no streams, events or pinned memory, so without
-CUDA the run prints one line and skips. What does run anywhere is the
-analysis (timeline.py: busy time, overlap fraction, the timeline plot); its
-tests feed it timings they construct.
+CPU-only torch has no streams, events or pinned memory, so the GPU half skips
+in one line without CUDA. The CPU half is an analogue, labelled as such:
+worker threads play the copy engine and the SMs, on real timestamps.
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ from pathlib import Path
 
 from experiments.common.plots import plt, save_figure
 from experiments.common.stats import summarize
+from experiments.foundations.b4_streams_async_copy import cpu_analogue
 from experiments.foundations.b4_streams_async_copy.timeline import plot_timelines, summarize_timeline
 from experiments.foundations.b_common import lab
 from experiments.foundations.b_common.cuda_env import numba_cuda_skip_reason, torch_cuda_skip_reason
 
 LAB_DIR = Path(__file__).resolve().parent
-BENCHMARK_VERSION = 1
+BENCHMARK_VERSION = 2  # 2: CPU analogue added (GPU half unchanged)
 MiB = 2**20
 
 SCENARIOS = {
@@ -250,10 +251,96 @@ def plot_h2d(doc: dict, path: Path, source: str) -> Path:
     return save_figure(fig, path, source=source)
 
 
+def run_cpu(files: lab.LabFiles, quick: bool) -> None:
+    n_chunks, chunk_bytes, repeats, pin_bytes = (3, 8 * MiB, 2, 16 * MiB) if quick else (8, 64 * MiB, 7, 256 * MiB)
+    print(f"b4 CPU analogue: {n_chunks} chunks of {chunk_bytes // MiB} MiB, {repeats} repeats")
+    files.write(
+        "cpu_analogue",
+        cpu_analogue.measure(n_chunks, chunk_bytes, repeats, pin_bytes),
+        config={"chunks": n_chunks, "chunk_bytes": chunk_bytes, "repeats": repeats, "pin_bytes": pin_bytes,
+                "timing": "time.perf_counter() on the thread that ran each op, relative to the scenario start",
+                "analogue": "worker threads stand for the copy engine and the SMs; not a GPU measurement"},
+        benchmark_version=BENCHMARK_VERSION,
+    )
+
+
+PIN_STEPS = [("first touch of fresh pages", "first_touch"), ("second touch (pages present)", "second_touch"),
+             ("mlock of fresh pages", "mlock_fresh"), ("touch after mlock", "touch_after_mlock"),
+             ("mlock of touched pages", "mlock_touched")]
+
+
+def plot_pinning(doc: dict, path: Path, source: str) -> Path:
+    p = doc["results"]["pinning"]
+    steps = [(label, key) for label, key in PIN_STEPS if f"{key}_ms" in p]
+    fig, ax = plt.subplots(figsize=(9, 3.2))
+    ax.bar([label.replace(" of ", "\n") for label, _ in steps], [p[f"{key}_ms"] for _, key in steps],
+           color="#4c72b0")
+    for i, (_, key) in enumerate(steps):
+        ax.text(i, p[f"{key}_ms"], f"{p[f'{key}_faults']:,} faults", ha="center", va="bottom", fontsize=7)
+    ax.set_ylabel(f"ms for {p['bytes'] // MiB} MiB")
+    ax.set_title("CPU: what page-locking (mlock) a host buffer costs, vs touching it", fontsize=9)
+    ax.tick_params(axis="x", labelsize=7)
+    fig.tight_layout()
+    return save_figure(fig, path, source=source)
+
+
+def render_cpu(files: lab.LabFiles) -> str:
+    doc = files.read("cpu_analogue")
+    if not doc:
+        return f"CPU analogue: not yet measured; run `python -m {files.module}`."
+    src = files.rel(files.result_path("cpu_analogue"))
+    r = doc["results"]
+    cal, pin = r["calibration"], r["pinning"]
+    plot_timelines(
+        {k: v["last_run"]["records"] for k, v in r["scenarios"].items()},
+        files.plot_path("cpu_overlap_timeline"),
+        source=src,
+        title="CPU ANALOGUE (worker threads, not a GPU): copy/compute timelines, last repeat",
+        xlabel="time since the scenario started (ms, perf_counter on the thread that ran each op)",
+    )
+    plot_pinning(doc, files.plot_path("cpu_pinning_cost"), src)
+    pin_rows = [[label, pin[f"{key}_ms"], pin[f"{key}_faults"]] for label, key in PIN_STEPS if f"{key}_ms" in pin]
+    return "\n".join(
+        [
+            "**CPU analogue, not a GPU measurement**: worker threads stand for the copy engine and the SMs.",
+            "",
+            f"Calibration: one {doc['config']['chunk_bytes'] // MiB} MiB `np.copyto` took "
+            f"{lab.fmt(cal['copy_ms'])} ms ({lab.fmt(cal['copy_GBps'])} GB/s); compute = {cal['compute_reps']} x "
+            f"`np.sin` over {cal['compute_block_bytes'] // MiB} MiB ({lab.fmt(cal['compute_block_ms'])} ms each); "
+            f"{doc['config']['chunks']} chunks per run.",
+            "",
+            "![CPU analogue timelines](plots/cpu_overlap_timeline.png)",
+            "",
+            lab.md_table(
+                ["scenario", "makespan ms", "overlap fraction", "host blocked ms", "host enqueue ms",
+                 "copy busy ms", "compute busy ms", "what"],
+                [[k, lab.spread(v["makespan_ms"]), lab.spread(v["overlap_fraction"]),
+                  lab.spread(v["host_blocked_ms"]), lab.spread(v["host_enqueue_ms"]),
+                  lab.spread(v["copy_busy_ms"]), lab.spread(v["compute_busy_ms"]), v["what"]]
+                 for k, v in r["scenarios"].items()],
+            ),
+            "",
+            f"The cost of pinning {pin['bytes'] // MiB} MiB ({pin['pages']:,} pages of {pin['page_bytes']:,} B); "
+            "minor page faults counted by `getrusage(RUSAGE_THREAD)`:",
+            "",
+            "![pinning cost](plots/cpu_pinning_cost.png)",
+            "",
+            lab.md_table(["step", "ms", "minor faults"], pin_rows),
+            *(["", f"mlock failed: {pin['mlock_error']}"] if "mlock_error" in pin else []),
+            "",
+            lab.machine_line(doc) + f" Source: `{src}`.",
+        ]
+    )
+
+
 def render(files: lab.LabFiles) -> dict[str, str]:
+    return {"cpu": render_cpu(files), "gpu": render_gpu(files)}
+
+
+def render_gpu(files: lab.LabFiles) -> str:
     doc = files.read("gpu_streams")
     if not doc:
-        return {"gpu": lab.gpu_not_measured(files.module)}
+        return lab.gpu_not_measured(files.module)
     src = files.rel(files.result_path("gpu_streams"))
     r = doc["results"]
     plot_h2d(doc, files.plot_path("gpu_h2d_pageable_vs_pinned"), src)
@@ -263,54 +350,44 @@ def render(files: lab.LabFiles) -> dict[str, str]:
         source=src,
         title=f"{doc['provenance']['machine']['gpu_model']}: copy/compute timelines (last repeat)",
     )
-    return {
-        "gpu": "\n".join(
-            [
-                "![H2D pageable vs pinned](plots/gpu_h2d_pageable_vs_pinned.png)",
-                "",
-                lab.md_table(
-                    ["size", "memory", "GB/s", "host call ms", "device ms", "host / device"],
+    return "\n".join(
+        [
+            "![H2D pageable vs pinned](plots/gpu_h2d_pageable_vs_pinned.png)",
+            "",
+            lab.md_table(
+                ["size", "memory", "GB/s", "host call ms", "device ms", "host / device"],
+                [
                     [
-                        [
-                            f"{x['bytes'] / MiB:g} MiB",
-                            x["memory"],
-                            lab.spread(x["GBps"]),
-                            lab.spread(x["host_call_ms"]),
-                            lab.spread(x["device_ms"]),
-                            x["host_blocked_fraction"],
-                        ]
-                        for x in r["h2d"]
-                    ],
-                ),
-                "",
-                "![overlap timelines](plots/gpu_overlap_timeline.png)",
-                "",
-                lab.md_table(
-                    ["scenario", "makespan ms", "overlap fraction", "host enqueue ms", "what"],
+                        f"{x['bytes'] / MiB:g} MiB",
+                        x["memory"],
+                        lab.spread(x["GBps"]),
+                        lab.spread(x["host_call_ms"]),
+                        lab.spread(x["device_ms"]),
+                        x["host_blocked_fraction"],
+                    ]
+                    for x in r["h2d"]
+                ],
+            ),
+            "",
+            "![overlap timelines](plots/gpu_overlap_timeline.png)",
+            "",
+            lab.md_table(
+                ["scenario", "makespan ms", "overlap fraction", "host enqueue ms", "what"],
+                [
                     [
-                        [
-                            k,
-                            lab.spread(v["makespan_ms"]),
-                            lab.spread(v["overlap_fraction"]),
-                            lab.spread(v["host_enqueue_ms"]),
-                            v["what"],
-                        ]
-                        for k, v in r["scenarios"].items()
-                    ],
-                ),
-                "",
-                *(f"Skipped {k}: {v}" for k, v in r["skipped"].items()),
-                lab.machine_line(doc) + f" Source: `{src}`.",
-            ]
-        )
-    }
-
-
-def skip_cpu_half(files: lab.LabFiles, quick: bool) -> None:
-    reason = torch_cuda_skip_reason()
-    lab.skip(
-        reason or "pass --gpu to measure on this CUDA machine",
-        "b4 has no CPU half (streams, events, pinned memory need CUDA)",
+                        k,
+                        lab.spread(v["makespan_ms"]),
+                        lab.spread(v["overlap_fraction"]),
+                        lab.spread(v["host_enqueue_ms"]),
+                        v["what"],
+                    ]
+                    for k, v in r["scenarios"].items()
+                ],
+            ),
+            "",
+            *(f"Skipped {k}: {v}" for k, v in r["skipped"].items()),
+            lab.machine_line(doc) + f" Source: `{src}`.",
+        ]
     )
 
 
@@ -319,10 +396,10 @@ def main(argv: list[str] | None = None) -> int:
         argv,
         doc=__doc__,
         lab_dir=LAB_DIR,
-        run_cpu=skip_cpu_half,
+        run_cpu=run_cpu,
         run_gpu=run_gpu,
         render=render,
-        gpu_help="run the measurements (all of this lab needs CUDA; without it, skip with a reason)",
+        gpu_help="run the GPU measurements (streams, events, pinned memory; without CUDA, skip with a reason)",
     )
 
 

@@ -1,9 +1,12 @@
-"""b4: the timeline analysis on SYNTHETIC timings built here (never a result), the skip, the GPU half."""
+"""b4: the timeline analysis on SYNTHETIC timings built here (never a result), the CPU analogue's ordering, the skip, the GPU half."""
 
 from __future__ import annotations
 
 import pytest
 
+import numpy as np
+
+from experiments.foundations.b4_streams_async_copy import cpu_analogue as CA
 from experiments.foundations.b4_streams_async_copy import streams as ST
 from experiments.foundations.b4_streams_async_copy import timeline as TL
 from experiments.foundations.b_common.cuda_env import torch_cuda_skip_reason
@@ -83,6 +86,54 @@ def test_timeline_plot_labelled_synthetic(tmp_path):
         synthetic=True,
     )
     assert out.stat().st_size > 5_000
+
+
+@pytest.fixture(scope="module")
+def analogue_runs():
+    """Each CPU-analogue scenario once over 4 small chunks (real threads, real timestamps)."""
+    src = [np.full(1 << 18, i, dtype=np.float32) for i in range(4)]
+    dst = [np.zeros(1 << 18, dtype=np.float32) for _ in range(4)]
+    scratch = np.zeros(1 << 18, dtype=np.float32)
+    return {name: CA.run_scenario(name, src, dst, scratch, compute_reps=2) for name in CA.SCENARIOS}, dst
+
+
+def _op(run: dict, name: str) -> dict:
+    return next(r for r in run["records"] if r["op"] == name)
+
+
+def test_cpu_analogue_copies_really_happen_and_dependencies_hold(analogue_runs):
+    runs, dst = analogue_runs
+    assert [float(d[0]) for d in dst] == [0.0, 1.0, 2.0, 3.0]
+    for name, run in runs.items():
+        assert len([r for r in run["records"] if r["kind"] == "copy"]) == 4, name
+        for i in range(4):  # compute i never starts before copy i ended (the event)
+            assert _op(run, f"compute[{i}]")["start_ms"] >= _op(run, f"copy[{i}]")["end_ms"], name
+
+
+def test_cpu_analogue_who_blocks_whom(analogue_runs):
+    runs, _ = analogue_runs
+    assert runs["one queue"]["overlap_fraction"] == 0.0
+    assert {r["stream"] for r in runs["one queue"]["records"]} == {"queue"}
+    assert runs["two queues, pinned"]["host_blocked_ms"] == 0.0
+    pageable = runs["two queues, pageable"]
+    assert {r["stream"] for r in pageable["records"] if r["kind"] == "copy"} == {"host"}
+    assert pageable["host_blocked_ms"] == pytest.approx(pageable["copy_busy_ms"])
+    waited = runs["two queues, wait per chunk"]
+    assert waited["overlap_fraction"] == 0.0
+    for i in range(3):  # the next copy is enqueued only after this chunk's compute finished
+        assert _op(waited, f"copy[{i + 1}]")["start_ms"] >= _op(waited, f"compute[{i}]")["end_ms"]
+
+
+def test_cpu_analogue_rejects_an_unknown_scenario():
+    with pytest.raises(ValueError, match="unknown scenario"):
+        CA.run_scenario("three queues", [], [], np.zeros(1), 1)
+
+
+def test_pinning_faults_pages_in_once():
+    p = CA.measure_pinning(4 << 20)
+    assert p["first_touch_faults"] > 0 and p["second_touch_faults"] <= p["first_touch_faults"] // 100
+    if "mlock_error" not in p:
+        assert p["mlock_fresh_faults"] > 0 and p["touch_after_mlock_faults"] <= p["mlock_fresh_faults"] // 100
 
 
 def test_without_cuda_it_skips_in_one_line(capsys, tmp_path):

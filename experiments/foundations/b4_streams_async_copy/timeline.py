@@ -1,8 +1,8 @@
 """Analysis of recorded timelines: busy time, overlap between copies and compute, the timeline plot.
 
 A timeline is a list of records {"stream", "op", "kind" ("copy" | "compute"),
-"start_ms", "end_ms"}, times relative to one base CUDA event. This module has
-no CUDA in it, so it is tested on CPU with timings the test constructs.
+"start_ms", "end_ms"}, times relative to one base CUDA event (GPU half) or to the
+scenario's start on the host clock (the CPU analogue). This module has no CUDA in it.
 """
 
 from __future__ import annotations
@@ -83,6 +83,7 @@ def plot_timelines(
     title: str,
     source: str | None = None,
     synthetic: bool = False,
+    xlabel: str = "time since first op (ms, CUDA events)",
 ) -> Path:
     """One lane per (scenario, stream); bars coloured by kind; the overlap fraction on each scenario."""
     lanes = []
@@ -108,7 +109,7 @@ def plot_timelines(
         labels.append(f"{name} [{stream}]  overlap {s['overlap_fraction']:.2f}, {s['makespan_ms']:.1f} ms")
     ax.set_yticks(range(len(lanes)), labels, fontsize=7)
     ax.invert_yaxis()
-    ax.set_xlabel("time since first op (ms, CUDA events)")
+    ax.set_xlabel(xlabel)
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in KIND_COLOURS.values()]
     ax.legend(handles, list(KIND_COLOURS), fontsize=7, loc="lower right")
     ax.set_title(
