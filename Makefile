@@ -11,7 +11,7 @@ BENCH_ARGS ?=
 export PYTHONPATH := $(CURDIR)
 
 .PHONY: help setup source submodule check-versions apply-patches check-patches format-patches \
-        bench bench-smoke test test-fast clean trace report notebooks labs-week1 labs-week2 gpu-labs test-vllm-upstream tiny-model labs-week3
+        bench bench-smoke test test-fast clean trace report notebooks labs-week1 labs-week2 gpu-labs test-vllm-upstream tiny-model labs-week3 sim
 
 help: ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -43,8 +43,8 @@ format-patches: source ## regenerate patches/ from the llm-infra/patched branch
 	@$(PY) -m tools.patches format
 
 BENCH_OUT ?= results/bench
-bench: apply-patches ## baseline vs patched, then traces and the PR draft (PRESET=default|smoke|overhead-0001|aa|prefill-cap, REPEATS=N, NO_TRACE=1)
-	@$(PY) -m experiments.bench --preset $(PRESET) $(if $(REPEATS),--repeats $(REPEATS)) --out $(BENCH_OUT) $(BENCH_ARGS)
+bench: apply-patches ## baseline vs patched, then traces and the PR draft (PRESET=default|smoke|overhead-0001|aa|prefill-cap, REPEATS=N, NO_TRACE=1, TP= PP= DP= DISTRIBUTED_BACKEND=mp|ray, BENCH_ARGS=--allow-busy)
+	@$(PY) -m experiments.bench --preset $(PRESET) $(if $(REPEATS),--repeats $(REPEATS)) --out $(BENCH_OUT) $(if $(TP),--tp $(TP)) $(if $(PP),--pp $(PP)) $(if $(DP),--dp $(DP)) $(if $(DISTRIBUTED_BACKEND),--distributed-backend $(DISTRIBUTED_BACKEND)) $(BENCH_ARGS)
 	@$(if $(NO_TRACE),true,$(PY) -m experiments.trace $(TRACE_ARGS))
 	@$(PY) -m analysis.report --latest $(BENCH_OUT) --out $(BENCH_OUT)/$$(cat $(BENCH_OUT)/LATEST)/pr_draft $(if $(NO_TRACE),--no-trace)
 
@@ -88,3 +88,6 @@ tiny-model: $(VENV)/.setup-stamp ## train models/tiny-llama-trained on stdlib so
 
 labs-week3: $(VENV)/.setup-stamp ## vLLM labs c1-c5 on the real engine (models/tiny-llama-trained)
 	@for l in c1_prefill_decode_batching c2_paged_kv_cache c3_mixed_scheduling c4_attention_graphs_quant c5_speculative_decoding; do $(PY) -m experiments.vllm.$$l || exit 1; done
+
+sim: $(VENV)/.setup-stamp ## virtual-clock simulator on vLLM's real Scheduler: decision match, sim vs real, benches, H100/H200 projection, speed (~3 min, no engine start; SIM_ARGS=calibrate|real-runs re-measure)
+	@$(PY) -m experiments.sim $(SIM_ARGS)

@@ -1,0 +1,160 @@
+"""Virtual-clock simulator around vLLM's real Scheduler: `python -m experiments.sim [command]`.
+
+    (no command) / all   what `make sim` runs, from committed inputs, no engine start (~2-4 min):
+                         decisions + validate + benches + project + speed
+    decisions            replay the recorded real runs step by step: scheduled tokens identical?
+    validate             simulate the configurations of the committed real runs, compare (table + plot)
+    benches              simulated benches (bench layout, 5 arrival seeds) of the validation points
+    project              the same points on an H100 / H200 roofline (modeled, not measured)
+    speed                wall time of one 256-request simulation and of a 30-point sweep
+    calibrate            CPU cost: record real engine steps (2 engine starts) and fit the cost model
+    real-runs            CPU cost: real `vllm serve` runs of the validation points (~15 min)
+
+Outputs go to results/reference/sim/ (README there). Every simulated figure carries
+the label "simulated (cost model X)".
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from experiments.common.results import write_json_atomic
+from tools.pins import REPO_ROOT
+
+OUT = REPO_ROOT / "results" / "reference" / "sim"
+SEEDS = [0, 1, 2, 3, 4]
+
+
+def rel(p: Path) -> str:
+    p = Path(p).resolve()
+    return str(p.relative_to(REPO_ROOT)) if p.is_relative_to(REPO_ROOT) else str(p)
+
+
+def cmd_decisions(out: Path) -> dict:
+    from experiments.sim import decisions
+    from experiments.sim.cost_models import CALIBRATION_DIR
+
+    paths = sorted(CALIBRATION_DIR.glob("recorded-*.json"))
+    if not paths:
+        raise SystemExit(f"no recorded runs in {rel(CALIBRATION_DIR)}: run `python -m experiments.sim calibrate`")
+    result = {"checks": [decisions.check_recorded(p) for p in paths]}
+    for c in result["checks"]:
+        c["recorded"] = rel(Path(c["recorded"]))
+        print(f"[sim decisions] {c['point']}: {c['real_steps']} real steps vs {c['sim_steps']} simulated, "
+              f"identical: {c['identical']}")
+    write_json_atomic(out / "decisions.json", result)
+    return result
+
+
+def real_benches(out: Path) -> list[Path]:
+    from analysis.bench_results import complete_benches
+
+    return complete_benches(out / "real")
+
+
+def cmd_validate(out: Path) -> dict:
+    from experiments.sim import validate
+
+    benches = real_benches(out)
+    if not benches:
+        raise SystemExit(f"no complete real runs under {rel(out / 'real')}: run `python -m experiments.sim real-runs`")
+    comparison = {"benches": [validate.compare_bench(b) for b in benches]}
+    comparison["label"] = comparison["benches"][0]["label"]
+    rows = [r for b in comparison["benches"] for r in b["rows"]]
+    comparison["within"] = sum(r["within"] for r in rows)
+    comparison["rows"] = len(rows)
+    vdir = out / "validation"
+    write_json_atomic(vdir / "comparison.json", comparison)
+    (vdir / "comparison.md").write_text(validate.markdown(comparison))
+    validate.plot(comparison, vdir / "comparison.png", source=rel(vdir / "comparison.json"))
+    print(f"[sim validate] {comparison['within']}/{comparison['rows']} rows within max(10%, real spread)")
+    return comparison
+
+
+def validation_configs(cost_model: str, rates=None) -> list[dict]:
+    from experiments.sim import bench_layout
+    from experiments.sim.points import VALIDATION_POINTS, VALIDATION_RATES, VALIDATION_WORKLOADS
+
+    return [bench_layout.sim_config(f"sim-validation-rate{rate}", VALIDATION_POINTS, dict(VALIDATION_WORKLOADS),
+                                    {wl: rate for wl in VALIDATION_WORKLOADS}, SEEDS, cost_model)
+            for rate in (rates or VALIDATION_RATES)]
+
+
+def cmd_benches(out: Path, cost_model: str = "cpu", rates=None, subdir: str = "benches") -> list[Path]:
+    from experiments.sim import bench_layout
+
+    made = []
+    for cfg in validation_configs(cost_model, rates):
+        d = bench_layout.simulate_bench(cfg, out / subdir, argv=["python", "-m", "experiments.sim", "benches"],
+                                        stable_id=True)
+        print(f"[sim benches] {rel(d)}")
+        made.append(d)
+    return made
+
+
+def cmd_project(out: Path) -> list[Path]:
+    """H100/H200 roofline at capacity (rate inf): the tiny model's steps, modeled, not measured."""
+    return [d for gpu in ("h100", "h200") for d in cmd_benches(out, f"roofline-{gpu}", rates=["inf"],
+                                                                 subdir="projection")]
+
+
+def cmd_speed(out: Path) -> dict:
+    import os
+
+    from experiments.sim import api
+
+    t0 = time.perf_counter()
+    one = api.simulate("baseline", None, "mixed_long_short", rate=16, seed=0, cost_model="cpu",
+                       workload_overrides={"num_requests": 256})
+    single = time.perf_counter() - t0
+    points = {f"mbt{m}": {"engine": "baseline", "engine_args": {"max_num_batched_tokens": m}}
+              for m in (512, 768, 1024, 1536, 2048)}
+    points.update({f"cap{c}": {"engine": "patched", "engine_args": {"max_long_prefill_tokens_per_step": c}}
+                   for c in (128, 256, 512, 768, 1024)})
+    t0 = time.perf_counter()
+    res = api.sweep(points, "mixed_long_short", rates=["16"], seeds=[0, 1, 2], cost_model="cpu",
+                    workload_overrides={"num_requests": 256})
+    sweep_s = time.perf_counter() - t0
+    speed = {"machine_cores": os.cpu_count(), "loadavg_1m_after": os.getloadavg()[0],
+             "single": {"what": "mixed_long_short, 256 requests, 16 req/s, baseline, cost model cpu",
+                        "wall_s_including_process_start": single, "simulation_loop_s": one["loop_wall_s"],
+                        "steps": len(one["steps"]), "label": one["label"]},
+             "sweep": {"what": f"{len(res)} points: 10 engine configurations x 3 arrival seeds, mixed_long_short "
+                               "256 requests at 16 req/s, one simulator process per engine",
+                       "points": len(res), "wall_s": sweep_s,
+                       "simulation_loop_s_total": sum(r["loop_wall_s"] for r in res)}}
+    write_json_atomic(out / "speed.json", speed)
+    print(f"[sim speed] one 256-request run {single:.1f} s (loop {one['loop_wall_s']:.2f} s); "
+          f"{len(res)}-point sweep {sweep_s:.1f} s")
+    return speed
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    ap = argparse.ArgumentParser(prog="python -m experiments.sim", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("command", nargs="?", default="all",
+                    choices=["all", "decisions", "validate", "benches", "project", "speed", "calibrate", "real-runs"])
+    ap.add_argument("--out", type=Path, default=OUT)
+    args, rest = ap.parse_known_args(argv)
+    out = args.out
+    if args.command == "calibrate":
+        from experiments.sim import calibrate
+        cm = calibrate.calibrate()
+        print(f"[sim calibrate] {json.dumps(cm.fit['held_out'])}")
+        return 0
+    if args.command == "real-runs":
+        from experiments.sim import real_runs
+        return real_runs.main(["--out", str(out / "real"), *rest])
+    steps = {"decisions": cmd_decisions, "validate": cmd_validate, "benches": cmd_benches,
+             "project": cmd_project, "speed": cmd_speed}
+    for name in (steps if args.command == "all" else [args.command]):
+        steps[name](out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,246 @@
+"""Step cost models: how long one engine step takes, from what the scheduler put in it.
+
+A step is described by `step_features` (computed from the SchedulerOutput and the
+requests' progress before the step):
+    prefill_tokens   prompt tokens computed this step (all chunks)
+    decode_seqs      requests generating a token this step
+    context_tokens   tokens already in the KV cache that the scheduled requests attend over
+    attention_pairs  (query, key) pairs of attention this step (for the roofline)
+    num_reqs, total_tokens
+
+Three kinds, each with a label that goes into every result:
+  * `LinearStepCost` *calibrated*: seconds = overhead + a*prefill_tokens + b*decode_seqs
+    + c*context_tokens, least squares on real per-step timings (CPU engine:
+    `experiments.sim.calibrate`; a GPU: `from_csv` on rows of
+    (prefill_tokens, decode_seqs, context_tokens, seconds), e.g. `make gpu-evidence` output);
+    held-out error recorded with the fit.
+  * `RooflineCost` *modeled*: max(FLOPs / peak FLOP/s, bytes / peak bandwidth) per step
+    from public specs and the model's shape. A lower bound, never a measurement.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from experiments.sim.errors import SimInputError
+from tools.pins import REPO_ROOT
+
+FEATURES = ("prefill_tokens", "decode_seqs", "context_tokens")
+CALIBRATION_DIR = REPO_ROOT / "results" / "reference" / "sim" / "calibration"
+CPU_MODEL_PATH = CALIBRATION_DIR / "cost_model.json"
+
+
+def step_features(num_scheduled: dict[str, int], computed_before: dict[str, int],
+                  prompt_lens: dict[str, int]) -> dict:
+    """What one step computes, from the scheduler's decision and each request's progress before it."""
+    prefill = decode = context = pairs = 0
+    for rid, n in num_scheduled.items():
+        done, plen = computed_before[rid], prompt_lens[rid]
+        p = max(0, min(n, plen - done))
+        prefill += p
+        decode += (n - p) > 0
+        context += done
+        pairs += n * done + n * (n + 1) // 2  # causal: query i sees everything before it and itself
+    return {"prefill_tokens": prefill, "decode_seqs": decode, "context_tokens": context,
+            "attention_pairs": pairs, "num_reqs": len(num_scheduled),
+            "total_tokens": sum(num_scheduled.values())}
+
+
+def _lstsq(rows: list[dict], ys: list[float]) -> list[float]:
+    import numpy as np
+
+    x = np.array([[1.0, *(r[f] for f in FEATURES)] for r in rows], dtype=float)
+    coef, *_ = np.linalg.lstsq(x, np.array(ys, dtype=float), rcond=None)
+    return [float(c) for c in coef]
+
+
+def relative_errors(predicted: list[float], actual: list[float]) -> dict:
+    import numpy as np
+
+    rel = np.abs(np.array(predicted) - np.array(actual)) / np.array(actual)
+    return {"n": int(len(rel)), "median_abs_rel_error": float(np.median(rel)),
+            "p90_abs_rel_error": float(np.percentile(rel, 90)), "mean_abs_rel_error": float(rel.mean()),
+            "sum_rel_error": float((sum(predicted) - sum(actual)) / sum(actual))}
+
+
+@dataclass
+class LinearStepCost:
+    """seconds = overhead_s + sum(coef[f] * feature f): fitted on real steps."""
+    name: str
+    overhead_s: float
+    coef: dict
+    kind: str = "calibrated"
+    source: str = ""
+    fit: dict | None = None
+
+    @property
+    def label(self) -> str:
+        return f"simulated (cost model {self.name}, {self.kind})"
+
+    def step_seconds(self, feats: dict) -> float:
+        return max(0.0, self.overhead_s + sum(self.coef[f] * feats[f] for f in FEATURES))
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def fit_steps(cls, name: str, rows: list[dict], seconds: list[float], source: str,
+                  holdout_every: int = 5) -> "LinearStepCost":
+        """Fit on all steps but every `holdout_every`-th, report the error on those held out."""
+        if len(rows) != len(seconds) or len(rows) < 2 * holdout_every:
+            raise SimInputError(f"need at least {2 * holdout_every} timed steps to fit {name}, got {len(rows)}")
+        train = [i for i in range(len(rows)) if i % holdout_every]
+        held = [i for i in range(len(rows)) if not i % holdout_every]
+        coef = _lstsq([rows[i] for i in train], [seconds[i] for i in train])
+        model = cls(name=name, overhead_s=coef[0], coef=dict(zip(FEATURES, coef[1:])), source=source)
+        pred = [model.step_seconds(r) for r in rows]
+        model.fit = {"train": relative_errors([pred[i] for i in train], [seconds[i] for i in train]),
+                     "held_out": relative_errors([pred[i] for i in held], [seconds[i] for i in held]),
+                     "holdout_rule": f"every {holdout_every}th step (index % {holdout_every} == 0)"}
+        return model
+
+    @classmethod
+    def from_csv(cls, path: Path, name: str | None = None) -> "LinearStepCost":
+        """GPU hook: rows of prefill_tokens, decode_seqs, context_tokens, seconds (header required)."""
+        path = Path(path)
+        if not path.is_file():
+            raise SimInputError(f"GPU timing CSV {path} does not exist")
+        with open(path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            need = [*FEATURES, "seconds"]
+            missing = [c for c in need if c not in (reader.fieldnames or [])]
+            if missing:
+                raise SimInputError(f"{path}: missing column(s) {missing}; need {need}")
+            data = [{k: float(r[k]) for k in need} for r in reader]
+        rows = [{f: d[f] for f in FEATURES} for d in data]
+        return cls.fit_steps(name or f"gpu-csv:{path.name}", rows, [d["seconds"] for d in data], source=str(path))
+
+
+@dataclass(frozen=True)
+class GpuSpec:
+    name: str
+    peak_flops: float       # dense bf16 FLOP/s
+    peak_bytes_s: float     # HBM bytes/s
+    source: str
+
+
+# Public datasheet figures (NVIDIA H100 / H200 SXM product pages): dense bf16 tensor-core peak and HBM bandwidth.
+GPUS = {
+    "h100": GpuSpec("H100 SXM", 989e12, 3.35e12, "NVIDIA H100 SXM datasheet: 989 TFLOP/s dense BF16, 3.35 TB/s"),
+    "h200": GpuSpec("H200 SXM", 989e12, 4.8e12, "NVIDIA H200 SXM datasheet: 989 TFLOP/s dense BF16, 4.8 TB/s"),
+}
+
+
+@dataclass
+class ModelShape:
+    layers: int
+    hidden: int
+    intermediate: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    vocab: int
+    bytes_per_param: int = 2  # bf16 on a GPU
+
+    @classmethod
+    def from_config(cls, model_dir: str | Path) -> "ModelShape":
+        path = Path(model_dir) / "config.json"
+        if not path.is_file():
+            raise SimInputError(f"unknown model {model_dir!r}: no config.json")
+        c = json.loads(path.read_text())
+        heads = c["num_attention_heads"]
+        return cls(layers=c["num_hidden_layers"], hidden=c["hidden_size"], intermediate=c["intermediate_size"],
+                   heads=heads, kv_heads=c.get("num_key_value_heads", heads),
+                   head_dim=c.get("head_dim") or c["hidden_size"] // heads, vocab=c["vocab_size"])
+
+    @property
+    def matmul_params(self) -> int:
+        """Weights every token multiplies through (attention projections, MLP, LM head)."""
+        q, kv = self.heads * self.head_dim, self.kv_heads * self.head_dim
+        per_layer = self.hidden * q + 2 * self.hidden * kv + q * self.hidden + 3 * self.hidden * self.intermediate
+        return self.layers * per_layer + self.hidden * self.vocab
+
+    @property
+    def kv_bytes_per_token(self) -> int:
+        return 2 * self.layers * self.kv_heads * self.head_dim * self.bytes_per_param
+
+
+@dataclass
+class RooflineCost:
+    """Modeled GPU step time: the slower of compute and memory traffic at peak. A lower bound."""
+    gpu: GpuSpec
+    shape: ModelShape
+    model: str
+    kind: str = "modeled"
+
+    @property
+    def name(self) -> str:
+        return f"roofline-{self.gpu.name.split()[0].lower()}"
+
+    @property
+    def label(self) -> str:
+        return f"simulated (cost model {self.name}, modeled from public specs, not measured)"
+
+    def step_seconds(self, feats: dict) -> float:
+        s = self.shape
+        tokens = feats["total_tokens"]
+        flops = 2 * s.matmul_params * tokens + 4 * s.layers * s.heads * s.head_dim * feats["attention_pairs"]
+        bytes_ = (s.matmul_params * s.bytes_per_param
+                  + s.kv_bytes_per_token * (feats["context_tokens"] + 2 * tokens))  # read old KV, write+read new
+        return max(flops / self.gpu.peak_flops, bytes_ / self.gpu.peak_bytes_s)
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "gpu": asdict(self.gpu), "shape": asdict(self.shape),
+                "model": self.model, "note": "max(FLOPs/peak, bytes/bandwidth) per step; no launch, "
+                                             "scheduling or kernel-efficiency overhead: a lower bound"}
+
+
+@dataclass
+class ConstantStepCost:
+    """Every step takes the same time: for replaying decisions step by step, where time does not matter."""
+    seconds: float = 1e-3
+    name: str = "constant-step"
+    kind: str = "decision replay"
+
+    @property
+    def label(self) -> str:
+        return f"simulated (cost model {self.name}: times not meaningful, decisions only)"
+
+    def step_seconds(self, feats: dict) -> float:
+        return self.seconds
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def load(spec: str, model: str | None = None):
+    """A cost model by name: `cpu` (calibrated here), `roofline-h100|h200` (shape of `model`),
+    `gpu-csv:<path>` (fitted from a GPU timing CSV), a path to a saved LinearStepCost JSON, or
+    `constant-step` (decision replay only)."""
+    if spec == "cpu":
+        return load_linear(CPU_MODEL_PATH, "cpu")
+    if spec == "constant-step":
+        return ConstantStepCost()
+    if spec.startswith("roofline-"):
+        gpu = spec.removeprefix("roofline-")
+        if gpu not in GPUS:
+            raise SimInputError(f"unknown GPU {gpu!r} for the roofline; known: {sorted(GPUS)}")
+        if model is None:
+            raise SimInputError("the roofline cost model needs the model directory (its shape)")
+        return RooflineCost(GPUS[gpu], ModelShape.from_config(model), model=Path(model).name)
+    if spec.startswith("gpu-csv:"):
+        return LinearStepCost.from_csv(Path(spec.removeprefix("gpu-csv:")))
+    if spec.endswith(".json"):
+        return load_linear(Path(spec), spec)
+    raise SimInputError(f"unknown cost model {spec!r}; known: cpu, roofline-h100, roofline-h200, "
+                        "gpu-csv:<path>, <fitted model>.json, constant-step")
+
+
+def load_linear(path: Path, spec: str) -> LinearStepCost:
+    if not path.is_file():
+        raise SimInputError(f"cost model {spec!r} is not calibrated: {path} does not exist "
+                            "(run `python -m experiments.sim calibrate` to record real steps and fit it)")
+    data = json.loads(path.read_text())
+    return LinearStepCost(**data)

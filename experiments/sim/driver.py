@@ -1,0 +1,106 @@
+"""The virtual-clock loop around vLLM's real Scheduler (runs in the variant's process).
+
+What `EngineCore.step` does, with the model replaced by a cost model:
+    arrivals up to the clock -> add_request
+    schedule()                               (the real scheduler, baseline or patched)
+    cost model(step features) -> clock += seconds
+    ModelRunnerOutput: one sampled token per request that is past its prompt
+    (a request still in the middle of a chunked prefill samples nothing, as the
+    model runner discards it) -> update_from_output()
+Requests stop at their `max_tokens` (the bench runs with ignore_eos). Arrivals are
+either times on the virtual clock or, for matching a recorded real run step by
+step, engine step indices (`arrival_step`).
+"""
+from __future__ import annotations
+
+from experiments.sim.cost_models import step_features
+from experiments.sim.errors import SimStalled
+
+SAMPLED_TOKEN_ID = 100  # any id that is not EOS; with ignore_eos its value never matters
+
+
+def make_request(row: dict, hasher, arrival_time: float):
+    from vllm.sampling_params import SamplingParams
+    from vllm.v1.engine import EngineCoreRequest
+    from vllm.v1.request import Request
+
+    params = SamplingParams(max_tokens=row["output_tokens"], ignore_eos=True, temperature=0.0, detokenize=False)
+    core = EngineCoreRequest(request_id=row["request_id"], prompt_token_ids=list(row["prompt_token_ids"]),
+                             mm_features=None, sampling_params=params, pooling_params=None,
+                             arrival_time=arrival_time, lora_request=None, cache_salt=None,
+                             data_parallel_rank=None)
+    return Request.from_engine_core_request(core, hasher)
+
+
+def run(scheduler, hasher, rows: list[dict], cost_model, *, by_step: bool = False,
+        stall_steps: int = 64, record_decisions: bool = False) -> dict:
+    """Drive `scheduler` until every request in `rows` finished.
+
+    rows: request_id, prompt_token_ids, output_tokens and `arrival_s` (virtual seconds)
+    or, with by_step, `arrival_step` (added just before that engine step).
+    """
+    from vllm.v1.outputs import ModelRunnerOutput
+
+    key = "arrival_step" if by_step else "arrival_s"
+    pending = sorted(rows, key=lambda r: (r[key], r["request_id"]))
+    reqs = {r["request_id"]: {"arrival_s": None, "prompt_len": len(r["prompt_token_ids"]), "token_times": [],
+                              "finish_s": None} for r in rows}
+    steps: list[dict] = []
+    clock, step_index, stalled, nxt = 0.0, 0, 0, 0
+    while nxt < len(pending) or scheduler.has_requests():
+        while nxt < len(pending) and pending[nxt][key] <= (step_index if by_step else clock):
+            row = pending[nxt]
+            reqs[row["request_id"]]["arrival_s"] = clock
+            scheduler.add_request(make_request(row, hasher, clock))
+            nxt += 1
+        if not scheduler.has_requests():
+            if by_step:
+                step_index = pending[nxt][key]
+            else:
+                clock = pending[nxt][key]  # idle engine: jump to the next arrival
+            continue
+        so = scheduler.schedule()
+        n_sched = dict(so.num_scheduled_tokens)
+        if so.total_num_scheduled_tokens == 0:
+            scheduler.update_from_output(so, ModelRunnerOutput(req_ids=[], req_id_to_index={}))
+            step_index += 1
+            if scheduler.has_unfinished_requests():
+                stalled += 1
+                if stalled >= stall_steps:
+                    raise SimStalled(
+                        f"no tokens scheduled for {stalled} consecutive steps at t={clock:.3f} s with "
+                        f"{len(scheduler.waiting)} waiting / {len(scheduler.running)} running requests "
+                        f"(KV blocks free: {scheduler.kv_cache_manager.block_pool.get_num_free_blocks()}); "
+                        "a prompt larger than the KV cache or the step budget can cause this")
+                if nxt < len(pending) and not by_step:
+                    clock = max(clock, pending[nxt][key])
+            continue
+        stalled = 0
+        live = {rid: scheduler.requests[rid] for rid in n_sched}
+        before = {rid: r.num_computed_tokens - n_sched[rid] for rid, r in live.items()}
+        feats = step_features(n_sched, before, {rid: r.num_prompt_tokens for rid, r in live.items()})
+        cost = cost_model.step_seconds(feats)
+        start = clock
+        clock += cost
+        order = sorted(n_sched)
+        sampled = [[] if live[rid].is_prefill_chunk else [SAMPLED_TOKEN_ID] for rid in order]
+        out = ModelRunnerOutput(req_ids=order, req_id_to_index={rid: i for i, rid in enumerate(order)},
+                                sampled_token_ids=sampled)
+        engine_outputs = scheduler.update_from_output(so, out)
+        for eco in engine_outputs.values():
+            for o in eco.outputs:
+                rec = reqs[o.request_id]
+                rec["token_times"].extend([clock] * len(o.new_token_ids))
+                if o.finish_reason is not None:
+                    rec["finish_s"] = clock
+        step = {"index": step_index, "start_s": start, "seconds": cost, **feats,
+                "kv_usage": scheduler.kv_cache_manager.usage,
+                "waiting_after": len(scheduler.waiting), "running_after": len(scheduler.running)}
+        if record_decisions:
+            step["scheduled"] = {rid: n_sched[rid] for rid in order}
+        steps.append(step)
+        step_index += 1
+    unfinished = [rid for rid, r in reqs.items() if r["finish_s"] is None]
+    if unfinished:
+        raise SimStalled(f"{len(unfinished)} request(s) never finished, e.g. {unfinished[:3]}")
+    return {"requests": reqs, "steps": steps, "virtual_end_s": clock}

@@ -1,0 +1,119 @@
+"""Simulated vs real: the same points, workloads, arrival rate and arrival seed as the committed real runs.
+
+For every real bench under results/reference/sim/real/ (made by `experiments.sim.real_runs`), the
+simulator runs the same variant defs, workloads and rate with arrival seed 0, which
+reproduces `vllm bench serve --seed 0`'s arrival times (checked: `arrival_check`). Per
+(point, workload, metric): the real runs' median and [min, max], the simulated value,
+the error against the real median and the real runs' own spread ((max - min) / median).
+A row passes when |error| <= max(10%, real spread); failures are listed, not hidden.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+from experiments.sim import api
+from experiments.sim.arrivals import arrival_times
+
+METRICS = ("median_ttft_ms", "p90_ttft_ms", "median_tpot_ms", "output_throughput", "short_p90_ttft_ms")
+TOLERANCE = 0.10
+
+
+def real_values(bench_dir: Path) -> dict:
+    """{(variant, workload, metric): [values over repeats]} from a real bench's run records."""
+    out: dict = {}
+    for path in sorted((bench_dir / "runs").glob("*.json")):
+        run = json.loads(path.read_text())
+        for wl, res in run["result"]["workloads"].items():
+            for m in METRICS:
+                if res.get(m) is not None:
+                    out.setdefault((run["variant"], wl, m), []).append(float(res[m]))
+    return out
+
+
+def arrival_check(bench_dir: Path, cfg: dict) -> dict:
+    """Largest gap between the simulator's seed-0 arrivals and the real client's start times."""
+    gaps = {}
+    for path in sorted((bench_dir / "runs").glob("*/bench-serve-*.json")):
+        raw = json.loads(path.read_text())
+        wl = path.stem.removeprefix("bench-serve-")
+        if raw.get("request_rate") in (None, "inf"):
+            continue
+        t0 = min(raw["start_times"])
+        sim = arrival_times(len(raw["start_times"]), raw["request_rate"], cfg["seed"], raw.get("burstiness", 1.0))
+        gap = max(abs((s - t0) - (a - sim[0])) for s, a in zip(raw["start_times"], sim))
+        gaps[wl] = max(gaps.get(wl, 0.0), gap)
+    return {"max_abs_gap_s": gaps}
+
+
+def compare_bench(bench_dir: Path, cost_model: str = "cpu") -> dict:
+    manifest = json.loads((bench_dir / "manifest.json").read_text())
+    if manifest.get("status") != "complete":
+        raise SystemExit(f"{bench_dir}: status {manifest.get('status')!r}, not complete")
+    cfg = manifest["config"]
+    real = real_values(bench_dir)
+    jobs, keys = [], []
+    for variant, vdef in cfg["variant_defs"].items():
+        for wl, overrides in cfg["workloads"].items():
+            jobs.append(api.make_job(vdef, None, wl, cfg["request_rate"][wl], cfg["seed"], cost_model,
+                                     workload_overrides=overrides))
+            keys.append((variant, wl))
+    sims = api.run_jobs(jobs)
+    rows = []
+    for (variant, wl), sim in zip(keys, sims):
+        for m in METRICS:
+            vals = real.get((variant, wl, m))
+            if not vals or sim["summary"].get(m) is None:
+                continue
+            med = statistics.median(vals)
+            s = float(sim["summary"][m])
+            spread = (max(vals) - min(vals)) / med if med else None
+            err = (s - med) / med if med else None
+            allowed = max(TOLERANCE, spread or 0.0)
+            rows.append({"point": variant, "workload": wl, "rate": str(cfg["request_rate"][wl]), "metric": m,
+                         "real_median": med, "real_min": min(vals), "real_max": max(vals), "real_runs": len(vals),
+                         "real_spread": spread, "sim": s, "error": err, "allowed": allowed,
+                         "within": err is not None and abs(err) <= allowed})
+    return {"real_bench": bench_dir.name, "cost_model": cost_model, "label": sims[0]["label"],
+            "real_machine": manifest["provenance"]["machine"], "arrivals": arrival_check(bench_dir, cfg),
+            "rows": rows}
+
+
+def markdown(comparison: dict) -> str:
+    lines = ["| rate | workload | point | metric | real median [min, max] (runs) | real spread | simulated | "
+             "error | within max(10%, spread) |", "|---|---|---|---|---|---|---|---|---|"]
+    for b in comparison["benches"]:
+        for r in b["rows"]:
+            lines.append(f"| {r['rate']} | {r['workload']} | {r['point']} | {r['metric']} | "
+                         f"{r['real_median']:,.1f} [{r['real_min']:,.1f}, {r['real_max']:,.1f}] ({r['real_runs']}) | "
+                         f"{r['real_spread']:.1%} | {r['sim']:,.1f} | {r['error']:+.1%} | "
+                         f"{'yes' if r['within'] else '**no**'} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(comparison: dict, path: Path, source: str) -> None:
+    from experiments.common.plots import plt, save_figure
+
+    rows = [r for b in comparison["benches"] for r in b["rows"]]
+    metrics = [m for m in METRICS if any(r["metric"] == m for r in rows)]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.4))
+    for ax, m in zip(axes, metrics):
+        sel = [r for r in rows if r["metric"] == m]
+        for r in sel:
+            color = "tab:blue" if r["within"] else "tab:red"
+            ax.errorbar([r["real_median"]], [r["sim"]], xerr=[[r["real_median"] - r["real_min"]],
+                                                             [r["real_max"] - r["real_median"]]],
+                        fmt="o", color=color, ms=4, lw=0.8)
+        lo = min(min(r["real_min"], r["sim"]) for r in sel)
+        hi = max(max(r["real_max"], r["sim"]) for r in sel)
+        ax.plot([lo, hi], [lo, hi], color="grey", lw=0.8)
+        ax.fill_between([lo, hi], [lo * (1 - TOLERANCE), hi * (1 - TOLERANCE)],
+                        [lo * (1 + TOLERANCE), hi * (1 + TOLERANCE)], color="grey", alpha=0.15)
+        ax.set_title(m, fontsize=8)
+        ax.set_xlabel("real (median, bar = min..max)", fontsize=7)
+        ax.set_ylabel("simulated", fontsize=7)
+        ax.tick_params(labelsize=6)
+    fig.suptitle(f"{comparison['label']} vs real CPU runs; band = +-10%; red = outside max(10%, real spread)",
+                 fontsize=8)
+    save_figure(fig, path, source=source)
