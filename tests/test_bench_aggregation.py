@@ -106,8 +106,12 @@ def small_cfg(**extra):
 
 def test_complete_bench_is_readable(fake_engine, tmp_path):
     final = runner.run_bench(small_cfg(), tmp_path, argv=["test"])
-    assert fake_engine == ["baseline", "patched", "baseline", "patched"]  # A B A B
+    assert fake_engine == ["baseline", "patched", "patched", "baseline"]  # A B B A
     manifest = bench_results.load_manifest(final)
+    assert manifest["order"] == "abba" and manifest["time_breakdown"]["engine_starts"] == 4
+    assert set(manifest["time_breakdown"]["phases_s"]) >= {"engine start-up", "measured (timed passes, clients)"}
+    runs = bench_results.load_runs(final)
+    assert all({"busy_share", "steal_share", "loadavg_1m_start"} <= set(r["machine"]) for r in runs)
     for key in ("benchmark_version", "series_hash", "engine_version", "backend", "seed", "repeats"):
         assert key in manifest
     prov = manifest["provenance"]

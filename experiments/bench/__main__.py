@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from experiments.bench import presets, runner
+from experiments.bench import distributed, machine, presets, runner
 
 
 def detect_backend() -> str:
@@ -25,11 +25,38 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", help="model dir or hub id (default: MODEL env or the embedded tiny Llama)")
     ap.add_argument("--out", type=Path, default=runner.DEFAULT_OUT, help="results root")
     ap.add_argument("--profile-dir", type=Path, help="also capture torch profiler traces here (adds overhead)")
+    ap.add_argument("--allow-busy", action="store_true",
+                    help=f"measure even if other processes keep more than {machine.BUSY_SHARE_LIMIT:.0%} of the "
+                         "CPUs busy before the start (the manifest then marks the bench busy)")
+    dist = ap.add_argument_group("vLLM distributed engine (every variant, every rank)")
+    dist.add_argument("--tp", type=int, default=1, help="tensor_parallel_size (TP=)")
+    dist.add_argument("--pp", type=int, default=1, help="pipeline_parallel_size (PP=)")
+    dist.add_argument("--dp", type=int, default=1, help="data_parallel_size (DP=)")
+    dist.add_argument("--distributed-backend", choices=distributed.BACKENDS,
+                      help="distributed_executor_backend (DISTRIBUTED_BACKEND=)")
+    dist.add_argument("--nnodes", type=int, default=1, help="mp multi-node: number of nodes")
+    dist.add_argument("--node-rank", type=int, default=0, help="mp multi-node: this node's rank")
+    dist.add_argument("--master-addr", help="mp multi-node: address of node rank 0")
+    dist.add_argument("--master-port", type=int, help="mp multi-node: port of node rank 0")
     args = ap.parse_args(argv)
-    cfg = presets.resolve(args.preset, repeats=args.repeats, model=args.model, backend=detect_backend(),
-                          variants=args.variants.split(",") if args.variants else None)
+    model = args.model or os.environ.get("MODEL") or presets.EMBEDDED_MODEL
+    try:
+        dist_args = distributed.engine_args(
+            model, tp=args.tp, pp=args.pp, dp=args.dp, backend=args.distributed_backend, nnodes=args.nnodes,
+            node_rank=args.node_rank, master_addr=args.master_addr, master_port=args.master_port)
+    except SystemExit as exc:
+        print(f"[bench] refused: {exc}", file=sys.stderr)
+        return 2
+    cfg = presets.resolve(args.preset, repeats=args.repeats, model=model, backend=detect_backend(),
+                          variants=args.variants.split(",") if args.variants else None, distributed=dist_args)
     if args.profile_dir:
         cfg["profile_dir"] = str(args.profile_dir.resolve())
+    cfg["machine_before"] = machine.sample_idle_machine()
+    try:
+        cfg["busy_machine"] = machine.check_quiet(cfg["machine_before"], allow_busy=args.allow_busy)
+    except SystemExit as exc:
+        print(f"[bench] refused: {exc}", file=sys.stderr)
+        return 2
     print(f"[bench] preset {args.preset}: {cfg['description']}; variants {cfg['variants']}, "
           f"{cfg['repeats']} repeat(s), modes {cfg['modes']}, model {cfg['model']}", flush=True)
     try:

@@ -15,12 +15,16 @@ from __future__ import annotations
 import statistics
 from itertools import combinations
 
-from experiments.common.stats import summarize
+from experiments.common.stats import bootstrap_delta_ci, summarize
 
 # +1: higher is better, -1: lower is better, 0: informational.
 DIRECTION = {
     "output_throughput": +1, "total_token_throughput": +1, "request_throughput": +1,
     "peak_rss_mb": -1, "kv_cache_usage_max": 0, "prefix_cache_hit_rate": 0, "startup_s": 0,
+    # CPU seconds of the engine's processes per output token (/proc): less sensitive to other load
+    "cpu_ms_per_output_token": -1, "peak_gpu_mem_mb": -1,
+    # timing-independent scheduler counters and the machine's state during the run: informational
+    "steps": 0, "tokens_per_step": 0, "preemptions": 0, "machine_busy_share": 0, "steal_share": 0,
 }
 LATENCY_PREFIXES = ("mean_", "median_", "p50_", "p90_", "p99_", "short_", "long_")
 
@@ -50,6 +54,12 @@ def metric_rows(run: dict) -> list[dict]:
         if value is not None:
             rows.append({**base, "workload": workload, "metric": metric, "value": float(value)})
 
+    def add_instrument(workload, block):
+        if block.get("cpu_s_per_output_token") is not None:
+            add(workload, "cpu_ms_per_output_token", block["cpu_s_per_output_token"] * 1e3)
+        for m in ("steps", "tokens_per_step", "preemptions"):
+            add(workload, m, (block.get("scheduler") or {}).get(m))
+
     if run["mode"] == "offline":
         wl = run["workload"]
         for m in ("output_throughput", "total_token_throughput", "request_throughput", "startup_s"):
@@ -58,13 +68,21 @@ def metric_rows(run: dict) -> list[dict]:
         if q:
             add(wl, "prefix_cache_hit_rate", h / q)
         add(wl, "peak_rss_mb", res["peak_rss_bytes"] / 2**20 if res.get("peak_rss_bytes") else None)
+        add_instrument(wl, res)
+        all_wl = wl
     else:
         for wl, w in res["workloads"].items():
             for m in SERVE_METRICS:
                 add(wl, m, w.get(m))
+            add_instrument(wl, w)
         add("(all)", "peak_rss_mb", res["peak_rss_bytes"] / 2**20 if res.get("peak_rss_bytes") else None)
         add("(all)", "kv_cache_usage_max", res.get("kv_cache_usage_max"))
         add("(all)", "startup_s", res.get("startup_s"))
+        all_wl = "(all)"
+    add(all_wl, "peak_gpu_mem_mb", res["peak_gpu_mem_bytes"] / 2**20 if res.get("peak_gpu_mem_bytes") else None)
+    load = run.get("machine") or {}
+    add(all_wl, "machine_busy_share", load.get("busy_share"))
+    add(all_wl, "steal_share", load.get("steal_share"))
     return rows
 
 
@@ -130,14 +148,15 @@ def summarize_runs(runs: list[dict], variant_defs: dict[str, dict], reference: s
             if v == reference:
                 continue
             delta = (s["median"] - ref_med) / ref_med if ref_med else None
-            comparisons[v] = {"delta": delta, "verdict": verdict(delta, floor, sign,
-                                                                 per_variant[reference]["values"], s["values"])}
+            comparisons[v] = {"delta": delta, "ci95": bootstrap_delta_ci(per_variant[reference]["values"], s["values"]),
+                              "verdict": verdict(delta, floor, sign, per_variant[reference]["values"], s["values"])}
         paired = {}
         for v, against in (pairs or {}).items():
             if v in per_variant and against in per_variant and per_variant[against]["median"]:
                 a_med = per_variant[against]["median"]
                 delta = (per_variant[v]["median"] - a_med) / a_med
                 paired[v] = {"against": against, "delta": delta,
+                             "ci95": bootstrap_delta_ci(per_variant[against]["values"], per_variant[v]["values"]),
                              "verdict": verdict(delta, floor, sign, per_variant[against]["values"],
                                                 per_variant[v]["values"])}
         table.append({"mode": mode, "workload": wl, "metric": metric, "direction": sign,

@@ -40,6 +40,47 @@ def metric_value(metrics, name: str) -> float | None:
     return None
 
 
+def scheduler_counters(metrics) -> dict:
+    """Engine-step counters that do not depend on timing: steps, tokens scheduled, preemptions."""
+    out = {"preemptions": metric_value(metrics, "vllm:num_preemptions")}
+    for m in metrics:
+        if m.name == "vllm:iteration_tokens_total" and hasattr(m, "count"):
+            out["steps"] = float(m.count)
+            out["step_tokens"] = float(m.sum)
+    return out
+
+
+def counter_delta(after: dict, before: dict) -> dict:
+    out = {k: (after[k] - before[k]) if after.get(k) is not None and before.get(k) is not None else None
+           for k in after}
+    if out.get("steps"):
+        out["tokens_per_step"] = out["step_tokens"] / out["steps"]
+    return out
+
+
+def shutdown_engine(llm) -> list[int]:
+    """Stop EngineCore and its workers before this process exits; return pids that had to be killed.
+
+    Exiting with the engine still up (os._exit) orphaned EngineCore: under `make trace`, no process
+    group kill follows, and an orphan holding GPU memory makes the next engine start fail.
+    """
+    import psutil
+
+    me = psutil.Process()
+    try:
+        llm.llm_engine.engine_core.shutdown(timeout=30)
+    except Exception as exc:  # report, then make sure below
+        print(f"engine shutdown raised {type(exc).__name__}: {exc}", flush=True)
+    children = me.children(recursive=True)
+    _, alive = psutil.wait_procs(children, timeout=10)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    return [p.pid for p in alive]
+
+
 def run(cfg: dict) -> dict:
     from vllm import LLM, SamplingParams
     from vllm.inputs import TokensPrompt
@@ -72,16 +113,24 @@ def run(cfg: dict) -> dict:
     # Several timed passes per engine, each from a cold prefix cache: one pass is only a few
     # seconds on a tiny model, so a single background blip would decide the run's figure.
     # The run reports the median pass; all passes are kept. Profiling covers the first pass.
+    # CPU seconds of this process tree (frontend, EngineCore, workers) per pass, from /proc:
+    # less disturbed by other load on a shared machine than wall time.
+    from experiments.bench.processes import tree_cpu_seconds
+
     profiling = bool(cfg.get("profile"))
-    passes = []
+    passes, pass_cpu, pass_counters = [], [], []
     for i in range(max(1, int(cfg.get("timed_passes", 1)))):
         if i:
             llm.reset_prefix_cache()
         if profiling and i == 0:
             llm.start_profile()
+        before = scheduler_counters(llm.get_metrics())
+        c1 = tree_cpu_seconds(os.getpid())
         t1 = time.perf_counter()
         outs = llm.generate(prompts, params, use_tqdm=False)
         passes.append(time.perf_counter() - t1)
+        pass_cpu.append(tree_cpu_seconds(os.getpid()) - c1)
+        pass_counters.append(counter_delta(scheduler_counters(llm.get_metrics()), before))
         if profiling and i == 0:
             llm.stop_profile()
     elapsed = statistics.median(passes)
@@ -90,7 +139,7 @@ def run(cfg: dict) -> dict:
     in_tokens = sum(len(o.prompt_token_ids or []) for o in outs)
     metrics = llm.get_metrics()
     cache = llm.llm_engine.vllm_config.cache_config
-    return {
+    result = {
         "mode": "offline",
         "engine_identity": ident,
         "startup_s": startup_s,
@@ -108,18 +157,26 @@ def run(cfg: dict) -> dict:
         "kv_block_size": getattr(cache, "block_size", None),
         "gate_tokens": gate_tokens,
         "profiled": profiling,
+        "pass_cpu_s": pass_cpu,
+        "cpu_s_per_output_token": statistics.median(pass_cpu) / out_tokens,
+        "scheduler": pass_counters[-1],  # counters of the last pass (passes are identical work)
+        "pass_scheduler": pass_counters,
     }
+    return result, llm
 
 
 def main() -> None:
     cfg_path, out_path = Path(sys.argv[1]), Path(sys.argv[2])
     cfg = json.loads(cfg_path.read_text())
-    result = run(cfg)
+    result, llm = run(cfg)
     from experiments.common.results import write_json_atomic
 
     write_json_atomic(out_path, result)
     print(f"offline run done: {result['output_throughput']:.1f} output tok/s", flush=True)
-    # vLLM's shutdown can take seconds; the result is safely on disk already.
+    killed = shutdown_engine(llm)
+    if killed:
+        print(f"engine processes still alive after shutdown, killed: {killed}", flush=True)
+    # Interpreter teardown with vLLM loaded can take seconds; the engine is down, the result on disk.
     os._exit(0)
 
 

@@ -27,7 +27,13 @@ CPU_ENGINE_ARGS = {
     "kv_cache_memory_bytes": 1 << 30,
     "enforce_eager": True,
 }
-CUDA_ENGINE_ARGS = {"dtype": "bfloat16", "max_model_len": 4096, "gpu_memory_utilization": 0.85}
+# CUDA: a fixed KV cache of 2048 blocks (x 16 tokens = 32,768 tokens, any model) instead of
+# whatever 85% of the GPU holds (~1.4M blocks for the tiny model, so kv_cache_usage_max read ~0).
+# The default workloads then fill a readable share of it: shared_prefix_chat at rate inf holds
+# ~12k tokens at once (tests/test_bench_cuda_presets.py checks the share).
+CUDA_KV_BLOCKS = 2048
+CUDA_ENGINE_ARGS = {"dtype": "bfloat16", "max_model_len": 4096, "gpu_memory_utilization": 0.85,
+                    "num_gpu_blocks_override": CUDA_KV_BLOCKS}
 
 VARIANTS = {
     "baseline": {"engine": "baseline", "env": {}, "engine_args": {}},
@@ -118,7 +124,7 @@ def _local_dir_without_weights(model: str) -> bool:
 
 
 def resolve(name: str, *, repeats: int | None = None, model: str | None = None,
-            backend: str = "cpu", variants: list[str] | None = None) -> dict:
+            backend: str = "cpu", variants: list[str] | None = None, distributed: dict | None = None) -> dict:
     """Full bench configuration for a preset, with overrides from the command line/env."""
     if name not in PRESETS:
         raise SystemExit(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
@@ -137,6 +143,14 @@ def resolve(name: str, *, repeats: int | None = None, model: str | None = None,
     engine_args = dict(CPU_ENGINE_ARGS if backend == "cpu" else CUDA_ENGINE_ARGS)
     if _local_dir_without_weights(model):
         engine_args["load_format"] = "dummy"  # config-only model directory: random weights
+    # TP/PP/DP and the executor backend (experiments.bench.distributed): every variant, every rank
+    cfg["distributed"] = dict(distributed or {})
+    engine_args.update(cfg["distributed"])
     cfg["engine_args"] = engine_args
     cfg["variant_defs"] = {v: copy.deepcopy(VARIANTS[v]) for v in cfg["variants"]}
+    if backend == "cpu":
+        from experiments.bench.distributed import cpu_env
+
+        for vdef in cfg["variant_defs"].values():
+            vdef["env"] = {**cpu_env(cfg["distributed"]), **vdef["env"]}
     return cfg

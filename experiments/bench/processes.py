@@ -30,32 +30,30 @@ def variant_env(engine: str, extra: dict[str, str] | None = None) -> dict[str, s
     return env
 
 
-class TreeMemorySampler:
-    """Peak resident memory (sum over a process and all its descendants), sampled in a thread."""
+def tree_processes(pid: int) -> list[psutil.Process]:
+    """The process and all its descendants (EngineCore, workers), or [] once it is gone."""
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+class PeakSampler:
+    """Samples a quantity in a thread while a run lasts and keeps its peak (`peak_bytes`)."""
 
     def __init__(self, pid: int, interval_s: float = 0.25):
         self.pid, self.interval_s = pid, interval_s
-        self.peak_bytes = 0
+        self.peak_bytes: int | None = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def _sample(self) -> int:
-        try:
-            root = psutil.Process(self.pid)
-            procs = [root, *root.children(recursive=True)]
-        except psutil.Error:
-            return 0
-        total = 0
-        for p in procs:
-            try:
-                total += p.memory_info().rss
-            except psutil.Error:
-                pass
-        return total
+        raise NotImplementedError
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            self.peak_bytes = max(self.peak_bytes, self._sample())
+            self.peak_bytes = max(self.peak_bytes or 0, self._sample())
             self._stop.wait(self.interval_s)
 
     def __enter__(self):
@@ -65,6 +63,85 @@ class TreeMemorySampler:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join(timeout=5)
+
+
+class TreeMemorySampler(PeakSampler):
+    """Peak resident memory (sum over a process and all its descendants)."""
+
+    def _sample(self) -> int:
+        total = 0
+        for p in tree_processes(self.pid):
+            try:
+                total += p.memory_info().rss
+            except psutil.Error:
+                pass
+        return total
+
+
+class GpuMemorySampler(PeakSampler):
+    """Peak GPU memory of a process tree through NVML (`nvidia-ml-py`, pinned for CUDA).
+
+    `peak_bytes`: the tree's processes as NVML lists them on every GPU (what vLLM's engine
+    and workers hold: weights, KV cache, activations, CUDA context). `peak_device_bytes`:
+    device memory used above what was used when sampling began, for containers whose PID
+    namespace hides the pids NVML reports. Both stay None without NVML (no GPU, CPU build).
+    """
+
+    def __init__(self, pid: int, interval_s: float = 0.25):
+        super().__init__(pid, interval_s)
+        self.peak_bytes = self.peak_device_bytes = None
+        self.unavailable: str | None = None
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            self._nvml = pynvml
+            self._handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
+            self._device_base = sum(pynvml.nvmlDeviceGetMemoryInfo(h).used for h in self._handles)
+        except Exception as exc:  # ImportError, NVMLError_LibraryNotFound, NVMLError_DriverNotLoaded
+            self._nvml, self.unavailable = None, f"{type(exc).__name__}: {exc}"
+
+    def _loop(self) -> None:
+        if self._nvml is None:
+            return
+        self.peak_bytes = self.peak_device_bytes = 0
+        while not self._stop.is_set():
+            pids = {p.pid for p in tree_processes(self.pid)}
+            used = device = 0
+            for h in self._handles:
+                try:
+                    used += sum(p.usedGpuMemory or 0 for p in self._nvml.nvmlDeviceGetComputeRunningProcesses(h)
+                                if p.pid in pids)
+                    device += self._nvml.nvmlDeviceGetMemoryInfo(h).used
+                except self._nvml.NVMLError:
+                    continue
+            self.peak_bytes = max(self.peak_bytes, used)
+            self.peak_device_bytes = max(self.peak_device_bytes, device - self._device_base)
+            self._stop.wait(self.interval_s)
+
+    def __exit__(self, *exc):
+        super().__exit__(*exc)
+        if self._nvml is not None:
+            try:
+                self._nvml.nvmlShutdown()
+            except self._nvml.NVMLError:
+                pass
+
+    def result(self) -> dict:
+        return {"peak_gpu_mem_bytes": self.peak_bytes, "peak_gpu_device_mem_bytes": self.peak_device_bytes,
+                "gpu_mem_unavailable": self.unavailable}
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds used so far by a process and its live descendants (from /proc)."""
+    total = 0.0
+    for p in tree_processes(pid):
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
 
 
 def start(cmd: list[str], env: dict, log_path: Path) -> subprocess.Popen:

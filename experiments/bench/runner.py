@@ -20,14 +20,16 @@ import sys
 import time
 from pathlib import Path
 
-from experiments.bench import aggregate, processes, serve, table, workloads
+from experiments.bench import aggregate, machine, processes, serve, table, workloads
 from experiments.common.provenance import provenance
 from experiments.common.results import write_json_atomic
 from tools import pins
 from tools.patches import series_hash
 from tools.vllm_source import check_installed_engine, check_source_tree
 
-BENCHMARK_VERSION = 2  # 2: offline figure = median of `timed_passes` cold-cache passes
+# 2: offline figure = median of `timed_passes` cold-cache passes
+# 3: A B B A order, per-run machine load, CPU time per output token, scheduler counters, GPU memory
+BENCHMARK_VERSION = 3
 DEFAULT_OUT = pins.REPO_ROOT / "results" / "bench"
 
 
@@ -56,8 +58,17 @@ def preflight(cfg: dict) -> dict:
 
 
 def run_order(cfg: dict) -> list[tuple[int, str, str]]:
-    """A B A B ...: variants alternate inside every repeat; modes run back to back per variant."""
-    return [(r, v, m) for r in range(1, cfg["repeats"] + 1) for v in cfg["variants"] for m in cfg["modes"]]
+    """A B B A A B ...: every other repeat runs the variants in reverse, so a drift over the bench
+    (a warming machine, a neighbour's job starting) weighs on each variant equally instead of
+    always favouring the one that runs first; modes run back to back per variant.
+    `"order": "abab"` in a preset keeps the plain alternation."""
+    out = []
+    for r in range(1, cfg["repeats"] + 1):
+        vs = list(cfg["variants"])
+        if cfg.get("order", "abba") == "abba" and r % 2 == 0:
+            vs.reverse()
+        out += [(r, v, m) for v in vs for m in cfg["modes"]]
+    return out
 
 
 def prepare_workloads(cfg: dict, out: Path) -> dict[str, dict]:
@@ -87,7 +98,7 @@ def offline_run(cfg: dict, variant: str, wl_meta: dict, run_dir: Path) -> dict:
     proc = processes.start([sys.executable, "-m", "experiments.bench.engine_offline", str(cfg_path), str(out_path)],
                            env, run_dir / "offline.log")
     try:
-        with processes.TreeMemorySampler(proc.pid) as mem:
+        with processes.TreeMemorySampler(proc.pid) as mem, processes.GpuMemorySampler(proc.pid) as gpu:
             rc = proc.wait(timeout=1800)
     finally:
         processes.kill_tree(proc, grace_s=5)
@@ -96,6 +107,7 @@ def offline_run(cfg: dict, variant: str, wl_meta: dict, run_dir: Path) -> dict:
         raise RuntimeError(f"offline run failed (rc={rc}); log tail:\n{tail}")
     result = json.loads(out_path.read_text())
     result["peak_rss_bytes"] = mem.peak_bytes
+    result.update(gpu.result())
     return result
 
 
@@ -117,7 +129,33 @@ def write_summary(bench_dir: Path, runs: list[dict], cfg: dict, source: str) -> 
     return summary
 
 
+def phase_breakdown(runs: list[dict], setup_s: float, summary_s: float, total_s: float) -> dict:
+    """Where a bench's wall time went: engine start-ups, measured work, the rest of each run."""
+    startup = sum(r["result"].get("startup_s") or 0 for r in runs)
+    measured = 0.0
+    for r in runs:
+        res = r["result"]
+        if r["mode"] == "offline":
+            measured += sum(res.get("pass_elapsed_s") or [])
+        else:
+            measured += sum(w.get("duration") or 0 for w in res.get("workloads", {}).values())
+    in_runs = sum(r["wall_s"] for r in runs)
+    phases = {"preflight + workloads": setup_s, "engine start-up": startup, "measured (timed passes, clients)": measured,
+              "rest of runs (imports, gate, warm-up, shutdown)": max(0.0, in_runs - startup - measured),
+              "summary + plots": summary_s}
+    phases["other"] = max(0.0, total_s - sum(phases.values()))
+    return {"total_s": total_s, "engine_starts": len(runs), "phases_s": phases}
+
+
+def print_phases(breakdown: dict) -> None:
+    total = breakdown["total_s"] or 1.0
+    print(f"[bench] wall time {breakdown['total_s']:.0f} s, {breakdown['engine_starts']} engine starts:")
+    for name, sec in breakdown["phases_s"].items():
+        print(f"    {name:<50} {sec:7.1f} s  {sec / total:6.1%}")
+
+
 def run_bench(cfg: dict, out_root: Path = DEFAULT_OUT, argv: list[str] | None = None) -> Path:
+    t_bench = time.time()
     info = preflight(cfg)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     bench_id = f"{cfg['preset']}-{cfg['backend']}-{stamp}"
@@ -126,7 +164,9 @@ def run_bench(cfg: dict, out_root: Path = DEFAULT_OUT, argv: list[str] | None = 
     prov = provenance(extra_packages=["transformers", "datasets"], argv=argv)
     manifest = {"bench_id": bench_id, "status": "running", "benchmark_version": BENCHMARK_VERSION,
                 "provenance": prov, **info, "backend": cfg["backend"], "config": cfg,
-                "seed": cfg["seed"], "repeats": cfg["repeats"], "started_utc": prov["utc"]}
+                "seed": cfg["seed"], "repeats": cfg["repeats"], "started_utc": prov["utc"],
+                "distributed": cfg.get("distributed", {}), "order": cfg.get("order", "abba"),
+                "machine_before": cfg.get("machine_before"), "busy_machine": cfg.get("busy_machine", False)}
     write_json_atomic(partial / "manifest.json", manifest)
     old_handler = signal.signal(signal.SIGTERM, _on_sigterm)
     runs: list[dict] = []
@@ -138,6 +178,7 @@ def run_bench(cfg: dict, out_root: Path = DEFAULT_OUT, argv: list[str] | None = 
         manifest["run_order"] = [f"{v}/r{r}/{m}" for r, v, m in order]
         write_json_atomic(partial / "manifest.json", manifest)
         t_start = time.time()
+        setup_s = t_start - t_bench
         for i, (rep, variant, mode) in enumerate(order, 1):
             name = f"{i:02d}-{variant}-r{rep}-{mode}"
             run_dir = partial / "runs" / name
@@ -149,28 +190,32 @@ def run_bench(cfg: dict, out_root: Path = DEFAULT_OUT, argv: list[str] | None = 
                 raise RuntimeError("the patch series or the installed engine changed during the bench; "
                                    "re-run `make apply-patches` and start again")
             t0 = time.time()
-            if mode == "offline":
-                wl = cfg["offline_workload"]
-                result = offline_run(cfg, variant, metas[wl], run_dir)
-            else:
-                wl = None
-                result = serve.run_serve(cfg, variant, metas, run_dir)
+            with machine.RunLoad() as load:
+                if mode == "offline":
+                    wl = cfg["offline_workload"]
+                    result = offline_run(cfg, variant, metas[wl], run_dir)
+                else:
+                    wl = None
+                    result = serve.run_serve(cfg, variant, metas, run_dir)
             record = {"index": i, "variant": variant, "repeat": rep, "mode": mode, "workload": wl,
                       "engine": cfg["variant_defs"][variant]["engine"], "wall_s": time.time() - t0,
-                      "result": result}
+                      "machine": load.result, "result": result}
             write_json_atomic(partial / "runs" / f"{name}.json", record)
             runs.append(record)
             bad = aggregate.gate_mismatches(runs)
             if bad:
                 raise RuntimeError("CORRECTNESS GATE FAILED, speed numbers are meaningless:\n  " + "\n  ".join(bad))
+        t_summary = time.time()
         summary = write_summary(partial, runs, cfg, source=f"results/bench/{bench_id}/summary.json")
+        breakdown = phase_breakdown(runs, setup_s, time.time() - t_summary, time.time() - t_bench)
         manifest.update(status="complete", aggregation_version=aggregate.AGGREGATION_VERSION, finished_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                        wall_s=time.time() - t_start, gate=gate_statement(runs))
+                        wall_s=time.time() - t_start, gate=gate_statement(runs), time_breakdown=breakdown)
         write_json_atomic(partial / "manifest.json", manifest)
         final = out_root / bench_id
         partial.rename(final)
         (out_root / "LATEST").write_text(bench_id + "\n")  # for `make report` after `make bench`
         print(table.text_table(summary))
+        print_phases(breakdown)
         print(f"[bench] complete: {final} ({manifest['wall_s']:.0f} s)")
         return final
     except (KeyboardInterrupt, BenchInterrupted, Exception) as exc:

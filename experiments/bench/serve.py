@@ -71,6 +71,22 @@ class KvUsageSampler:
         self._thread.join(timeout=10)
 
 
+COUNTER_PATTERNS = {
+    "preemptions": re.compile(r"^vllm:num_preemptions_total(?:\{[^}]*\})?\s+([0-9.eE+-]+)", re.M),
+    "steps": re.compile(r"^vllm:iteration_tokens_total_count(?:\{[^}]*\})?\s+([0-9.eE+-]+)", re.M),
+    "step_tokens": re.compile(r"^vllm:iteration_tokens_total_sum(?:\{[^}]*\})?\s+([0-9.eE+-]+)", re.M),
+}
+
+
+def scheduler_counters(metrics_text: str) -> dict:
+    """Engine-step counters from the server's /metrics (summed over engines): timing-independent."""
+    return {k: sum(float(m.group(1)) for m in pat.finditer(metrics_text)) for k, pat in COUNTER_PATTERNS.items()}
+
+
+def read_counters(base_url: str) -> dict:
+    return scheduler_counters(httpx.get(base_url + "/metrics", timeout=10).text)
+
+
 def wait_ready(base_url: str, proc, timeout_s: float) -> float:
     t0 = time.time()
     with httpx.Client(timeout=2) as client:
@@ -96,6 +112,20 @@ def split_by_length(values: list[float], input_lens: list[int], threshold: int) 
             out[f"{label}_p50_ttft_ms"] = percentile(xs, 50) * 1e3
             out[f"{label}_p90_ttft_ms"] = percentile(xs, 90) * 1e3
     return out
+
+
+def wait_client(client, server, timeout_s: float) -> int:
+    """Wait for the load client; fail at once, naming the cause, if the server dies meanwhile."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        rc = client.poll()
+        if rc is not None:
+            return rc
+        if server is not None and server.poll() is not None:
+            raise RuntimeError(f"the vLLM server died mid-run (exit code {server.returncode}) while the "
+                               "client was sending requests; see server.log in the run directory")
+        time.sleep(0.2)
+    raise RuntimeError(f"vllm bench serve did not finish within {timeout_s:.0f} s")
 
 
 KEEP_KEYS = ("completed", "failed", "duration", "total_input_tokens", "total_output_tokens",
@@ -130,19 +160,38 @@ def run_serve(cfg: dict, variant: str, workloads: dict[str, dict], run_dir: Path
     proc = processes.start(server_cmd, env, run_dir / "server.log")
     result: dict = {"mode": "serve", "server_cmd": server_cmd, "workloads": {}}
     try:
-        with processes.TreeMemorySampler(proc.pid) as mem:
+        with processes.TreeMemorySampler(proc.pid) as mem, processes.GpuMemorySampler(proc.pid) as gpu:
             result["startup_s"] = wait_ready(base_url, proc, cfg["server_ready_timeout_s"])
             with KvUsageSampler(base_url) as kv:
                 for name, meta in workloads.items():
-                    result["workloads"][name] = run_client(cfg, name, meta, port, run_dir)
+                    result["workloads"][name] = measured_client(cfg, name, meta, port, run_dir, proc)
             result["kv_cache_usage_max"] = kv.max_usage
         result["peak_rss_bytes"] = mem.peak_bytes
+        result.update(gpu.result())
     finally:
         processes.kill_tree(proc)
     return result
 
 
-def run_client(cfg: dict, name: str, meta: dict, port: int, run_dir: Path) -> dict:
+def measured_client(cfg: dict, name: str, meta: dict, port: int, run_dir: Path, server) -> dict:
+    """One client run plus what the server did for it: CPU seconds of its process tree (/proc)
+    per output token, and scheduler counters (steps, tokens per step, preemptions)."""
+    base_url = f"http://127.0.0.1:{port}"
+    before, cpu0 = read_counters(base_url), processes.tree_cpu_seconds(server.pid)
+    summary = run_client(cfg, name, meta, port, run_dir, server)
+    cpu_s = processes.tree_cpu_seconds(server.pid) - cpu0
+    after = read_counters(base_url)
+    sched = {k: after[k] - before[k] for k in after}
+    if sched["steps"]:
+        sched["tokens_per_step"] = sched["step_tokens"] / sched["steps"]
+    summary["scheduler"] = sched
+    summary["server_cpu_s"] = cpu_s
+    if summary.get("total_output_tokens"):
+        summary["cpu_s_per_output_token"] = cpu_s / summary["total_output_tokens"]
+    return summary
+
+
+def run_client(cfg: dict, name: str, meta: dict, port: int, run_dir: Path, server=None) -> dict:
     out_name = f"bench-serve-{name}.json"
     rate = cfg["request_rate"].get(name, "inf")
     cmd = [sys.executable, "-m", "tools.vllm_cli", "bench", "serve", "--backend", "vllm",
@@ -155,7 +204,7 @@ def run_client(cfg: dict, name: str, meta: dict, port: int, run_dir: Path) -> di
            "--disable-tqdm"]
     client = processes.start(cmd, processes.variant_env("baseline"), run_dir / f"client-{name}.log")
     try:
-        rc = client.wait(timeout=900)
+        rc = wait_client(client, server, timeout_s=900)
     finally:
         if client.poll() is None:
             processes.kill_tree(client)

@@ -6,7 +6,8 @@ from pathlib import Path
 from experiments.common.plots import plt, save_figure
 
 HEADLINE = ("output_throughput", "total_token_throughput", "median_ttft_ms", "p99_ttft_ms",
-            "short_p90_ttft_ms", "median_tpot_ms", "median_itl_ms", "peak_rss_mb", "kv_cache_usage_max")
+            "short_p90_ttft_ms", "median_tpot_ms", "median_itl_ms", "peak_rss_mb", "kv_cache_usage_max",
+            "cpu_ms_per_output_token", "peak_gpu_mem_mb", "tokens_per_step", "steal_share")
 
 
 def fmt(x: float | None, pct: bool = False) -> str:
@@ -15,6 +16,10 @@ def fmt(x: float | None, pct: bool = False) -> str:
     if pct:
         return f"{x * 100:+.1f}%"
     return f"{x:,.1f}" if abs(x) >= 10 else f"{x:.3g}"
+
+
+def fmt_ci(ci) -> str:
+    return "-" if not ci else f"[{fmt(ci[0], pct=True)}, {fmt(ci[1], pct=True)}]"
 
 
 def rows_for_table(summary: list[dict], reference: str = "baseline", headline_only: bool = False) -> list[list[str]]:
@@ -30,14 +35,14 @@ def rows_for_table(summary: list[dict], reference: str = "baseline", headline_on
                         f"{fmt(ref['median'])} [{fmt(ref['min'])}, {fmt(ref['max'])}]"
                         + ("" if against == reference else f" ({against})"),
                         f"{fmt(s['median'])} [{fmt(s['min'])}, {fmt(s['max'])}]" + ("" if v == "patched" else f" ({v})"),
-                        fmt(cmp["delta"], pct=True),
+                        fmt(cmp["delta"], pct=True), fmt_ci(cmp.get("ci95")),
                         "-" if row["noise_floor"] is None else f"{row['noise_floor'] * 100:.1f}%",
                         cmp["verdict"], str(s["n"])])
     return out
 
 
 COLUMNS = ["mode", "workload", "metric", "baseline median [min, max]", "patched median [min, max]",
-           "delta", "A/A noise floor", "verdict", "runs"]
+           "delta", "delta 95% CI (bootstrap)", "A/A noise floor", "verdict", "runs"]
 
 
 def markdown_table(summary: list[dict], headline_only: bool = False) -> str:

@@ -50,3 +50,29 @@ def latency_summary(values_s: Iterable[float]) -> dict:
         "p99_ms": percentile(xs, 99),
         "max_ms": max(xs),
     }
+
+
+def bootstrap_delta_ci(ref: Sequence[float], values: Sequence[float], *, resamples: int = 2000,
+                       confidence: float = 0.95, seed: int = 0) -> tuple[float, float] | None:
+    """Percentile-bootstrap interval of the relative difference of medians, (med(values) - med(ref)) / med(ref).
+
+    Each side is resampled with replacement independently. With 3-5 runs a side the interval is
+    coarse (it can only take values built from the runs themselves), which is the honest answer
+    to "how sure are we of this delta". Seeded: the same runs always give the same interval.
+    None with fewer than 2 runs on a side or a zero reference median.
+    """
+    import random
+
+    if len(ref) < 2 or len(values) < 2:
+        return None
+    rng = random.Random(seed)
+    deltas = []
+    for _ in range(resamples):
+        r = statistics.median(rng.choices(ref, k=len(ref)))
+        v = statistics.median(rng.choices(values, k=len(values)))
+        if r:
+            deltas.append((v - r) / r)
+    if not deltas:
+        return None
+    alpha = (1 - confidence) / 2 * 100
+    return percentile(deltas, alpha), percentile(deltas, 100 - alpha)

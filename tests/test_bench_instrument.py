@@ -1,0 +1,146 @@
+"""The bench as a measuring instrument, without an engine: machine load, GPU memory (NVML faked),
+scheduler counters, bootstrap intervals, distributed arguments and their refusals, a dying server."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import types
+
+import pytest
+
+from experiments.bench import aggregate, distributed, machine, presets, processes, serve
+from experiments.common.stats import bootstrap_delta_ci
+from tools import pins
+
+STAT = "cpu  {user} 0 {system} {idle} 0 0 0 {steal} 0 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n"
+
+
+def test_cpu_times_and_shares_from_proc_stat():
+    a = machine.read_cpu_times(STAT.format(user=100, system=50, idle=800, steal=50))
+    b = machine.read_cpu_times(STAT.format(user=160, system=70, idle=900, steal=70))
+    shares = machine.usage_between(a, b)
+    assert shares["busy_share"] == pytest.approx(80 / 200) and shares["steal_share"] == pytest.approx(20 / 200)
+    assert machine.read_cpu_times().total > 0  # the real /proc/stat parses
+
+
+def test_busy_machine_refused_or_flagged(capsys):
+    sample = {"busy_share": 0.6, "steal_share": 0.05, "loadavg_1m": 3.2, "cpu_count": 2, "sample_s": 3}
+    with pytest.raises(SystemExit, match=r"65% of 2 CPUs .*--allow-busy"):
+        machine.check_quiet(sample, allow_busy=False)
+    assert machine.check_quiet(sample, allow_busy=True) is True
+    assert "WARNING" in capsys.readouterr().out
+    assert machine.check_quiet({**sample, "busy_share": 0.1, "steal_share": 0.0}, allow_busy=False) is False
+
+
+def fake_pynvml(monkeypatch, procs_by_device: list[list[tuple[int, int]]], used: list[int]):
+    """A stand-in for nvidia-ml-py's `pynvml` module: per-device process lists and used memory."""
+    mod = types.ModuleType("pynvml")
+
+    class NVMLError(Exception):
+        pass
+
+    mod.NVMLError = NVMLError
+    mod.nvmlInit = lambda: None
+    mod.nvmlShutdown = lambda: None
+    mod.nvmlDeviceGetCount = lambda: len(procs_by_device)
+    mod.nvmlDeviceGetHandleByIndex = lambda i: i
+    mod.nvmlDeviceGetComputeRunningProcesses = lambda h: [types.SimpleNamespace(pid=p, usedGpuMemory=m)
+                                                          for p, m in procs_by_device[h]]
+    mod.nvmlDeviceGetMemoryInfo = lambda h: types.SimpleNamespace(used=used[h])
+    monkeypatch.setitem(sys.modules, "pynvml", mod)
+    return mod
+
+
+def test_gpu_memory_sampler_sums_the_process_tree_on_every_gpu(monkeypatch, tmp_path):
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        # Two GPUs (TP=2): the engine's pid on both, plus someone else's process that must not count.
+        fake_pynvml(monkeypatch, [[(child.pid, 3 << 30), (999_999, 5 << 30)], [(child.pid, 2 << 30)]],
+                    used=[8 << 30, 2 << 30])
+        with processes.GpuMemorySampler(child.pid, interval_s=0.05) as gpu:
+            time.sleep(0.3)
+        res = gpu.result()
+    finally:
+        child.kill()
+        child.wait()
+    assert res["peak_gpu_mem_bytes"] == 5 << 30 and res["gpu_mem_unavailable"] is None
+    assert res["peak_gpu_device_mem_bytes"] == 0  # device usage did not grow while sampling
+
+
+def test_gpu_memory_sampler_without_nvml_records_why(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # import fails, as on the CPU build
+    with processes.GpuMemorySampler(1) as gpu:
+        pass
+    res = gpu.result()
+    assert res["peak_gpu_mem_bytes"] is None and "pynvml" in res["gpu_mem_unavailable"]
+
+
+def test_new_metrics_reach_the_summary():
+    run = {"variant": "baseline", "repeat": 1, "mode": "serve", "machine": {"busy_share": 0.9, "steal_share": 0.1},
+           "result": {"workloads": {"w": {"output_throughput": 10.0, "cpu_s_per_output_token": 0.002,
+                                          "scheduler": {"steps": 40, "tokens_per_step": 12.5, "preemptions": 0}}},
+                      "peak_rss_bytes": 2**30, "peak_gpu_mem_bytes": 3 * 2**30}}
+    got = {(r["workload"], r["metric"]): r["value"] for r in aggregate.metric_rows(run)}
+    assert got[("w", "cpu_ms_per_output_token")] == pytest.approx(2.0)
+    assert got[("w", "tokens_per_step")] == 12.5 and got[("w", "preemptions")] == 0
+    assert got[("(all)", "peak_gpu_mem_mb")] == 3072 and got[("(all)", "steal_share")] == 0.1
+    assert aggregate.direction("cpu_ms_per_output_token") == -1
+
+
+def test_bootstrap_interval_of_a_delta():
+    assert bootstrap_delta_ci([100.0], [101.0]) is None
+    lo, hi = bootstrap_delta_ci([100.0, 101.0, 99.0], [110.0, 111.0, 109.0])
+    assert 0.07 < lo <= 0.10 <= hi < 0.13
+    lo, hi = bootstrap_delta_ci([100.0, 120.0, 80.0], [100.0, 120.0, 80.0])
+    assert lo < 0 < hi  # A/A: the interval straddles zero
+    assert bootstrap_delta_ci([1.0, 2.0], [3.0, 4.0]) == bootstrap_delta_ci([1.0, 2.0], [3.0, 4.0])  # seeded
+
+
+def test_scheduler_counters_from_metrics_text():
+    text = ('vllm:num_preemptions_total{engine="0",model_name="m"} 3.0\n'
+            'vllm:iteration_tokens_total_count{engine="0",model_name="m"} 40.0\n'
+            'vllm:iteration_tokens_total_sum{engine="0",model_name="m"} 500.0\n'
+            'vllm:iteration_tokens_total_count{engine="1",model_name="m"} 10.0\n')
+    assert serve.scheduler_counters(text) == {"preemptions": 3.0, "steps": 50.0, "step_tokens": 500.0}
+
+
+def test_server_dying_mid_run_is_named():
+    server = subprocess.Popen([sys.executable, "-c", "raise SystemExit(7)"])
+    client = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        with pytest.raises(RuntimeError, match=r"server died mid-run \(exit code 7\)"):
+            serve.wait_client(client, server, timeout_s=20)
+    finally:
+        client.kill()
+        client.wait()
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"tp": 2}, r"TP=2 does not divide the 3 attention heads .* choose TP from \[1, 3\]"),
+    ({"tp": 0}, "TP must be >= 1"),
+    ({"backend": "slurm"}, "DISTRIBUTED_BACKEND must be one of"),
+    ({"nnodes": 2, "backend": "mp"}, "needs --master-addr"),
+    ({"nnodes": 2, "master_addr": "127.0.0.1", "node_rank": 1, "master_port": 1},
+     "master 127.0.0.1:1 is unreachable"),
+])
+def test_bad_distributed_arguments_are_refused_with_the_cause(kwargs, match):
+    with pytest.raises(SystemExit, match=match):
+        distributed.engine_args(presets.EMBEDDED_MODEL, **kwargs)
+
+
+def test_missing_ray_is_named(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(SystemExit, match="Ray is not installed"):
+        distributed.engine_args(str(pins.REPO_ROOT / "models" / "tiny-llama"), tp=2, backend="ray")
+
+
+def test_distributed_arguments_reach_every_variant_and_the_manifest_config():
+    model = str(pins.REPO_ROOT / "models" / "tiny-llama")  # 4 heads: TP=2 splits them
+    args = distributed.engine_args(model, tp=2, backend="mp")
+    assert args == {"tensor_parallel_size": 2, "distributed_executor_backend": "mp"}
+    cfg = presets.resolve("smoke", model=model, distributed=args)
+    assert cfg["distributed"] == args and cfg["engine_args"]["tensor_parallel_size"] == 2
+    assert all(v["env"]["VLLM_CPU_SIM_MULTI_NUMA"] == "1" for v in cfg["variant_defs"].values())
+    assert "--tensor-parallel-size" in serve.engine_flags(cfg["engine_args"])
+    assert presets.resolve("smoke")["distributed"] == {}
