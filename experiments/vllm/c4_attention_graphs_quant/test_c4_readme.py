@@ -20,14 +20,29 @@ def test_answer_lives_inside_the_generated_block():
 def test_answer_words_follow_the_numbers():
     doc = read_result(lab.LAB_DIR / "results" / "attention_quant_cpu.json")
     text = lab.answer_markdown(doc)
-    assert "may be a cache effect" in text and "last-level cache" in text  # no cache size recorded in this run
+    # The committed run recorded a 32 MiB L3 and timed a layer whose int8 weights are above it.
+    assert "are above this AMD EPYC's 32 MiB L3" in text and "the one that survives" in text
+    assert "shows what a cache does to the comparison" in text
 
-    fits = copy.deepcopy(doc)  # 32 MiB L3: int8 weights (16.8 MB) fit, fp32 (67.1 MB) do not
-    fits["results"]["quant"]["cpu_last_level_cache"] = {"level": 3, "bytes": 32 * 2**20, "source": "test"}
-    assert "fit this AMD EPYC's 32 MiB L3 across repeats and 67.1 MB of fp32 do not" in lab.answer_markdown(fits)
-    fits["results"]["quant"]["cpu_last_level_cache"]["bytes"] = 256 * 2**20
-    assert "Both the 16.8 MB of int8 and the 67.1 MB of fp32 weights fit" in lab.answer_markdown(fits)
+    unknown = copy.deepcopy(doc)
+    unknown["results"]["quant"]["cpu_last_level_cache"] = None
+    assert "may be a cache effect" in lab.answer_markdown(unknown)
 
+    fits = copy.deepcopy(doc)  # a 200 MiB cache: the 8192x8192 layer's int8 (67.1 MB) fits, its fp32 (268.4 MB) not
+    fits["results"]["quant"]["cpu_last_level_cache"] = {"level": 3, "bytes": 200 * 2**20, "source": "test"}
+    assert "fit this AMD EPYC's 200 MiB L3 across repeats and 268.4 MB of fp32 do not" in lab.answer_markdown(fits)
+    fits["results"]["quant"]["cpu_last_level_cache"]["bytes"] = 1024 * 2**20
+    assert "Both the 67.1 MB of int8 and the 268.4 MB of fp32 weights fit" in lab.answer_markdown(fits)
+
+
+def test_above_llc_side_is_twice_the_cache_in_int8():
+    assert lab.above_llc_side({"bytes": 32 * 2**20}) == 8192
+    assert lab.above_llc_side({"bytes": 96 * 2**20}) == 16384
+    assert lab.above_llc_side(None) == 8192
+
+
+def test_answer_when_fused_int8_is_no_faster():
+    doc = read_result(lab.LAB_DIR / "results" / "attention_quant_cpu.json")
     slow = copy.deepcopy(doc)  # a machine where the fused int8 kernel is no faster: no "fused or not" split claimed
     for s in slow["results"]["quant"]["speed_cpu"]:
         s["fbgemm_dynamic_int8_ms"] = s["fp32_ms"] * 2
@@ -36,7 +51,7 @@ def test_answer_words_follow_the_numbers():
 
     gpu = copy.deepcopy(doc)
     gpu["results"]["cuda_graph"] = {"device": "NVIDIA H200", "n_layers": 16, "hidden": 256, "batch": 1,
-                                    "kernels_per_step_approx": 128, "eager_us_per_step": [900, 910, 920, 930, 940],
+                                    "kernels_per_step": 128, "eager_us_per_step": [900, 910, 920, 930, 940],
                                     "graph_us_per_step": [300, 301, 302, 303, 304], "speedup_median": 920 / 302,
                                     "max_abs_diff_graph_vs_eager": 0.0}
     text = lab.answer_markdown(gpu)
