@@ -11,7 +11,7 @@ BENCH_ARGS ?=
 export PYTHONPATH := $(CURDIR)
 
 .PHONY: help setup source submodule check-versions apply-patches check-patches format-patches \
-        bench bench-smoke test test-fast clean trace report notebooks labs-week1 labs-week2 gpu-labs test-vllm-upstream tiny-model labs-week3 sim
+        bench bench-smoke gpu-evidence test test-fast clean trace report notebooks labs-week1 labs-week2 gpu-labs test-vllm-upstream tiny-model labs-week3 sim
 
 help: ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -47,6 +47,10 @@ bench: apply-patches ## baseline vs patched, then traces and the PR draft (PRESE
 	@$(PY) -m experiments.bench --preset $(PRESET) $(if $(REPEATS),--repeats $(REPEATS)) --out $(BENCH_OUT) $(if $(TP),--tp $(TP)) $(if $(PP),--pp $(PP)) $(if $(DP),--dp $(DP)) $(if $(DISTRIBUTED_BACKEND),--distributed-backend $(DISTRIBUTED_BACKEND)) $(BENCH_ARGS)
 	@$(if $(NO_TRACE),true,$(PY) -m experiments.trace $(TRACE_ARGS))
 	@$(PY) -m analysis.report --latest $(BENCH_OUT) --out $(BENCH_OUT)/$$(cat $(BENCH_OUT)/LATEST)/pr_draft $(if $(NO_TRACE),--no-trace)
+
+# PyTorch only, no set-up: the lent GPU machine has torch but no vLLM and no .venv.
+gpu-evidence: ## per-step forward time of a Llama-3-8B shape on this GPU -> $$OUT (DRY_RUN=1: validate the plan on CPU)
+	@$(if $(wildcard $(PY)),$(PY),python3) -m experiments.gpu_evidence $(if $(filter-out 0,$(DRY_RUN)),--dry-run) $(if $(OUT),--out $(OUT))
 
 bench-smoke: PRESET=smoke
 bench-smoke: bench ## the <2 min smoke preset

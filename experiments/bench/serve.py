@@ -145,17 +145,35 @@ def summarize_bench_json(raw: dict, long_threshold: int | None) -> dict:
     return out
 
 
+def server_args(cfg: dict, variant: str, port: int) -> list[str]:
+    """`vllm serve ...` arguments of a variant (tests parse them with vLLM's own parser)."""
+    args = ["serve", cfg["model"], "--host", "127.0.0.1", "--port", str(port), "--seed", str(cfg["seed"]),
+            *engine_flags({**cfg["engine_args"], **cfg["variant_defs"][variant]["engine_args"]})]
+    if cfg.get("profile_dir"):
+        args += ["--profiler-config", json.dumps({
+            "profiler": "torch", "torch_profiler_dir": str(cfg["profile_dir"]),
+            "torch_profiler_with_stack": False})]
+    return args
+
+
+def client_args(cfg: dict, name: str, meta: dict, port: int, run_dir: Path) -> list[str]:
+    """`vllm bench serve ...` arguments for one workload (tests parse them with vLLM's own parser)."""
+    rate = cfg["request_rate"].get(name, "inf")
+    return ["bench", "serve", "--backend", "vllm",
+            "--model", cfg["model"], "--host", "127.0.0.1", "--port", str(port),
+            "--dataset-name", "custom", "--dataset-path", meta["jsonl"], "--custom-output-len", "-1",
+            "--skip-chat-template", "--disable-shuffle", "--num-prompts", str(meta["num_requests"]),
+            "--request-rate", str(rate), "--ignore-eos", "--temperature", "0", "--seed", str(cfg["seed"]),
+            "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,90,99",
+            "--save-result", "--save-detailed", "--result-dir", str(run_dir),
+            "--result-filename", f"bench-serve-{name}.json", "--disable-tqdm"]
+
+
 def run_serve(cfg: dict, variant: str, workloads: dict[str, dict], run_dir: Path) -> dict:
     vdef = cfg["variant_defs"][variant]
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
-    server_cmd = [sys.executable, "-m", "tools.vllm_cli", "serve", cfg["model"], "--host", "127.0.0.1",
-                  "--port", str(port), "--seed", str(cfg["seed"]),
-                  *engine_flags({**cfg["engine_args"], **vdef["engine_args"]})]
-    if cfg.get("profile_dir"):
-        server_cmd += ["--profiler-config", json.dumps({
-            "profiler": "torch", "torch_profiler_dir": str(cfg["profile_dir"]),
-            "torch_profiler_with_stack": False})]
+    server_cmd = [sys.executable, "-m", "tools.vllm_cli", *server_args(cfg, variant, port)]
     env = processes.variant_env(vdef["engine"], vdef["env"])
     proc = processes.start(server_cmd, env, run_dir / "server.log")
     result: dict = {"mode": "serve", "server_cmd": server_cmd, "workloads": {}}
@@ -194,14 +212,7 @@ def measured_client(cfg: dict, name: str, meta: dict, port: int, run_dir: Path, 
 def run_client(cfg: dict, name: str, meta: dict, port: int, run_dir: Path, server=None) -> dict:
     out_name = f"bench-serve-{name}.json"
     rate = cfg["request_rate"].get(name, "inf")
-    cmd = [sys.executable, "-m", "tools.vllm_cli", "bench", "serve", "--backend", "vllm",
-           "--model", cfg["model"], "--host", "127.0.0.1", "--port", str(port),
-           "--dataset-name", "custom", "--dataset-path", meta["jsonl"], "--custom-output-len", "-1",
-           "--skip-chat-template", "--disable-shuffle", "--num-prompts", str(meta["num_requests"]),
-           "--request-rate", str(rate), "--ignore-eos", "--temperature", "0", "--seed", str(cfg["seed"]),
-           "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,90,99",
-           "--save-result", "--save-detailed", "--result-dir", str(run_dir), "--result-filename", out_name,
-           "--disable-tqdm"]
+    cmd = [sys.executable, "-m", "tools.vllm_cli", *client_args(cfg, name, meta, port, run_dir)]
     client = processes.start(cmd, processes.variant_env("baseline"), run_dir / f"client-{name}.log")
     try:
         rc = wait_client(client, server, timeout_s=900)
