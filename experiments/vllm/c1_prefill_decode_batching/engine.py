@@ -144,7 +144,14 @@ def run(cfg: dict) -> dict:
     t = clock()
     llm = LLM(model=cfg["model"], dtype=cfg["dtype"], enforce_eager=True, max_model_len=cfg["max_model_len"],
               max_num_seqs=cfg["max_num_seqs"], max_num_batched_tokens=cfg["max_num_batched_tokens"],
-              kv_cache_memory_bytes=cfg["kv_cache_bytes"], enable_prefix_caching=False, seed=0)
+              kv_cache_memory_bytes=cfg["kv_cache_bytes"], enable_prefix_caching=False, seed=0,
+              # On CUDA async scheduling is on by default and EngineCore steps through
+              # step_with_batch_queue, which the recorder does not wrap (CPU forces it off anyway).
+              async_scheduling=False)
+    core = llm.llm_engine.engine_core.engine_core
+    if getattr(core.step_fn, "__func__", None) is not type(core).step:  # the recorder wraps EngineCore.step
+        raise RuntimeError(f"c1: EngineCore steps through {core.step_fn.__name__}, not the recorded "
+                           "EngineCore.step: no step would be timed")
     startup_s = clock() - t
     engine = llm.llm_engine
     scheduler = engine.engine_core.engine_core.scheduler
