@@ -30,8 +30,9 @@ def check_ray() -> str:
     except ImportError as exc:
         raise SystemExit(
             "DISTRIBUTED_BACKEND=ray but Ray is not installed in this environment "
-            f"({exc}); the pinned requirements do not include it. Install `ray` matching vLLM "
-            "0.32.0's `vllm[ray]` extra, or use DISTRIBUTED_BACKEND=mp") from None
+            f"({exc}): neither vLLM 0.32.0's wheels (no `ray` extra) nor this repo's pinned "
+            "requirements include it. `pip install ray` into the venv on every node, or use "
+            "DISTRIBUTED_BACKEND=mp") from None
     return ray.__version__
 
 
