@@ -144,3 +144,13 @@ def test_distributed_arguments_reach_every_variant_and_the_manifest_config():
     assert all(v["env"]["VLLM_CPU_SIM_MULTI_NUMA"] == "1" for v in cfg["variant_defs"].values())
     assert "--tensor-parallel-size" in serve.engine_flags(cfg["engine_args"])
     assert presets.resolve("smoke")["distributed"] == {}
+
+
+def test_unreachable_server_port_is_named():
+    server = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        with pytest.raises(RuntimeError, match=r"alive but http://127.0.0.1:\d+/health did not answer .* unreachable"):
+            serve.wait_ready(f"http://127.0.0.1:{serve.free_port()}", server, timeout_s=1.5)
+    finally:
+        server.kill()
+        server.wait()

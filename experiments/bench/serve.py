@@ -99,7 +99,9 @@ def wait_ready(base_url: str, proc, timeout_s: float) -> float:
             except httpx.HTTPError:
                 pass
             time.sleep(0.5)
-    raise RuntimeError(f"server not ready after {timeout_s} s")
+    raise RuntimeError(f"server process {proc.pid} is alive but {base_url}/health did not answer within "
+                       f"{timeout_s:.0f} s: port unreachable (bound elsewhere, firewalled) or the engine is "
+                       "still starting; see server.log in the run directory")
 
 
 def split_by_length(values: list[float], input_lens: list[int], threshold: int) -> dict:
