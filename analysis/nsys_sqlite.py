@@ -1,7 +1,10 @@
 """Nsight Systems SQLite export (`nsys export --type sqlite`) -> pandas DataFrames.
 
 Tables read (names as nsys writes them): StringIds, NVTX_EVENTS, CUPTI_ACTIVITY_KIND_KERNEL,
-CUPTI_ACTIVITY_KIND_MEMCPY, CUPTI_ACTIVITY_KIND_RUNTIME, ENUM_CUDA_MEMCPY_OPER (optional).
+CUPTI_ACTIVITY_KIND_MEMCPY, CUPTI_ACTIVITY_KIND_RUNTIME, ENUM_CUDA_MEMCPY_OPER, PROCESSES,
+ThreadNames, EXPORT_META_DATA (all optional). Read against real exports of Nsight Systems
+2022.4 (schema 3.0.0, Debian 12's package: see nsys_traces/ for the committed one) and the
+newer schemas' column names (2024-2025: `analysis.synthetic_nsys`).
 Columns differ between nsys versions, so every query is built from the columns that
 PRAGMA table_info reports: extra columns are ignored, a missing optional column reads as
 NULL, and a missing table gives an empty frame with the usual columns.
@@ -177,9 +180,57 @@ def nvtx_ranges(src, *, event_types: tuple[int, ...] = tuple(NVTX_RANGE_TYPES)) 
             WHERE n.eventType IN ({types}) AND n."end" IS NOT NULL
             ORDER BY n.start"""
         df = _read(conn, sql, NVTX_COLUMNS)
+        names = process_names(conn)
     df["range_kind"] = df["event_type"].map(NVTX_RANGE_TYPES)
-    df["process"] = "pid " + df["pid"].astype("Int64").astype("string")
+    df["process"] = [process_label(pid, names) for pid in df["pid"]]
     return df[NVTX_COLUMNS + ["process"]]
+
+
+def process_label(pid, names: dict[int, str]) -> str:
+    """`VLLM::EngineCore (pid 123)` when the export names the process, else `pid 123`."""
+    if pid is None or pd.isna(pid):
+        return "pid ?"
+    name = names.get(int(pid))
+    return f"{name} (pid {int(pid)})" if name else f"pid {int(pid)}"
+
+
+def process_names(src) -> dict[int, str]:
+    """pid -> process name: the main thread's name (ThreadNames, where vLLM's process titles
+    such as `VLLM::EngineCor` land, cut to 15 characters by the kernel), else the PROCESSES
+    table's executable name. Empty when the export has neither table (e.g. the synthetic one)."""
+    with _conn(src) as conn:
+        names: dict[int, str] = {}
+        pcols = table_columns(conn, "PROCESSES")
+        if {"pid", "name"} <= set(pcols):
+            for pid, name in conn.execute("SELECT pid, name FROM PROCESSES WHERE pid IS NOT NULL"):
+                if name:
+                    names[int(pid)] = os.path.basename(str(name))
+        tcols = table_columns(conn, "ThreadNames")
+        if {"nameId", "globalTid"} <= set(tcols) and _has_strings(conn):
+            rows = conn.execute(f"""SELECT {_pid_sql('t.globalTid')}, {_tid_sql('t.globalTid')}, s.value
+                                    FROM ThreadNames t JOIN StringIds s ON s.id = t.nameId""")
+            for pid, tid, name in rows:
+                if pid == tid and name:
+                    names[int(pid)] = str(name)
+    return names
+
+
+def export_info(src) -> dict[str, str]:
+    """EXPORT_META_DATA as a dict (product version, schema version, ...); {} when absent."""
+    with _conn(src) as conn:
+        if not table_columns(conn, "EXPORT_META_DATA"):
+            return {}
+        return {str(k): str(v) for k, v in conn.execute("SELECT name, value FROM EXPORT_META_DATA")}
+
+
+def nvtx_range_count(src, *, event_types: tuple[int, ...] = tuple(NVTX_RANGE_TYPES)) -> int:
+    """Finished NVTX ranges in the export: the check that a trace really captured its ranges."""
+    with _conn(src) as conn:
+        if not table_columns(conn, NVTX_TABLE):
+            return 0
+        types = ",".join(str(int(t)) for t in event_types)
+        return int(conn.execute(f'SELECT COUNT(*) FROM {NVTX_TABLE} WHERE eventType IN ({types}) '
+                                f'AND "end" IS NOT NULL').fetchone()[0])
 
 
 def kernels(src) -> pd.DataFrame:

@@ -175,9 +175,20 @@ def model_phrase(benches: list[Path]) -> str:
 
 
 def latest_trace(root: Path = TRACE_ROOT) -> Path | None:
-    """Newest complete `make trace` run (it has trace_manifest.json); run ids sort by UTC time."""
-    runs = sorted(d.parent for d in Path(root).glob("*/trace_manifest.json"))
-    return runs[-1] if runs else None
+    """The most recently recorded complete `make trace` run (it has trace_manifest.json).
+
+    Ordered by the time its manifest records (finished_utc, else provenance.utc), not by name:
+    names start with the profiler (`nsys-cuda-...` sorts before `torch-cpu-...`). A manifest
+    with no time sorts oldest; equal times fall back to the name."""
+    def recorded(manifest: Path) -> tuple[str, str]:
+        try:
+            m = json.loads(manifest.read_text())
+        except (OSError, ValueError):
+            return ("", manifest.parent.name)
+        return (str(m.get("finished_utc") or (m.get("provenance") or {}).get("utc") or ""), manifest.parent.name)
+
+    manifests = sorted(Path(root).glob("*/trace_manifest.json"), key=recorded)
+    return manifests[-1].parent if manifests else None
 
 
 def trace_section(trace: Path, out: Path, patch: Path | None = None) -> str:

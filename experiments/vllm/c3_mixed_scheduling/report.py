@@ -153,10 +153,10 @@ def fmt(a: dict, digits: int = 0, pct: bool = False) -> str:
     return f"{f(a['median'])} [{f(a['min'])}-{f(a['max'])}]"
 
 
-def replace_block(text: str, tag: str, body: list[str]) -> str:
+def replace_block(text: str, tag: str, body: list[str], module: str = "experiments.vllm.c3_mixed_scheduling") -> str:
     start_marker, end_marker = f"<!-- BEGIN GENERATED {tag}", f"<!-- END GENERATED {tag} -->"
     start, end = text.index(start_marker), text.index(end_marker) + len(end_marker)
-    head = f"{start_marker}: (python -m experiments.vllm.c3_mixed_scheduling --render-only) -->"
+    head = f"{start_marker}: (python -m {module} --render-only) -->"
     return text[:start] + "\n".join([head, *body, end_marker]) + text[end:]
 
 

@@ -1,0 +1,5 @@
+import sys
+
+from experiments.trace.run import main
+
+sys.exit(main())
