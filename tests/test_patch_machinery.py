@@ -93,6 +93,19 @@ def test_package_copy_is_patched_atomically_and_original_untouched(fake_release,
     assert tree_snapshot(dest) == built
 
 
+def test_package_check_applies_the_series_in_order(fake_release, tmp_path):
+    """Patch 2 edits a line patch 1 changed: checking each patch alone against
+    the installed files would wrongly reject the series."""
+    out = tmp_path / "stacked"
+    make_series(fake_release, out, [(3, "patched three"), (3, "patched three again")])
+    installed = tmp_path / "site" / "vllm"
+    shutil.copytree(fake_release / "vllm", installed)
+    original = tree_snapshot(installed)
+    patches.check_applies_to_package(installed, tmp_path / "scratch", out)
+    assert "patched three again" in (tmp_path / "scratch" / "vllm" / "core" / "sched.py").read_text()
+    assert tree_snapshot(installed) == original
+
+
 def test_series_names_missing_file_is_an_error(tmp_path):
     (tmp_path / "series").write_text("0001-missing.patch\n")
     with pytest.raises(SystemExit):

@@ -211,6 +211,22 @@ def format_patches(src: Path, out_dir: Path, *, branch: str = pins.PATCHED_BRANC
     return [out_dir / n for n in names]
 
 
+def check_applies_to_package(installed: Path, scratch: Path, patches_dir: Path = pins.PATCHES_DIR) -> None:
+    """Apply the series, in order, to copies of the installed files it touches
+    (a later patch may edit lines an earlier one changed)."""
+    files = series_files(patches_dir)
+    for patch in files:
+        for rel in touched_paths(patch):
+            src = installed.parent / rel
+            if rel.startswith("vllm/") and src.exists() and not (scratch / rel).exists():
+                (scratch / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, scratch / rel)
+    for patch in files:
+        res = _git_apply_outside_repo(scratch, "--include=vllm/*", str(patch.resolve()))
+        if res.returncode != 0:
+            raise PatchError(f"check-patches: {patch.name} does not apply to {installed}:\n{res.stderr}")
+
+
 def check_series(src: Path, patches_dir: Path = pins.PATCHES_DIR, installed: Path | None = None) -> None:
     """Apply to a pristine clone and to the installed package; regenerate; fail on any difference."""
     check_source_tree(src)
@@ -230,10 +246,7 @@ def check_series(src: Path, patches_dir: Path = pins.PATCHES_DIR, installed: Pat
             raise PatchError("check-patches: regenerating the series changes it:\n" + diff.stdout[:4000]
                              + "\nRun `make format-patches` and commit patches/.")
         if installed is not None:
-            for patch in series_files(patches_dir):
-                res = _git_apply_outside_repo(installed.parent, "--check", "--include=vllm/*", str(patch.resolve()))
-                if res.returncode != 0:
-                    raise PatchError(f"check-patches: {patch.name} does not apply to {installed}:\n{res.stderr}")
+            check_applies_to_package(installed, Path(tmp) / "installed", patches_dir)
     print(f"check-patches: {len(series_files(patches_dir))} patch(es) apply to pristine {pins.VLLM_VERSION}"
           + (" and to the installed package" if installed else "") + "; regenerating is a no-op")
 
