@@ -145,6 +145,19 @@ def plot(doc: dict, path: Path, source: str) -> None:
     save_figure(fig, path, source=source)
 
 
+def _wall_clock_note(pr: dict) -> str:
+    """Say what the tree's times are: pyinstrument samples wall time, and the root's own frame is the idle loop."""
+    root = pr["top_of_profile"][0].split()
+    idle = next((line.split()[1] for line in pr["top_of_profile"][1:3] if "[self]" in line), None)
+    note = (f"\n\nThis tree is pyinstrument's **wall-clock** view of the event-loop thread, not a CPU profile: "
+            f"of the root's {fmt(float(root[0]))} s")
+    if idle is not None:
+        note += (f", {fmt(float(idle))} s is `{root[1]}` [self], the loop waiting in `epoll` for the next I/O "
+                 f"(idle, no CPU)")
+    return note + (f"; the whole process used {fmt(pr['session']['cpu_time_s'])} s of CPU. The frames below the root "
+                   "say where the busy time went; the CPU cost per request is the figure above.")
+
+
 def readme_tables(doc: dict) -> str:
     res, cfg = doc["results"], doc["config"]
     load = md_table(
@@ -161,7 +174,7 @@ def readme_tables(doc: dict) -> str:
                f"in {fmt(pr['session']['duration_s'])} s, **{fmt(pr['cpu_ms_per_request'])} ms of CPU per request**; "
                f"server-side p50 {fmt(pr['server']['total']['p50_ms'])} ms. Top of the call tree "
                f"([full HTML]({'results/' + pr['html']}), [text]({'results/' + pr['text']})):\n\n```text\n"
-               + "\n".join(pr["top_of_profile"]) + "\n```")
+               + "\n".join(pr["top_of_profile"]) + "\n```" + _wall_clock_note(pr))
     batch = md_table(
         ["max batch", "offered req/s", "achieved req/s", "mean batch", "p50 ms", "p99 ms"],
         [[r["max_batch_size"], fmt(r["offered_rps"]), fmt(r["throughput_rps"]), fmt(r["mean_batch"]),

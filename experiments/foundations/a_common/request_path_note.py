@@ -22,6 +22,8 @@ FILES = {
     "a3": LABS / "a3_read_vs_mmap" / "results" / "a3_read_vs_mmap.json",
     "a4": LABS / "a4_mock_inference_service" / "results" / "a4_mock_service.json",
     "a5": LABS / "a5_latency_throughput_profiling" / "results" / "a5_latency_throughput.json",
+    "tok": LABS / "a_common" / "results" / "tokenizer_cost.json",
+    "c1": REPO_ROOT / "experiments" / "vllm" / "c1_prefill_decode_batching" / "results" / "prefill_decode_cpu.json",
 }
 
 
@@ -31,7 +33,10 @@ def _src(lab: str, key: str) -> str:
 
 def figures(docs: dict[str, dict]) -> dict[str, tuple[str, str]]:
     """name -> (value text, source)."""
-    a1, a2, a3, a4, a5 = (docs[k]["results"] for k in ("a1", "a2", "a3", "a4", "a5"))
+    a1, a2, a3, a4, a5, tok, c1 = (docs[k]["results"] for k in ("a1", "a2", "a3", "a4", "a5", "tok", "c1"))
+    # the c1 prefill row closest to the tokenizer's prompt length, and the batch-1 decode step
+    pre = min(c1["prefill"], key=lambda r: abs(r["prompt_tokens"] - tok["prompt_tokens"]))
+    dec = next(r for r in c1["decode"] if r["batch"] == 1)
     tr = a4["transport"]
     a2row = lambda model, kind="gpu_wait", scen="steady": next(  # noqa: E731
         r for r in a2["rows"] if r["model"] == model and r["work_kind"] == kind and r["scenario"] == scen)
@@ -45,6 +50,12 @@ def figures(docs: dict[str, dict]) -> dict[str, tuple[str, str]]:
     py2t = next(r for r in a1["rows"] if r["workload"] == "python_loop" and r["executor"] == "threads" and r["workers"] == 2)
     py2p = next(r for r in a1["rows"] if r["workload"] == "python_loop" and r["executor"] == "processes" and r["workers"] == 2)
     return {
+        "tokenize": (f"encode {tok['prompt_tokens']} token {fmt(tok['encode_cpu']['median_us'])} µs CPU",
+                     _src("tok", "encode_cpu.median_us")),
+        "forward": (f"CPU、7.9M 模型：prefill {pre['prompt_tokens']} token {fmt(pre['step_s']['median'] * 1e3)} ms，"
+                    f"decode 1 步 {fmt(dec['step_s']['median'] * 1e3)} ms",
+                    _src("c1", f"prefill[{pre['prompt_tokens']} tokens].step_s.median / decode[batch 1].step_s.median")),
+        "detokenize": (f"{fmt(tok['detokenize_us_per_token'])} µs CPU/token", _src("tok", "detokenize_us_per_token")),
         "conn_keepalive": (f"{fmt(tr['http_keep_alive']['p50_ms'])} ms", _src("a4", "transport.http_keep_alive.p50_ms")),
         "conn_new": (f"{fmt(tr['http_new_connection']['p50_ms'])} ms",
                      _src("a4", "transport.http_new_connection.p50_ms")),
@@ -79,10 +90,10 @@ flowchart LR
     C[客户端] -->|"连接：keep-alive {conn_keepalive} / 新连接 {conn_new} / gRPC {grpc}"| A[API server<br/>asyncio + HTTP]
     A -->|"解析+校验+中间件：{server_cpu}/请求"| L{{限流 / 熔断}}
     L -->|"过载时：{limit_429}"| X[429 / 503 + Retry-After]
-    L --> T[tokenizer<br/>未测量]
+    L --> T[tokenizer<br/>{tokenize}]
     T -->|"进程边界 IPC"| S[scheduler<br/>排队 + 动态 batch]
-    S -->|"batch 等待：{batch_wait}"| G[GPU forward<br/>本机无 GPU：未测量]
-    G --> D[detokenizer<br/>未测量]
+    S -->|"batch 等待：{batch_wait}"| G[forward<br/>{forward}<br/>GPU 未测量]
+    G --> D[detokenizer<br/>{detokenize}]
     D -->|"逐 token 回传：{ipc_lag}"| A
     A -->|"SSE：{sse}"| C
     W[(权重文件)] -.->|"启动时加载：{weights}"| G
@@ -93,6 +104,9 @@ def render(docs: dict[str, dict]) -> str:
     figs = figures(docs)
     diagram = MERMAID.format(**{k: v[0] for k, v in figs.items()})
     labels = {
+        "tokenize": "tokenizer：一个聊天 prompt 的 encode（本仓库离线 tokenizer，线程 CPU 时间）",
+        "forward": "forward：c1 在 CPU 上测的 tiny 模型一次 prefill / 一个 decode step（不是 GPU）",
+        "detokenize": "detokenizer：流式输出时每个 token 的增量解码（线程 CPU 时间）",
         "conn_keepalive": "客户端 → API：复用连接（keep-alive）", "conn_new": "客户端 → API：每次新建 TCP 连接",
         "grpc": "同样的调用走 gRPC（HTTP/2 长连接）", "server_cpu": "API server 每个流式请求的 CPU（模型代价为 0，token 数见 a5 config.load_tokens）",
         "client_minus_server": "客户端看到的 p50 减去服务端中间件测得的 p50（低负载）",
@@ -104,7 +118,7 @@ def render(docs: dict[str, dict]) -> str:
     }
     table = md_table(["环节", "测得的代价", "来源（结果文件 → 键）"],
                      [[labels[k], v[0], v[1]] for k, v in figs.items()])
-    machine = docs["a5"]["provenance"]["machine"]
+    machine = docs["a5"]["provenance"]["machine"]  # every file above was measured on this CPU model
     return (f"{diagram}\n\n{table}\n\n测量机器：{machine['cpu_model']}，{machine['cpu_count']} 核，无 GPU；"
             f"各实验的具体时间与负载见各结果文件的 `provenance`。")
 

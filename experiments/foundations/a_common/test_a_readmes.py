@@ -40,3 +40,12 @@ def test_render_only_measures_nothing(tmp_path):
     lab = importlib.import_module("experiments.foundations.a2_producer_consumer_queues.lab")
     with pytest.raises(SystemExit, match="no result file"):
         lab.main(["--render-only", "--out-dir", str(tmp_path)])
+
+
+def test_tokenizer_cost_quick_run_measures_real_tokens(tmp_path):
+    from experiments.foundations.a_common import tokenizer_cost
+
+    assert tokenizer_cost.main(["--quick", "--out", str(tmp_path / "t.json")]) == 0
+    r = read_result(tmp_path / "t.json")["results"]
+    assert r["prompt_tokens"] > 100 and r["output_tokens"] == 64
+    assert r["encode_cpu"]["median_us"] > 0 and r["detokenize_us_per_token"] > 0
