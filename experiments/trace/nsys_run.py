@@ -60,11 +60,16 @@ def is_nsys_process(p: psutil.Process) -> bool:
     return base.startswith("nsys") or base == "QdstrmImporter" or "nsight-systems" in exe
 
 
-def nsys_processes(started_after: float = 0.0) -> list[psutil.Process]:
+def nsys_processes(owner_pid: int | None = None) -> list[psutil.Process]:
+    """Live nsys processes; with `owner_pid`, only the agents of that `nsys profile` (their
+    `--session-name=profile-<program>-<owner_pid>`), so another user's nsys is never touched."""
     out = []
     for p in psutil.process_iter():
         try:
-            if p.create_time() >= started_after and p.status() != psutil.STATUS_ZOMBIE and is_nsys_process(p):
+            if p.status() == psutil.STATUS_ZOMBIE or not is_nsys_process(p):
+                continue
+            if owner_pid is None or any(a.startswith("--session-name=") and a.endswith(f"-{owner_pid}")
+                                        for a in p.cmdline()):
                 out.append(p)
         except psutil.Error:
             continue
@@ -128,7 +133,9 @@ def run_profiled(cmd: list[str], env: dict, log_path: Path, *, timeout_s: float,
     EngineCore that has not noticed yet): nsys then waits forever. So once `done_file` exists
     (the program's result is on disk), the program's own processes still alive after
     `straggler_grace_s` get SIGTERM by pid, and nsys finishes writing its report.
-    Returns {rc, wall_s, timed_out, stragglers_ended, killed_pids}. The caller judges rc.
+    Leftovers are processes seen below the command while it ran, and agents of this nsys
+    (`nsys_processes(owner_pid)`): nsys started elsewhere is not touched.
+    Returns {pid, rc, wall_s, timed_out, stragglers_ended, killed_pids}. The caller judges rc.
     """
     t0 = time.time()
     proc = processes.start(cmd, env, log_path)
@@ -153,10 +160,10 @@ def run_profiled(cmd: list[str], env: dict, log_path: Path, *, timeout_s: float,
     finally:
         processes.kill_tree(proc, grace_s=10)
         watch.__exit__(None, None, None)
-        leftovers = {p.pid: p for p in watch.survivors() + nsys_processes(started_after=t0 - 1)}
+        leftovers = {p.pid: p for p in watch.survivors() + nsys_processes(owner_pid=proc.pid)}
         killed = kill_processes(list(leftovers.values())) if leftovers else []
-    return {"rc": rc, "wall_s": time.time() - t0, "timed_out": timed_out, "stragglers_ended": stragglers,
-            "killed_pids": killed}
+    return {"pid": proc.pid, "rc": rc, "wall_s": time.time() - t0, "timed_out": timed_out,
+            "stragglers_ended": stragglers, "killed_pids": killed}
 
 
 def _run_tool(cmd: list[str], log_path: Path, timeout_s: float, step: str) -> None:

@@ -139,7 +139,9 @@ and warm-up, whole run traced.
 ## Summaries here (made by `experiments/trace/summaries.py`)
 - `phase_shares_<variant>.csv`, `phase_shares.png`: self time per engine phase, per process.
 - `steps_<variant>.csv`, `step_gaps_<variant>.csv`, `step_timeline_<variant>.png`: per-step phases,
-  gaps between steps per process/thread, the first steps drawn.
+  gaps between steps per process/thread, four steps from the middle of the run drawn with every
+  process on the same clock. A variant without step ranges (the unpatched EngineCore has no
+  `engine_core: step`) has an empty step table and its timeline shows the whole run.
 - `threads_<variant>.csv`: per process/thread: ranges, scopes, time inside its outermost ranges.
 - `scope_counts_<variant>.csv`: occurrences and inclusive time of each scope per process.
 """
@@ -162,7 +164,7 @@ def write_readme(out: Path, run_id: str, recipe: recipes.Recipe, manifest: dict)
         git_dirty=prov["git_dirty"], series_hash=manifest["series_hash"],
         engine=f"{manifest['engine_dist']}=={manifest['engine_version']}",
         machine=f"{machine.get('cpu_model', '?')}, {machine.get('cpu_count', '?')} cores, load average at start "
-                f"{manifest['load_average_start']}",
+                f"{manifest['load_average_start']:.2f}",
         workload=f"{wl['num_requests']} requests x {wl['output_tokens']} output tokens", rows="\n".join(rows)))
 
 
