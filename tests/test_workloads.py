@@ -1,6 +1,7 @@
 """Workloads are data: deterministic from a seed, round-trip through `datasets`."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from experiments.bench import workloads
@@ -48,3 +49,27 @@ def test_save_and_load_roundtrip(tmp_path):
     lines = [json.loads(x) for x in (tmp_path / f"{wl.name}.jsonl").read_text().splitlines()]
     assert [x["prompt"] for x in lines] == [r["prompt"] for r in wl.rows]
     assert meta["fingerprint"] == wl.fingerprint
+
+
+def test_long_docs_are_real_text_several_times_the_step_budget():
+    """long_docs: windows of vLLM's docs (not random vocabulary) that re-tokenise to their planned
+    lengths; documents at least 4x the long-docs preset's 512-token step budget."""
+    from tokenizers import Tokenizer
+
+    from experiments.bench import presets
+
+    budget = presets.LONG_DOCS_ENGINE_ARGS["max_num_batched_tokens"]
+    spec = workloads.make_spec("long_docs", num_requests=24)
+    wl = workloads.generate(spec)
+    assert wl.rows == workloads.generate(spec).rows
+    tok = Tokenizer.from_file(str(workloads.DEFAULT_TOKENIZER))
+    lens = {"long": [], "short": []}
+    for r in wl.rows:
+        lens[r["kind"]].append(len(tok.encode(r["prompt"]).ids))
+    assert len(lens["long"]) == 6 and min(lens["long"]) >= 4 * budget * 0.98
+    assert max(lens["short"]) <= spec.short_tokens[1] * 1.05
+    assert workloads.long_threshold(dataclasses.asdict(spec)) == (2048 + 256) // 2
+    # Real text: mostly words that are not in a random-vocabulary prompt's alphabet-only form.
+    assert any(ch in wl.rows[0]["prompt"] for ch in ".,`(\n")
+    burst = workloads.generate(workloads.make_spec("long_docs_burst", num_requests=24))
+    assert {r["prompt"] for r in burst.rows}.isdisjoint(r["prompt"] for r in wl.rows)

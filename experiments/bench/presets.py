@@ -52,7 +52,24 @@ VARIANTS = {
     # to short prefills and decodes. experiments/patch0002/sweep.py varies it.
     "patched-prefill-cap": {"engine": "patched", "env": {},
                             "engine_args": {"max_long_prefill_tokens_per_step": 512}},
+    # The long-docs arms (step budget 512, LONG_DOCS_ENGINE_ARGS): what upstream offers, the
+    # count cap maintainers discuss (patch 0003), the token cap (patch 0002), each at half the budget.
+    "baseline-threshold": {"engine": "baseline", "env": {},
+                           "engine_args": {"long_prefill_token_threshold": 256}},
+    "baseline-threshold-adaptive": {"engine": "baseline", "env": {},
+                                    "engine_args": {"long_prefill_token_threshold": 256,
+                                                    "long_prefill_token_threshold_adaptive": True}},
+    "patched-count-cap": {"engine": "patched", "env": {},
+                          "engine_args": {"long_prefill_token_threshold": 256, "max_long_partial_prefills": 1}},
+    "patched-token-cap": {"engine": "patched", "env": {},
+                          "engine_args": {"max_long_prefill_tokens_per_step": 256}},
 }
+
+# long_docs: documents of 2048-3584 tokens against a step budget of 512, so a document's
+# prefill spans 4-7 steps (the embedded model allows 4096 positions).
+LONG_DOCS_ENGINE_ARGS = {"max_num_batched_tokens": 512, "max_model_len": 4096}
+LONG_DOCS_ARMS = ["baseline", "baseline-threshold", "baseline-threshold-adaptive",
+                  "patched-count-cap", "patched-token-cap"]
 
 PRESETS: dict[str, dict] = {
     "default": {
@@ -96,6 +113,19 @@ PRESETS: dict[str, dict] = {
         # too much between identical baseline runs (results/reference/cpu/prefill-cap-cpu-20261125T170302Z)
         "workloads": {"mixed_long_short": {"num_requests": 256}, "shared_prefix_chat": {}},
         "request_rate": {"mixed_long_short": 16, "shared_prefix_chat": "inf"},
+    },
+    "long-docs": {
+        "description": "patches 0002/0003 on long_docs (documents 4-7x the step budget among short turns): "
+                       "baseline, the threshold knob (plain, adaptive), the count cap, the token cap",
+        "variants": LONG_DOCS_ARMS,
+        "repeats": 3,
+        "modes": ["serve"],
+        "offline_workload": "long_docs",
+        # One server start per arm and repeat serves both: Poisson arrivals below capacity
+        # (~14 req/s measured at rate inf on 2 shared cores) and a burst at capacity.
+        "workloads": {"long_docs": {}, "long_docs_burst": {}},
+        "request_rate": {"long_docs": 4, "long_docs_burst": "inf"},
+        "engine_args": LONG_DOCS_ENGINE_ARGS,
     },
     "aa": {
         "description": "A/A: baseline against itself, to measure the noise floor directly",
@@ -141,6 +171,7 @@ def resolve(name: str, *, repeats: int | None = None, model: str | None = None,
     model = model or os.environ.get("MODEL") or EMBEDDED_MODEL
     cfg["model"] = model
     engine_args = dict(CPU_ENGINE_ARGS if backend == "cpu" else CUDA_ENGINE_ARGS)
+    engine_args.update(PRESETS[name].get("engine_args", {}))  # a preset's own shape (long-docs)
     if _local_dir_without_weights(model):
         engine_args["load_format"] = "dummy"  # config-only model directory: random weights
     # TP/PP/DP and the executor backend (experiments.bench.distributed): every variant, every rank

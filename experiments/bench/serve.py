@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 
 from experiments.bench import processes
+from experiments.bench import workloads as workloads_mod
 from experiments.common.stats import percentile
 
 
@@ -225,10 +226,7 @@ def run_client(cfg: dict, name: str, meta: dict, port: int, run_dir: Path, serve
         raise RuntimeError(f"vllm bench serve failed for {name} (rc={rc}); see {run_dir}/client-{name}.log")
     raw = json.loads((run_dir / out_name).read_text())
     spec = meta["spec"]
-    threshold = None
-    if "long_words" in spec:
-        threshold = (spec["long_words"] + spec["short_words"]) // 2
-    summary = summarize_bench_json(raw, threshold)
+    summary = summarize_bench_json(raw, workloads_mod.long_threshold(spec))
     summary["request_rate"] = rate
     if summary.get("failed"):
         raise RuntimeError(f"{summary['failed']} request(s) failed in {name}; see {run_dir}")

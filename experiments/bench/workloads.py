@@ -1,8 +1,10 @@
 """Bench workloads as data: generated deterministically from a seed, stored with `datasets`.
 
-Prompts are text made of whole words from the embedded tokenizer's vocabulary
-(" word" tokens), so re-tokenising them on the server gives (almost) the
-planned lengths. Each workload is saved as a `datasets` directory (what the
+shared_prefix_chat and mixed_long_short prompts are text made of whole words
+from the embedded tokenizer's vocabulary (" word" tokens), so re-tokenising
+them on the server gives (almost) the planned lengths. long_docs prompts are
+real English and code: token windows of vLLM's own documentation in the pinned
+0.32.0 source tree (`make source`), decoded back to text. Each workload is saved as a `datasets` directory (what the
 offline runner reads) and as JSONL with `prompt` / `output_tokens` (what
 `vllm bench serve --dataset-name custom` reads).
 """
@@ -15,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from tools.pins import REPO_ROOT
+from tools.pins import REPO_ROOT, SOURCE_DIR
 
 DEFAULT_TOKENIZER = REPO_ROOT / "models" / "tiny-llama" / "tokenizer.json"
 
@@ -42,8 +44,35 @@ class MixedLongShort:
     output_tokens: int = 32
 
 
-WorkloadSpec = SharedPrefixChat | MixedLongShort
-SPECS = {"shared_prefix_chat": SharedPrefixChat, "mixed_long_short": MixedLongShort}
+@dataclass(frozen=True)
+class LongDocs:
+    """Documents several times the per-step token budget among short chat turns (real text).
+
+    With the long-docs preset's budget of 512 tokens per step a document's
+    prefill spans 4-7 steps, so a short turn arriving behind one waits for
+    them: the head-of-line blocking patches 0002/0003 address.
+    """
+    name: str = "long_docs"
+    num_requests: int = 96
+    long_fraction: float = 0.25
+    long_tokens: tuple[int, int] = (2048, 3584)
+    short_tokens: tuple[int, int] = (64, 256)
+    output_tokens: int = 32
+
+
+@dataclass(frozen=True)
+class LongDocsBurst(LongDocs):
+    """long_docs drawn afresh (other windows: the name seeds the generator) for a second arrival
+    pattern in the same server run, e.g. everything at once next to a Poisson rate."""
+    name: str = "long_docs_burst"
+    num_requests: int = 64
+
+
+WorkloadSpec = SharedPrefixChat | MixedLongShort | LongDocs
+SPECS = {"shared_prefix_chat": SharedPrefixChat, "mixed_long_short": MixedLongShort, "long_docs": LongDocs,
+         "long_docs_burst": LongDocsBurst}
+# Characters of documentation tokenised for long_docs: ~4x the tokens one workload draws.
+CORPUS_CHARS = 2_000_000
 
 
 @dataclass
@@ -74,6 +103,44 @@ def _text(rng: random.Random, words: tuple[str, ...], n: int) -> str:
     return " ".join(rng.choice(words) for _ in range(n))
 
 
+def docs_dir() -> Path:
+    return SOURCE_DIR / "docs"
+
+
+@lru_cache(maxsize=2)
+def corpus_ids(tokenizer_path: str = str(DEFAULT_TOKENIZER)) -> tuple[int, ...]:
+    """Token ids of vLLM 0.32.0's documentation (Markdown files in path order)."""
+    from tokenizers import Tokenizer
+
+    files = sorted(docs_dir().rglob("*.md"))
+    if not files:
+        raise FileNotFoundError(f"{docs_dir()} holds no Markdown: the long_docs workload reads vLLM's "
+                                "docs from the pinned source tree; run `make source` first")
+    text = "\n\n".join(f.read_text(errors="replace") for f in files)[:CORPUS_CHARS]
+    return tuple(Tokenizer.from_file(tokenizer_path).encode(text).ids)
+
+
+def _doc_window(rng: random.Random, ids: tuple[int, ...], n: int, tokenizer_path: str) -> str:
+    start = rng.randrange(0, len(ids) - n)
+    return _tokenizer(tokenizer_path).decode(list(ids[start:start + n]))
+
+
+@lru_cache(maxsize=2)
+def _tokenizer(tokenizer_path: str):
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(tokenizer_path)
+
+
+def long_threshold(spec: dict) -> int | None:
+    """Prompt length (tokens) that splits a workload's long from its short requests, if it has both."""
+    if "long_words" in spec:
+        return (spec["long_words"] + spec["short_words"]) // 2
+    if "long_tokens" in spec:
+        return (min(spec["long_tokens"]) + max(spec["short_tokens"])) // 2
+    return None
+
+
 def generate(spec: WorkloadSpec, seed: int = 0, tokenizer_path: Path = DEFAULT_TOKENIZER) -> Workload:
     """Same spec + seed + tokenizer -> byte-identical rows."""
     rng = random.Random(f"{spec.name}:{seed}")
@@ -93,6 +160,17 @@ def generate(spec: WorkloadSpec, seed: int = 0, tokenizer_path: Path = DEFAULT_T
             is_long = i in long_slots
             rows.append({"request_id": f"{spec.name}-{i}", "kind": "long" if is_long else "short",
                          "prompt": _text(rng, words, spec.long_words if is_long else spec.short_words),
+                         "output_tokens": spec.output_tokens})
+    elif isinstance(spec, LongDocs):
+        ids = corpus_ids(str(tokenizer_path))
+        n_long = max(1, round(spec.num_requests * spec.long_fraction))
+        long_slots = set(rng.sample(range(spec.num_requests), n_long))
+        for i in range(spec.num_requests):
+            kind = "long" if i in long_slots else "short"
+            low, high = spec.long_tokens if kind == "long" else spec.short_tokens
+            n = rng.randint(low, high)
+            rows.append({"request_id": f"{spec.name}-{i}", "kind": kind,
+                         "prompt": _doc_window(rng, ids, n, str(tokenizer_path)),
                          "output_tokens": spec.output_tokens})
     else:
         raise TypeError(f"unknown workload spec {spec!r}")

@@ -1,17 +1,20 @@
-"""Patch 0002 trade-off sweep: throughput vs short-request p90 TTFT on mixed_long_short.
+"""The long-prefill comparison: every arm on long_docs, short-request p90 TTFT vs throughput.
 
-    python -m experiments.patch0002.sweep [--quick] [--repeats N] [--out DIR]
-    python -m experiments.patch0002.sweep --plot-only results/bench/<patch0002-sweep-...>
+    python -m experiments.patch0002.sweep [--quick] [--repeats N] [--rate R] [--out DIR]
+    python -m experiments.patch0002.sweep --plot-only results/bench/<long-docs-sweep-...>
 
-Each sweep point is one bench variant (serve mode, the prefill-cap preset's
-settings): the baseline engine at several `max_num_batched_tokens` /
-`long_prefill_token_threshold` values (what upstream already offers), and the
-patched engine with `max_long_prefill_tokens_per_step` at several caps. The
-points run through the ordinary bench (experiments.bench.runner.run_bench:
-preflight, variants interleaved per repeat, atomic result dir), then
-`sweep.json` (medians per point, read from the run records) and `sweep.png`
-(output tokens/s against short-request p90 TTFT) are written into that bench
-directory. Nothing is typed by hand: every number comes from runs/*.json.
+The arms are the long-docs preset's (experiments.bench.presets.LONG_DOCS_ARMS,
+step budget 512 tokens, documents of 2048-3584 tokens among short turns):
+the baseline engine as is, with `long_prefill_token_threshold` (plain and
+adaptive), the count cap of patch 0003 (`max_long_partial_prefills`) and the
+token cap of patch 0002 (`max_long_prefill_tokens_per_step`). Each arm runs
+through the ordinary bench (experiments.bench.runner.run_bench: preflight,
+variants interleaved per repeat, atomic result dir), by default on the
+preset's two arrival patterns from one server start per arm and repeat
+(Poisson below capacity, a burst at capacity). Then `sweep.json` (medians and spread per arm,
+read from the run records, with where each arm loses: long-request p90 TTFT)
+and `sweep.png` (a Pareto view: output tokens/s against short-request p90 TTFT)
+are written into that bench directory. Nothing is typed by hand.
 """
 from __future__ import annotations
 
@@ -21,44 +24,25 @@ import statistics
 import sys
 from pathlib import Path
 
-from experiments.bench import presets, runner
+from experiments.bench import machine, presets, runner
 from experiments.common.results import write_json_atomic
 
-WORKLOAD = "mixed_long_short"
+PRESET = "long-docs"
 X_METRIC = "short_p90_ttft_ms"
 Y_METRIC = "output_throughput"
+LOSS_METRIC = "long_p90_ttft_ms"  # where a cap pays: long documents wait longer
+QUICK_ARMS = ["baseline", "patched-token-cap"]
 
 
-def point(engine: str, **engine_args) -> dict:
-    return {"engine": engine, "env": {}, "engine_args": engine_args}
-
-
-# name -> variant. "baseline" (upstream defaults) is the bench's reference.
-# Serve budget on CPU defaults to 2048 tokens per step; long prompts are ~1536 tokens.
-FULL_POINTS = {
-    "baseline": point("baseline"),
-    "base-mbt1024": point("baseline", max_num_batched_tokens=1024),
-    "base-mbt4096": point("baseline", max_num_batched_tokens=4096),
-    "base-lpt512": point("baseline", long_prefill_token_threshold=512),
-    "base-lpt256": point("baseline", long_prefill_token_threshold=256),
-    "cap256": point("patched", max_long_prefill_tokens_per_step=256),
-    "cap512": point("patched", max_long_prefill_tokens_per_step=512),
-    "cap1024": point("patched", max_long_prefill_tokens_per_step=1024),
-    "cap512-lpt256": point("patched", max_long_prefill_tokens_per_step=512, long_prefill_token_threshold=256),
-    "cap512-mbt4096": point("patched", max_long_prefill_tokens_per_step=512, max_num_batched_tokens=4096),
-}
-QUICK_POINTS = {k: FULL_POINTS[k] for k in ("baseline", "cap512")}
-
-
-def sweep_config(points: dict[str, dict], repeats: int, quick: bool, rate: str | None = None) -> dict:
-    cfg = presets.resolve("prefill-cap", repeats=repeats, backend=presets_backend())
-    cfg["preset"] = "patch0002-sweep" + ("-quick" if quick else "")
-    cfg["description"] = "patch 0002 sweep: throughput vs short-request p90 TTFT"
-    cfg["variants"] = list(points)
-    cfg["variant_defs"] = points
-    cfg["modes"] = ["serve"]
-    cfg["workloads"] = {WORKLOAD: {"num_requests": 32} if quick else cfg["workloads"][WORKLOAD]}
-    cfg["request_rate"] = {WORKLOAD: rate or cfg["request_rate"].get(WORKLOAD, 16)}
+def sweep_config(arms: list[str], repeats: int, quick: bool, rate: str | None = None) -> dict:
+    cfg = presets.resolve(PRESET, repeats=repeats, backend=presets_backend(), variants=arms)
+    cfg["preset"] = "long-docs-sweep" + ("-quick" if quick else "")
+    cfg["description"] = "long-prefill comparison on long_docs: short-request p90 TTFT vs throughput per arm"
+    if quick:
+        cfg["workloads"] = {name: {"num_requests": 24} for name in cfg["workloads"]}
+    if rate:
+        cfg["workloads"] = {"long_docs": cfg["workloads"]["long_docs"]}
+        cfg["request_rate"] = {"long_docs": rate}
     return cfg
 
 
@@ -68,53 +52,60 @@ def presets_backend() -> str:
 
 
 def collect(bench_dir: Path) -> dict:
-    """Median per sweep point of the x/y metrics, from the bench's run records."""
+    """Per workload (arrival pattern) and arm: medians and every repeat of the x/y/loss metrics,
+    from the bench's run records."""
     manifest = json.loads((bench_dir / "manifest.json").read_text())
     if manifest.get("status") != "complete":
         raise SystemExit(f"{bench_dir}: status {manifest.get('status')!r}, not complete")
-    defs = manifest["config"]["variant_defs"]
-    values: dict[str, dict[str, list[float]]] = {v: {X_METRIC: [], Y_METRIC: []} for v in defs}
+    cfg = manifest["config"]
+    defs = cfg["variant_defs"]
+    metrics = (X_METRIC, Y_METRIC, LOSS_METRIC)
+    values = {w: {v: {m: [] for m in metrics} for v in defs} for w in cfg["workloads"]}
     for path in sorted((bench_dir / "runs").glob("*.json")):
         run = json.loads(path.read_text())
-        wl = run["result"].get("workloads", {}).get(WORKLOAD)
-        if not wl:
-            continue
-        for m in (X_METRIC, Y_METRIC):
-            if wl.get(m) is not None:
-                values[run["variant"]][m].append(float(wl[m]))
-    points = []
-    for name, d in defs.items():
-        vals = values[name]
-        if not vals[X_METRIC] or not vals[Y_METRIC]:
-            continue
-        points.append({"name": name, "engine": d["engine"], "engine_args": d["engine_args"],
-                       "repeats": len(vals[Y_METRIC]),
-                       X_METRIC: statistics.median(vals[X_METRIC]), Y_METRIC: statistics.median(vals[Y_METRIC]),
-                       X_METRIC + "_values": vals[X_METRIC], Y_METRIC + "_values": vals[Y_METRIC]})
-    return {"bench_id": manifest["bench_id"], "workload": WORKLOAD, "x": X_METRIC, "y": Y_METRIC,
-            "request_rate": manifest["config"]["request_rate"].get(WORKLOAD), "points": points}
+        for workload, wl in run["result"].get("workloads", {}).items():
+            for m in metrics:
+                if workload in values and wl.get(m) is not None:
+                    values[workload][run["variant"]][m].append(float(wl[m]))
+    panels = []
+    for workload, per_arm in values.items():
+        points = []
+        for name, d in defs.items():
+            vals = per_arm[name]
+            if not vals[X_METRIC] or not vals[Y_METRIC]:
+                continue
+            point = {"name": name, "engine": d["engine"], "engine_args": d["engine_args"],
+                     "repeats": len(vals[Y_METRIC])}
+            for m in metrics:
+                if vals[m]:
+                    point[m] = statistics.median(vals[m])
+                    point[m + "_values"] = vals[m]
+            points.append(point)
+        panels.append({"workload": workload, "request_rate": cfg["request_rate"].get(workload, "inf"),
+                       "points": points})
+    return {"bench_id": manifest["bench_id"], "x": X_METRIC, "y": Y_METRIC, "loss": LOSS_METRIC,
+            "panels": panels}
 
 
 def plot(sweep: dict, path: Path, source: str) -> Path:
     from experiments.common.plots import plt, save_figure
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    styles = {"baseline": ("o", "tab:grey", "baseline engine (upstream knobs)"),
-              "patched": ("s", "tab:blue", "patched: max_long_prefill_tokens_per_step")}
-    seen = set()
-    for p in sweep["points"]:
-        marker, color, label = styles[p["engine"]]
-        ax.scatter(p[X_METRIC + "_values"], p[Y_METRIC + "_values"], marker=marker, color=color, alpha=0.25, s=14)
-        ax.scatter([p[X_METRIC]], [p[Y_METRIC]], marker=marker, color=color, s=50,
-                   label=None if p["engine"] in seen else label)
-        seen.add(p["engine"])
-        ax.annotate(p["name"], (p[X_METRIC], p[Y_METRIC]), textcoords="offset points", xytext=(5, 4), fontsize=7)
-    ax.set_xlabel("short-request p90 TTFT (ms), lower is better")
-    ax.set_ylabel("output tokens/s, higher is better")
-    ax.set_title(f"patch 0002 trade-off on {sweep['workload']} (rate {sweep['request_rate']} req/s); "
-                 "big marker = median, small = repeats", fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    panels = sweep["panels"]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.8), squeeze=False)
+    colors = plt.get_cmap("tab10")
+    for ax, panel in zip(axes[0], panels):
+        for i, p in enumerate(panel["points"]):
+            marker = "o" if p["engine"] == "baseline" else "s"
+            ax.scatter(p[X_METRIC + "_values"], p[Y_METRIC + "_values"], marker=marker, color=colors(i),
+                       alpha=0.3, s=14)
+            ax.scatter([p[X_METRIC]], [p[Y_METRIC]], marker=marker, color=colors(i), s=60,
+                       label=f"{p['name']} ({p['engine']} engine)")
+        ax.set_xlabel("short-request p90 TTFT (ms), lower is better")
+        ax.set_ylabel("output tokens/s, higher is better")
+        ax.set_title(f"{panel['workload']} at rate {panel['request_rate']} req/s\n"
+                     "big marker = median, small = repeats", fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7, loc="best")
     return save_figure(fig, path, source=source)
 
 
@@ -130,33 +121,39 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m experiments.patch0002.sweep", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true",
-                    help="2 points (baseline, cap512), 1 repeat, 32 requests: checks the pipeline (~3 min)")
-    ap.add_argument("--repeats", type=int, help="repeats per point (default: 3, --quick: 1)")
-    ap.add_argument("--points", help=f"comma-separated subset of: {', '.join(FULL_POINTS)}")
-    ap.add_argument("--rate", help="request rate for mixed_long_short (default: the prefill-cap preset's, 16); "
-                    "at a fixed rate output tokens/s mostly follows the arrival rate, `inf` measures capacity")
+                    help=f"{len(QUICK_ARMS)} arms ({', '.join(QUICK_ARMS)}), 1 repeat, 24 requests: a pipeline check")
+    ap.add_argument("--repeats", type=int, help="repeats per arm (default: the preset's, --quick: 1)")
+    ap.add_argument("--arms", help=f"comma-separated subset of: {', '.join(presets.LONG_DOCS_ARMS)}")
+    ap.add_argument("--rate", help="only long_docs at this request rate (default: the preset's two arrival "
+                    "patterns, Poisson below capacity and a burst at capacity, from one server start)")
+    ap.add_argument("--allow-busy", action="store_true",
+                    help="run even if other processes keep the CPUs busy (the manifest marks it busy)")
     ap.add_argument("--out", type=Path, default=runner.DEFAULT_OUT, help="results root")
     ap.add_argument("--plot-only", type=Path, metavar="BENCH_DIR", help="re-plot a finished sweep")
     args = ap.parse_args(argv)
     if args.plot_only:
         sweep = write_outputs(args.plot_only)
     else:
-        points = QUICK_POINTS if args.quick else FULL_POINTS
-        if args.points:
-            unknown = [p for p in args.points.split(",") if p not in FULL_POINTS]
+        arms = QUICK_ARMS if args.quick else list(presets.LONG_DOCS_ARMS)
+        if args.arms:
+            arms = args.arms.split(",")
+            unknown = [a for a in arms if a not in presets.LONG_DOCS_ARMS]
             if unknown:
-                raise SystemExit(f"unknown point(s) {unknown}; known: {', '.join(FULL_POINTS)}")
-            points = {p: FULL_POINTS[p] for p in args.points.split(",")}
-        if "baseline" not in points:
-            points = {"baseline": FULL_POINTS["baseline"], **points}  # the bench's reference
-        repeats = args.repeats or (1 if args.quick else 3)
-        cfg = sweep_config(points, repeats, args.quick, args.rate)
-        print(f"[sweep] {len(points)} point(s) x {repeats} repeat(s): {', '.join(points)}", flush=True)
+                raise SystemExit(f"unknown arm(s) {unknown}; known: {', '.join(presets.LONG_DOCS_ARMS)}")
+        if "baseline" not in arms:
+            arms = ["baseline", *arms]  # the bench's reference
+        cfg = sweep_config(arms, args.repeats or (1 if args.quick else None), args.quick, args.rate)
+        cfg["machine_before"] = machine.sample_idle_machine()
+        cfg["busy_machine"] = machine.check_quiet(cfg["machine_before"], allow_busy=args.allow_busy)
+        print(f"[sweep] {len(arms)} arm(s) x {cfg['repeats']} repeat(s): {', '.join(arms)}", flush=True)
         final = runner.run_bench(cfg, args.out, argv=["python", "-m", "experiments.patch0002.sweep", *argv])
         sweep = write_outputs(final)
         args.plot_only = final
-    for p in sweep["points"]:
-        print(f"  {p['name']:>16}: {Y_METRIC} {p[Y_METRIC]:8.1f}  {X_METRIC} {p[X_METRIC]:8.1f}  (n={p['repeats']})")
+    for panel in sweep["panels"]:
+        print(f"  {panel['workload']} at rate {panel['request_rate']}:")
+        for p in panel["points"]:
+            print(f"  {p['name']:>28}: {Y_METRIC} {p[Y_METRIC]:8.1f}  {X_METRIC} {p[X_METRIC]:8.1f}  "
+                  f"{LOSS_METRIC} {p.get(LOSS_METRIC, float('nan')):8.1f}  (n={p['repeats']})")
     print(f"[sweep] {args.plot_only}/sweep.png")
     return 0
 
