@@ -100,7 +100,7 @@ def claims_table(summary: list[dict], metrics: tuple[str, ...] | None = None) ->
         if metrics and row["metric"] not in metrics:
             continue
         comparisons = [(v, "baseline", cmp) for v, cmp in row["vs_baseline"].items()]
-        comparisons += [(v, cmp["against"], cmp) for v, cmp in row.get("pairs", {}).items()]
+        comparisons += [(cmp.get("variant", v), cmp["against"], cmp) for v, cmp in row.get("pairs", {}).items()]
         for v, against, cmp in comparisons:
             b, s = row["variants"][against], row["variants"][v]
             label = v if against == "baseline" else f"{v} vs {against}"

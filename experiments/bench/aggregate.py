@@ -121,8 +121,9 @@ def verdict(delta: float | None, floor: float | None, sign: int,
 
 
 def summarize_runs(runs: list[dict], variant_defs: dict[str, dict], reference: str = "baseline",
-                   pairs: dict[str, str] | None = None) -> list[dict]:
-    """One row per (mode, workload, metric). `pairs` {variant: against} adds direct comparisons
+                   pairs: dict[str, str] | list[list[str]] | None = None) -> list[dict]:
+    """One row per (mode, workload, metric). `pairs` ({variant: against}, or a list of
+    [variant, against] when one variant is compared with several) adds direct comparisons
     besides the one with `reference` (e.g. patched-scopes against baseline-scopes), judged
     against the same A/A noise floor."""
     rows = [r for run in runs for r in metric_rows(run)]
@@ -151,11 +152,13 @@ def summarize_runs(runs: list[dict], variant_defs: dict[str, dict], reference: s
             comparisons[v] = {"delta": delta, "ci95": bootstrap_delta_ci(per_variant[reference]["values"], s["values"]),
                               "verdict": verdict(delta, floor, sign, per_variant[reference]["values"], s["values"])}
         paired = {}
-        for v, against in (pairs or {}).items():
+        pair_list = list(pairs.items()) if isinstance(pairs, dict) else [tuple(p) for p in pairs or ()]
+        for v, against in pair_list:
             if v in per_variant and against in per_variant and per_variant[against]["median"]:
                 a_med = per_variant[against]["median"]
                 delta = (per_variant[v]["median"] - a_med) / a_med
-                paired[v] = {"against": against, "delta": delta,
+                key = v if isinstance(pairs, dict) else f"{v} vs {against}"
+                paired[key] = {"variant": v, "against": against, "delta": delta,
                              "ci95": bootstrap_delta_ci(per_variant[against]["values"], per_variant[v]["values"]),
                              "verdict": verdict(delta, floor, sign, per_variant[against]["values"],
                                                 per_variant[v]["values"])}

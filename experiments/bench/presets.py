@@ -126,6 +126,9 @@ PRESETS: dict[str, dict] = {
         "workloads": {"long_docs": {}, "long_docs_burst": {}},
         "request_rate": {"long_docs": 4, "long_docs_burst": "inf"},
         "engine_args": LONG_DOCS_ENGINE_ARGS,
+        # The token cap against each alternative, not only against the untouched baseline.
+        "pairs": [["patched-token-cap", "baseline-threshold"], ["patched-token-cap", "baseline-threshold-adaptive"],
+                  ["patched-token-cap", "patched-count-cap"]],
     },
     "aa": {
         "description": "A/A: baseline against itself, to measure the noise floor directly",

@@ -28,7 +28,7 @@ def rows_for_table(summary: list[dict], reference: str = "baseline", headline_on
         if headline_only and row["metric"] not in HEADLINE:
             continue
         comparisons = [(v, reference, cmp) for v, cmp in row["vs_" + reference].items()]
-        comparisons += [(v, cmp["against"], cmp) for v, cmp in row.get("pairs", {}).items()]
+        comparisons += [(cmp.get("variant", v), cmp["against"], cmp) for v, cmp in row.get("pairs", {}).items()]
         for v, against, cmp in comparisons:
             ref, s = row["variants"][against], row["variants"][v]
             out.append([row["mode"], row["workload"], row["metric"],
