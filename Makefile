@@ -87,8 +87,8 @@ labs-week1: $(VENV)/.setup-stamp ## regenerate week-1 lab results, READMEs and t
 labs-week2: $(VENV)/.setup-stamp ## regenerate week-2 CPU results (GPU halves: make gpu-labs)
 	@for l in b1_gpu_structure b2_warp_divergence b3_memory_bandwidth_coalescing b4_streams_async_copy b5_launch_overhead_trace; do $(PY) -m experiments.foundations.$$l || exit 1; done
 
-gpu-labs: $(VENV)/.setup-stamp ## on an NVIDIA machine: the GPU half of every week-2 lab
-	@$(PY) -m experiments.foundations.b_common.run_gpu_labs
+gpu-labs: $(VENV)/.setup-stamp ## on an NVIDIA machine: the GPU half of every week-2 lab (`make gpu-labs --dry-run` anywhere: imports + would-run/skip check)
+	+@$(PY) -m experiments.foundations.b_common.run_gpu_labs $(if $(findstring n,$(firstword -$(MAKEFLAGS))),--dry-run)
 
 tiny-model: $(VENV)/.setup-stamp ## train models/tiny-llama-trained on stdlib sources (~8 min wall, 2 threads)
 	@$(PY) -m tools.train_tiny_model --max-minutes 8

@@ -71,6 +71,22 @@ def numba_cuda_skip_reason() -> str | None:
         return "numba.cuda was loaded as the CPU simulator in this process (NUMBA_ENABLE_CUDASIM=1)"
     if not _has_device(cuda):
         return "numba.cuda sees no GPU (install numba-cuda matching the driver, e.g. numba-cuda[cu12])"
+    return nvvm_skip_reason()
+
+
+def nvvm_skip_reason() -> str | None:
+    """None when numba can compile kernels (it needs libNVVM), else why not.
+
+    `is_available()` only says a driver and a device exist; compiling a @cuda.jit kernel also needs libNVVM,
+    which comes with the CUDA toolkit or the `nvidia-cuda-nvcc` wheel, not with the driver."""
+    try:
+        from numba.cuda.cudadrv import nvvm
+
+        if hasattr(nvvm, "is_available") and not nvvm.is_available():
+            return "numba.cuda finds no libNVVM (install the CUDA toolkit or cuda-nvcc / nvidia-cuda-nvcc)"
+        nvvm.NVVM()  # loads the library; raises with the reason when it cannot
+    except Exception as exc:  # noqa: BLE001 - any failure here means kernels cannot be compiled
+        return f"numba.cuda cannot load libNVVM: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
     return None
 
 

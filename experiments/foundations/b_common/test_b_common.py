@@ -41,3 +41,21 @@ def test_fmt_and_blocks():
     text = "a\n" + lab.BEGIN.format(name="x", module="m") + "\nold\n" + lab.END.format(name="x") + "\nb"
     new = lab.replace_block(text, "x", "m", "new")
     assert lab.generated_block(new, "x") == "new" and new.startswith("a\n") and new.endswith("\nb")
+
+
+@pytest.mark.slow
+def test_gpu_dry_run_imports_every_gpu_half():
+    """`make gpu-labs --dry-run` runs this: each GPU half imports, has its entry point, and runs or skips."""
+    from experiments.foundations.b_common import run_gpu_labs
+
+    assert run_gpu_labs.main(["--dry-run", "--labs", "b1_gpu_structure"]) == 0
+
+
+def test_nvvm_check_is_part_of_the_numba_skip():
+    from experiments.foundations.b_common import cuda_env
+
+    reason = cuda_env.numba_cuda_skip_reason()
+    if cuda_env.torch_cuda_skip_reason() is None and reason is None:
+        assert cuda_env.nvvm_skip_reason() is None
+    else:
+        assert isinstance(reason, str) and reason
