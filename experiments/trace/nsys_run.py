@@ -11,12 +11,16 @@
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
 
 import psutil
 
@@ -124,8 +128,48 @@ def kill_processes(procs: list[psutil.Process], grace_s: float = 5.0) -> list[in
     return pids
 
 
+SESSION_LOCK = Path(tempfile.gettempdir()) / "llm-infra-nsys.lock"
+# What nsys 2022.4 prints when a second profiling session starts while one runs (seen here).
+CONCURRENT_SESSION_ERROR = "[boost::errinfo_api_function_*] = sem_open"
+
+
+@contextlib.contextmanager
+def session_lock(timeout_s: float) -> Iterator[None]:
+    """One nsys session at a time on this machine: a second one that starts while another runs
+    fails in `sem_open` (seen with 2022.4 when two engineers' runs overlapped)."""
+    with open(SESSION_LOCK, "a") as fh:
+        deadline = time.time() + timeout_s
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.time() > deadline:
+                    raise TraceError(f"another nsys session held {SESSION_LOCK} for {timeout_s:.0f} s")
+                time.sleep(0.5)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def run_profiled(cmd: list[str], env: dict, log_path: Path, *, timeout_s: float,
-                 done_file: Path | None = None, straggler_grace_s: float = 15.0) -> dict:
+                 done_file: Path | None = None, straggler_grace_s: float = 15.0,
+                 lock_timeout_s: float = 900.0) -> dict:
+    """`run_once` under the machine-wide nsys session lock, retried once when nsys still hit
+    another session's semaphore (a session started outside this lock)."""
+    with session_lock(lock_timeout_s):
+        ran = run_once(cmd, env, log_path, timeout_s=timeout_s, done_file=done_file,
+                       straggler_grace_s=straggler_grace_s)
+        if ran["rc"] not in (0, None) and CONCURRENT_SESSION_ERROR in log_path.read_text(errors="replace"):
+            time.sleep(5)
+            ran = run_once(cmd, env, log_path, timeout_s=timeout_s, done_file=done_file,
+                           straggler_grace_s=straggler_grace_s)
+    return ran
+
+
+def run_once(cmd: list[str], env: dict, log_path: Path, *, timeout_s: float,
+             done_file: Path | None = None, straggler_grace_s: float = 15.0) -> dict:
     """Run `cmd` (an `nsys profile ...` line) to completion or timeout; nothing it started survives.
 
     nsys waits for every process its target started, and a program that ends with `os._exit`
