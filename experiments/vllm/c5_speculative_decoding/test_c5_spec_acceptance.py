@@ -82,3 +82,15 @@ def test_answer_words_follow_the_numbers():
     no_engine = copy.deepcopy(doc)
     del no_engine["results"]["engine"]
     assert "engine half was not run" in answer_markdown(no_engine)
+
+
+def test_phase_split_per_token_adds_up():
+    """phases.per_token_us on a made-up case: every timed phase, the rest of the step, the rest of the run."""
+    from experiments.vllm.c5_speculative_decoding import phases as P
+
+    ph = {k: {"s": 0.01, "cpu_s": 0.01, "calls": 10} for k in P.PHASES}
+    ph["execute_model"] = {"s": 0.07, "cpu_s": 0.07, "calls": 10}
+    ph["sample_tokens"] = {"s": 0.01, "cpu_s": 0.01, "calls": 10}
+    us = P.per_token_us({"output_tokens": 100, "wall_s": 0.1, "cpu_s": 0.1, "phases": ph})
+    assert us["_model_forward"] == 100.0 and abs(us["other in step"] - 200.0) < 1e-9
+    assert abs(us["outside steps"] - 200.0) < 1e-9 and abs(sum(us.values()) - 1000.0) < 1e-9
