@@ -21,7 +21,7 @@ from analysis import bench_results
 from experiments.bench.presets import PRESETS
 from experiments.bench.table import fmt
 from tools import pins
-from tools.patches import series_files
+from tools.patches import series_files, series_hash
 
 REFERENCE_ROOT = pins.REPO_ROOT / "results" / "reference"
 TRACE_ROOT = pins.REPO_ROOT / "nsys_traces"
@@ -30,7 +30,19 @@ ENGINE_CORE_SCOPE_PREFIXES = ("engine_core:", "schedule:", "block_pool:")
 OUT_DIR = pins.REPO_ROOT / "analysis" / "pr_draft"
 
 # Which bench presets are evidence for which patch (by patch number prefix).
-EVIDENCE = {"0001": ("overhead-0001", "default"), "0002": ("prefill-cap", "patch0002-sweep")}
+# 0002/0003: the long_docs comparison (documents several times the step budget), where the problem occurs;
+# the older prefill-cap / patch0002-sweep sets used prompts that fit one step and an earlier series.
+COMPARISON_PRESETS = ("long-docs-sweep", "long-docs")
+EVIDENCE = {"0001": ("overhead-0001", "default"), "0002": COMPARISON_PRESETS, "0003": COMPARISON_PRESETS}
+# The long-docs arms, in the order the comparison table lists them, and what each one is.
+ARMS = {
+    "baseline": "upstream defaults",
+    "baseline-threshold": "upstream `long_prefill_token_threshold`",
+    "baseline-threshold-adaptive": "upstream threshold, adaptive",
+    "patched-count-cap": "count cap (patch 0003, `max_long_partial_prefills`)",
+    "patched-token-cap": "token cap (patch 0002, `max_long_prefill_tokens_per_step`)",
+}
+COMPARISON_METRICS = ("short_p90_ttft_ms", "long_p90_ttft_ms", "output_throughput")
 FIELDS = ("Why", "What", "Metric it should move", "Upstream status", "Drop when")
 
 
@@ -128,11 +140,93 @@ def environment_block(manifest: dict) -> str:
             f"load average at start {m['loadavg_1m']}\n"
             f"- engine: {manifest['engine_dist']}=={manifest['engine_version']} (backend {manifest['backend']}), "
             f"torch {v.get('torch')}, Python {m['python']}\n"
-            f"- repo: git {p['git_sha']} (dirty: {p['git_dirty']}), patch series {manifest['series_hash']}\n"
+            f"- repo: git {p['git_sha']} (dirty: {p['git_dirty']}), patch series {manifest['series_hash']}"
+            f"{series_note(manifest['series_hash'])}\n"
             f"- model: `{rel(Path(manifest['config']['model'])) if manifest['config']['model'].startswith('/') else manifest['config']['model']}`, "
             f"engine args `{manifest['config']['engine_args']}`\n"
             f"- seed {manifest['seed']}, {manifest['repeats']} repeats, variants alternate (A B A B ...), "
             f"each run a fresh process; bench wall time {manifest.get('wall_s', 0):.0f} s\n")
+
+
+def series_note(recorded: str) -> str:
+    current = series_hash()
+    return "" if recorded == current else f" (an earlier revision of the series; current: {current})"
+
+
+def comparison_section(bench: Path) -> str:
+    """Every long-docs arm side by side per arrival pattern, and the question the series must answer:
+    does the token cap beat the threshold knob on short-request p90 TTFT at equal throughput?"""
+    manifest = bench_results.load_manifest(bench)
+    rows = {(r["workload"], r["metric"]): r for r in bench_results.summary(bench) if r["mode"] == "serve"}
+    rates = manifest["config"].get("request_rate") or {}
+    out = []
+    for workload in manifest["config"]["workloads"]:
+        if (workload, "short_p90_ttft_ms") not in rows:
+            continue
+        out += [f"**`{workload}` at {rates.get(workload, 'inf')} req/s** (median [min, max] over "
+                f"{manifest['repeats']} repeats; `{rel(bench)}`)", "",
+                "| arm | engine | " + " | ".join(COMPARISON_METRICS) + " |", "|---|---|" + "---|" * len(COMPARISON_METRICS)]
+        for arm, what in ARMS.items():
+            cells = []
+            for metric in COMPARISON_METRICS:
+                s = rows.get((workload, metric), {}).get("variants", {}).get(arm)
+                cells.append(f"{fmt(s['median'])} [{fmt(s['min'])}, {fmt(s['max'])}]" if s else "-")
+            if any(c != "-" for c in cells):
+                out.append(f"| {what} | {manifest['config']['variant_defs'][arm]['engine']} | " + " | ".join(cells) + " |")
+        out.append("")
+        out.append(target_verdict(rows, workload) + "\n")
+    return "\n".join(out)
+
+
+def target_verdict(rows: dict, workload: str, arm: str = "patched-token-cap",
+                   against: str = "baseline-threshold") -> str:
+    """The token cap vs the threshold knob on one workload, in the bench's own verdicts."""
+    def pair(metric):
+        return rows.get((workload, metric), {}).get("pairs", {}).get(f"{arm} vs {against}")
+    ttft, tput = pair("short_p90_ttft_ms"), pair("output_throughput")
+    if not ttft or not tput:
+        return f"Token cap vs threshold knob on `{workload}`: not measured in this set."
+    floor = rows[(workload, "short_p90_ttft_ms")]["noise_floor"]
+    floor_txt = "unknown" if floor is None else f"{floor * 100:.1f}%"
+    says = (f"short-request p90 TTFT {fmt(ttft['delta'], pct=True)} ({ttft['verdict']}; A/A floor {floor_txt}), "
+            f"output tokens/s {fmt(tput['delta'], pct=True)} ({tput['verdict']})")
+    if ttft["verdict"] == "better" and tput["verdict"] == "within noise":
+        return f"Token cap vs threshold knob on `{workload}`: **beats it** at equal throughput: {says}."
+    return (f"Token cap vs threshold knob on `{workload}`: **does not beat it beyond the noise floor at equal "
+            f"throughput** in this set: {says}.")
+
+
+GPU_REPRO_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
+
+
+def gpu_repro(bench: Path) -> str:
+    """The exact commands a maintainer runs on a GPU, built by the bench's own argument builders."""
+    from experiments.bench import serve
+
+    manifest = bench_results.load_manifest(bench)
+    cfg = {**manifest["config"], "model": GPU_REPRO_MODEL,
+           # the CPU-only settings go; the long-docs shape (step budget, context) stays
+           "engine_args": {k: v for k, v in manifest["config"]["engine_args"].items()
+                           if k in ("max_num_batched_tokens", "max_model_len")}}
+    lines = ["```bash", "# this repo: the workloads as vllm bench serve's custom JSONL (reads the pinned vLLM docs)",
+             "make source && python -m experiments.bench.workloads " + " ".join(cfg["workloads"]) + " --out wl", ""]
+    for arm in ARMS:
+        if arm in cfg["variant_defs"]:
+            lines.append(f"# {ARMS[arm]} ({cfg['variant_defs'][arm]['engine']} engine)")
+            lines.append("vllm " + " ".join(serve.server_args(cfg, arm, 8000)))
+    lines.append("")
+    for name in cfg["workloads"]:
+        meta = {"jsonl": f"wl/{name}.jsonl", "num_requests": manifest["config"]["workloads"][name].get(
+            "num_requests", _default_requests(name))}
+        lines.append("vllm " + " ".join(serve.client_args(cfg, name, meta, 8000, Path("out"))))
+    lines.append("```")
+    return "\n".join(lines)
+
+
+def _default_requests(name: str) -> int:
+    from experiments.bench import workloads
+
+    return workloads.make_spec(name).num_requests
 
 
 def baseline_engine_variants(manifest: dict) -> set[str]:
@@ -225,6 +319,42 @@ def trace_section(trace: Path, out: Path, patch: Path | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+NOT_YET_SHOWN = [
+    "- On a GPU: every figure here comes from the CPU build of vLLM 0.32.0 on 2 shared cores; "
+    "step times, capacity and the size of each effect will differ.",
+    "- With a real model: the model is the 7.9M-parameter Llama trained in this repo "
+    "(`models/tiny-llama-trained`).",
+    "- With cached long prompts (agentic traffic with high prefix-cache hit rates, raised in the review of "
+    "#57427): the token cap judges a prompt by its uncached tokens, the count cap by its prompt length. A unit "
+    "test pins the token cap's side (`test_prefix_cache_hit_counts_only_uncached_tokens`); no bench workload "
+    "here measures it.",
+    "- Beyond one engine: TP/PP/DP runs of the bench check function only (2 cores are not a cluster).",
+]
+
+
+def comparison_head(patch: Path, benches: list[Path]) -> list[str]:
+    """For the long-prefill patches: the side-by-side comparison, what it does not show, GPU commands."""
+    comparison = [b for b in benches  # the sweep's --quick sets too, when given explicitly
+                  if bench_results.load_manifest(b)["config"]["preset"].startswith(COMPARISON_PRESETS)]
+    if patch.name[:4] not in ("0002", "0003"):
+        return []
+    if not comparison:
+        return ["### Comparison with the upstream knob and the count cap", "",
+                "Not measured yet: run `python -m experiments.patch0002.sweep` (or `make bench PRESET=long-docs`).", ""]
+    newest = comparison[-1]
+    return ["### Comparison with the upstream knob and the count cap", "",
+            "Workload `long_docs`: documents of 2048-3584 tokens (windows of vLLM's own docs) among short "
+            "turns of 64-256 tokens, against a step budget of 512 tokens, so a document's prefill spans 4-7 "
+            "steps; Poisson arrivals below capacity and a burst of every request at once (at capacity), "
+            "served by one server start per arm and repeat.", "",
+            comparison_section(newest), "### Not yet shown", "", *NOT_YET_SHOWN, "",
+            "### Reproduce on a GPU", "",
+            f"The same arms and workloads with a real model (`{GPU_REPRO_MODEL}` as an example); on a GPU "
+            "the CPU rates are far below capacity: measure it with `--request-rate inf`, then run one rate "
+            "below it. Commands built by the bench's own argument builders from "
+            f"`{rel(newest)}/manifest.json`:", "", gpu_repro(newest), ""]
+
+
 def pr_draft(patch: Path, benches: list[Path], out: Path, trace: Path | None = None) -> str:
     msg = patch_message(patch)
     sections, claims, context = [], [], []
@@ -250,7 +380,7 @@ def pr_draft(patch: Path, benches: list[Path], out: Path, trace: Path | None = N
         f"# {msg['subject']}", "",
         "## Overview", "", msg.get("Why", ""), "", "**What this PR does**", "", msg.get("What", ""), "",
         "## Claims", "", f"Metric it should move: {msg.get('Metric it should move', 'not stated')}", "",
-        claim_text, "",
+        *comparison_head(patch, benches), claim_text, "",
         *(["Upstream knobs measured in the same benches on the unpatched engine (for comparison; not "
            "claims of this PR):", "", *(f"- {c}" for c in context), ""] if context else []),
         "A difference whose magnitude is not larger than the A/A noise floor (the largest relative difference "

@@ -206,3 +206,22 @@ def load_rows(dataset_dir: Path) -> list[dict]:
     from datasets import load_from_disk
 
     return load_from_disk(str(dataset_dir)).to_list()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write workloads as vllm bench serve's custom JSONL (plus the datasets dir), e.g. for a GPU run."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m experiments.bench.workloads", description=main.__doc__)
+    ap.add_argument("names", nargs="+", choices=sorted(SPECS))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args(argv)
+    for name in args.names:
+        meta = save(generate(make_spec(name), seed=args.seed), args.out)
+        print(f"workloads: {meta['jsonl']} ({meta['num_requests']} requests, fingerprint {meta['fingerprint']})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
