@@ -11,7 +11,7 @@ BENCH_ARGS ?=
 export PYTHONPATH := $(CURDIR)
 
 .PHONY: help setup source submodule check-versions apply-patches check-patches format-patches \
-        bench bench-smoke gpu-evidence test test-fast clean trace nsys report notebooks labs-week1 labs-week2 gpu-labs test-vllm-upstream tiny-model labs-week3 sim
+        bench bench-smoke gpu-evidence test test-fast clean trace nsys report notebooks labs-week1 labs-week2 gpu-labs docs docs-check test-vllm-upstream tiny-model labs-week3 sim
 
 help: ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -89,6 +89,12 @@ labs-week2: $(VENV)/.setup-stamp ## regenerate week-2 CPU results (GPU halves: m
 
 gpu-labs: $(VENV)/.setup-stamp ## on an NVIDIA machine: the GPU half of every week-2 lab (`make gpu-labs --dry-run` anywhere: imports + would-run/skip check)
 	+@$(PY) -m experiments.foundations.b_common.run_gpu_labs $(if $(findstring n,$(firstword -$(MAKEFLAGS))),--dry-run)
+
+docs: $(VENV)/.setup-stamp ## re-render every generated block of the lab READMEs and notes from the committed results
+	@$(PY) -m experiments.lab_docs
+
+docs-check: $(VENV)/.setup-stamp ## fail (naming the block) if any generated lab block differs from its render; writes nothing
+	@$(PY) -m experiments.lab_docs --check
 
 tiny-model: $(VENV)/.setup-stamp ## train models/tiny-llama-trained on stdlib sources (~8 min wall, 2 threads)
 	@$(PY) -m tools.train_tiny_model --max-minutes 8

@@ -7,10 +7,10 @@ it never overwrites a committed figure.
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+from experiments.common.docs import fill_blocks
 from experiments.common.provenance import REPO_ROOT
 
 
@@ -90,30 +90,9 @@ def machine_line(doc: dict) -> str:
             f"Python {m['python']}, git {sha}{dirty}, {prov['utc']}")
 
 
-GENERATED_NOTE = "<!-- generated from the result files; do not edit by hand -->"
-
-
-def _block_pattern(name: str) -> re.Pattern:
-    return re.compile(rf"<!-- BEGIN {re.escape(name)} -->\n(?:{re.escape(GENERATED_NOTE)}\n)?(.*?)\n?"
-                      rf"<!-- END {re.escape(name)} -->", re.S)
-
-
 def render_readme_block(readme: Path, name: str, markdown: str) -> None:
-    """Replace the text between `<!-- BEGIN name -->` and `<!-- END name -->` in readme."""
-    text = readme.read_text()
-    pattern = _block_pattern(name)
-    if not pattern.search(text):
-        raise ValueError(f"{readme}: markers for {name!r} not found")
-    block = f"<!-- BEGIN {name} -->\n{GENERATED_NOTE}\n{markdown.strip()}\n<!-- END {name} -->"
-    readme.write_text(pattern.sub(lambda _m: block, text))
-
-
-def readme_block(text: str, name: str) -> str:
-    """The generated body between `<!-- BEGIN name -->` and `<!-- END name -->` (what render_readme_block wrote)."""
-    found = _block_pattern(name).search(text)
-    if not found:
-        raise ValueError(f"markers for {name!r} not found")
-    return found.group(1)
+    """Replace the body of the generated block `name` in readme (experiments.common.docs markers)."""
+    readme.write_text(fill_blocks(readme.read_text(), {name: markdown}))
 
 
 def publish(args: argparse.Namespace, module_file: str, out: Path, result_name: str, measure: Callable[[], dict], *,

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import re
 import sys
 from pathlib import Path
 from typing import Sequence
 
+from experiments.common.docs import fill_blocks
 from experiments.common.provenance import REPO_ROOT
 from experiments.common.results import read_result, write_result
 
@@ -113,40 +113,10 @@ def skip(reason: str, what: str) -> None:
 
 
 # ---------------------------------------------------------------- README rendering
-BEGIN = "<!-- BEGIN GENERATED: {name} (python -m {module} --render-only) -->"
-END = "<!-- END GENERATED: {name} -->"
-
-
-def replace_block(text: str, name: str, module: str, body: str) -> str:
-    begin = BEGIN.format(name=name, module=module)
-    end = END.format(name=name)
-    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
-    if not pattern.search(text):
-        raise ValueError(f"README has no generated block {name!r}")
-    return pattern.sub(lambda _: f"{begin}\n{body.strip()}\n{end}", text)
-
-
 def render_readme(files: LabFiles, blocks: dict[str, str]) -> None:
-    text = files.readme.read_text()
-    for name, body in blocks.items():
-        text = replace_block(text, name, files.module, body)
-    files.readme.write_text(text)
+    """Write each block's body between its experiments.common.docs markers in the lab README."""
+    files.readme.write_text(fill_blocks(files.readme.read_text(), blocks))
     print(f"rendered {files.rel(files.readme)}")
-
-
-def generated_block(text: str, name: str) -> str:
-    m = re.search(
-        r"<!-- BEGIN GENERATED: "
-        + re.escape(name)
-        + r" .*?-->\n(.*?)\n<!-- END GENERATED: "
-        + re.escape(name)
-        + " -->",
-        text,
-        re.S,
-    )
-    if not m:
-        raise ValueError(f"no generated block {name!r}")
-    return m.group(1)
 
 
 def machine_line(doc: dict) -> str:

@@ -36,11 +36,8 @@ def test_runner_help():
     assert exc.value.code == 0
 
 
-def test_fmt_and_blocks():
+def test_fmt():
     assert lab.fmt(1234) == "1,234" and lab.fmt(0.012345) == "0.0123" and lab.fmt(None) == "n/a"
-    text = "a\n" + lab.BEGIN.format(name="x", module="m") + "\nold\n" + lab.END.format(name="x") + "\nb"
-    new = lab.replace_block(text, "x", "m", "new")
-    assert lab.generated_block(new, "x") == "new" and new.startswith("a\n") and new.endswith("\nb")
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
+from experiments.common.docs import find_blocks
 from experiments.foundations.b_common import lab
 
 
@@ -22,8 +23,8 @@ def assert_readme_matches_results(
     if src.exists():
         shutil.copytree(src, tmp_path / "results")
     files = lab.LabFiles(lab_dir, tmp_path)
-    text = files.readme.read_text()
+    committed = find_blocks(files.readme.read_text())
     for name, body in render(files).items():
-        assert lab.generated_block(text, name).strip() == body.strip(), (
+        assert committed.get(name, "").strip() == body.strip(), (
             f"{files.readme}: block {name!r} is stale; run python -m {files.module} --render-only"
         )
