@@ -154,3 +154,20 @@ def test_unreachable_server_port_is_named():
     finally:
         server.kill()
         server.wait()
+
+
+def test_offline_child_whose_engine_core_died_is_stopped_and_named(tmp_path):
+    """Seen with patch 0001 before its fix: EngineCore segfaulted, the frontend hung in clean-up."""
+    from experiments.bench import runner
+
+    log = tmp_path / "offline.log"
+    hung = ("import sys, time; print('WARNING [core_client.py:817] [shutdown] MPClient: engine core exited "
+            "unexpectedly; starting cleanup', flush=True); time.sleep(60)")
+    proc = processes.start([sys.executable, "-c", hung], processes.variant_env("baseline"), log)
+    try:
+        t0 = time.time()
+        with pytest.raises(RuntimeError, match="EngineCore process died during the offline run"):
+            runner.wait_offline_child(proc, log, timeout_s=30, grace_s=1)
+        assert time.time() - t0 < 15
+    finally:
+        processes.kill_tree(proc, grace_s=1)

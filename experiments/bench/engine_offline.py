@@ -71,8 +71,9 @@ def shutdown_engine(llm) -> list[int]:
         llm.llm_engine.engine_core.shutdown(timeout=30)
     except Exception as exc:  # report, then make sure below
         print(f"engine shutdown raised {type(exc).__name__}: {exc}", flush=True)
+    # What may remain is multiprocessing's resource tracker, which only exits with this process.
     children = me.children(recursive=True)
-    _, alive = psutil.wait_procs(children, timeout=10)
+    _, alive = psutil.wait_procs(children, timeout=2)
     for p in alive:
         try:
             p.kill()

@@ -95,11 +95,13 @@ def offline_run(cfg: dict, variant: str, wl_meta: dict, run_dir: Path) -> dict:
     write_json_atomic(cfg_path, run_cfg)
     out_path = run_dir / "offline-result.json"
     env = processes.variant_env(vdef["engine"], vdef["env"])
+    # vLLM waits 5 s for workers to exit by themselves before SIGTERM; the CPU workers never do.
+    env.setdefault("VLLM_WORKER_SHUTDOWN_TIMEOUT_SECONDS", "1")
     proc = processes.start([sys.executable, "-m", "experiments.bench.engine_offline", str(cfg_path), str(out_path)],
                            env, run_dir / "offline.log")
     try:
         with processes.TreeMemorySampler(proc.pid) as mem, processes.GpuMemorySampler(proc.pid) as gpu:
-            rc = proc.wait(timeout=1800)
+            rc = wait_offline_child(proc, run_dir / "offline.log", timeout_s=1800)
     finally:
         processes.kill_tree(proc, grace_s=5)
     if rc != 0 or not out_path.exists():
@@ -109,6 +111,30 @@ def offline_run(cfg: dict, variant: str, wl_meta: dict, run_dir: Path) -> dict:
     result["peak_rss_bytes"] = mem.peak_bytes
     result.update(gpu.result())
     return result
+
+
+# What vLLM's frontend logs when its EngineCore process died; the frontend can then hang in
+# clean-up (seen: a segfault at profiler stop left it waiting), so the bench stops it.
+ENGINE_DEAD_MARKERS = ("engine core exited unexpectedly", "EngineCore encountered a fatal error",
+                       "Segfault encountered")
+
+
+def wait_offline_child(proc, log_path: Path, timeout_s: float, grace_s: float = 15.0) -> int:
+    """Exit code of the offline child; fails fast, naming the cause, if its EngineCore died."""
+    deadline, dead_since = time.time() + timeout_s, None
+    while time.time() < deadline:
+        rc = proc.poll()
+        if rc is not None:
+            return rc
+        if dead_since is None and any(m in log_path.read_text(errors="replace")[-20000:]
+                                      for m in ENGINE_DEAD_MARKERS):
+            dead_since = time.time()
+        if dead_since is not None and time.time() - dead_since > grace_s:
+            tail = log_path.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"the EngineCore process died during the offline run and the frontend did not "
+                               f"exit within {grace_s:.0f} s; log tail:\n{tail}")
+        time.sleep(0.5)
+    raise RuntimeError(f"offline run did not finish within {timeout_s:.0f} s; see {log_path}")
 
 
 def gate_statement(runs: list[dict]) -> str:
