@@ -63,9 +63,39 @@ def request_path_note_page() -> Page:
     return Page(note.NOTE, render)
 
 
+VLLM_LABS = REPO_ROOT / "experiments" / "vllm"
+# c-lab page -> (module with readme_blocks(doc, *result paths), result files; the first is the doc)
+C_LABS = {
+    "c1_prefill_decode_batching": [("report", ["results/prefill_decode_cpu.json"])],
+    "c2_paged_kv_cache": [("report", ["results/paged_kv_cpu.json", "results/paged_kv_trace_cpu.json"])],
+    "c3_mixed_scheduling": [("report", ["results/mixed_scheduling_cpu.json"]),
+                            ("saturating", ["results/saturating_cpu.json"])],
+    # c4 renders from its GPU result when a GPU run committed one, else from the CPU one (as its main() does)
+    "c4_attention_graphs_quant": [("lab", ["results/attention_quant_gpu.json|results/attention_quant_cpu.json"])],
+    "c5_speculative_decoding": [("spec_decoding", ["results/spec_decoding_cpu.json"])],
+}
+
+
+def c_lab_page(name: str) -> Page:
+    folder = VLLM_LABS / name
+
+    def existing(spec: str) -> Path:
+        return next((folder / f for f in spec.split("|") if (folder / f).exists()), folder / spec.split("|")[-1])
+
+    def render() -> dict[str, str]:
+        blocks: dict[str, str] = {}
+        for module, files in C_LABS[name]:
+            paths = [existing(f) for f in files]
+            fn = importlib.import_module(f"experiments.vllm.{name}.{module}").readme_blocks
+            blocks.update(fn(read_result(paths[0]), *(str(p.relative_to(REPO_ROOT)) for p in paths)))
+        return blocks
+
+    return Page(folder / "README.md", render)
+
+
 def pages() -> list[Page]:
     return ([a_lab_page(n) for n in A_LABS] + [request_path_note_page()]
-            + [b_lab_page(n, m) for n, m in B_LABS.items()])
+            + [b_lab_page(n, m) for n, m in B_LABS.items()] + [c_lab_page(n) for n in C_LABS])
 
 
 def main(argv: list[str] | None = None) -> int:

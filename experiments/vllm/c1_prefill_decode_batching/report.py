@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments.common.docs import fill_blocks
+
 MS = 1e3
 
 
@@ -176,8 +178,7 @@ def results_section(doc: dict, rel: str) -> list[str]:
     fl = res["foreign_load"]
     mdl = res["model"]
     fit = res["fits"]
-    L = ["<!-- BEGIN GENERATED: results (python -m experiments.vllm.c1_prefill_decode_batching --render-only) -->",
-         f"Machine: {_machine_line(doc)}; 1-min load {doc['provenance']['machine']['loadavg_1m']:.1f} at the start. "
+    L = [         f"Machine: {_machine_line(doc)}; 1-min load {doc['provenance']['machine']['loadavg_1m']:.1f} at the start. "
          f"The 2 cores are shared with other jobs: over the {fl['engine_phases_wall_s']:.0f} s of engine work other "
          f"processes used {fl['mean_cores']:.2f} cores on average (worst phase of >= 1 s: "
          f"{fl['max_cores_long_phases']:.2f}), from /proc/stat. "
@@ -255,7 +256,7 @@ def results_section(doc: dict, rel: str) -> list[str]:
           f"x{sim['predicted_time_speedup']:.2f} when each simulated step is priced with the decode fit above "
           "(a step with fewer sequences is cheaper, so the waves' idle slots cost less than whole steps; prefill "
           "work, the same in both, is left out).", "",
-          f"Data: `{rel}`.", "<!-- END GENERATED: results -->"]
+          f"Data: `{rel}`."]
     return L
 
 
@@ -284,8 +285,7 @@ def answer_section(doc: dict) -> list[str]:
                      else "is a small part of")
     pc = res["model"]["params"]
     per_seq_compute = 2 * (pc["layer_matmul"] + pc["lm_head_matmul"]) / cu["flops"]
-    L = ["<!-- BEGIN GENERATED: answer (python -m experiments.vllm.c1_prefill_decode_batching --render-only) -->",
-         f"**A decode step buys one token per sequence for the price of a whole pass over the model.** Here one "
+    L = [         f"**A decode step buys one token per sequence for the price of a whole pass over the model.** Here one "
          f"prefill step turned {big['prompt_tokens']} prompt tokens into KV cache in {_ms(big['step_s']['median'])} ms "
          f"({big['us_per_token']:.0f} us per token); one decode step at batch 1 took {_ms(b1['step_s']['median'])} ms for "
          f"a single token, {per_token_ratio:.0f}x more per token. Every output token needs its own step, and the steps "
@@ -345,23 +345,17 @@ def answer_section(doc: dict) -> list[str]:
          "of a real model (GBs) no longer fit in cache, and a decode step sits near the HBM roofline: time per step "
          "~ (weights + KV) / bandwidth, flat in batch size until the KV reads or the compute catch up. Decode stays "
          "the bottleneck for the same reason, low arithmetic intensity, but the numbers above are CPU numbers and "
-         "none of them is a GPU measurement.",
-         "<!-- END GENERATED: answer -->"]
+         "none of them is a GPU measurement."]
     return L
 
 
-def _replace(text: str, tag: str, lines: list[str]) -> str:
-    start = text.index(f"<!-- BEGIN GENERATED: {tag}")
-    end_marker = f"<!-- END GENERATED: {tag} -->"
-    end = text.index(end_marker) + len(end_marker)
-    return text[:start] + "\n".join(lines) + text[end:]
+def readme_blocks(doc: dict, rel: str) -> dict[str, str]:
+    """The README's generated blocks (experiments.common.docs markers) from the result file."""
+    return {"results": "\n".join(results_section(doc, rel)), "answer": "\n".join(answer_section(doc))}
 
 
 def render_readme(doc: dict, readme: Path, rel: str) -> None:
-    text = readme.read_text()
-    text = _replace(text, "results", results_section(doc, rel))
-    text = _replace(text, "answer", answer_section(doc))
-    readme.write_text(text)
+    readme.write_text(fill_blocks(readme.read_text(), readme_blocks(doc, rel)))
 
 
 def summary_lines(doc: dict) -> list[str]:

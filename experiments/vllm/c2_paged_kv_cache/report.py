@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments.common.docs import fill_blocks
 from experiments.vllm.c2_paged_kv_cache import blockmap as B
 
 GROUP_CMAPS = {"A": "Reds", "B": "Blues", "C": "Greens", "x": "Purples"}
@@ -156,13 +157,6 @@ def plot_memory(doc: dict, trace_doc: dict, path: Path, source: str) -> None:
 
 # ---------------------------------------------------------------- README
 
-def _replace(text: str, tag: str, body: list[str]) -> str:
-    start, end = f"<!-- BEGIN GENERATED {tag}", f"<!-- END GENERATED {tag} -->"
-    i, j = text.index(start), text.index(end) + len(end)
-    header = f"{start}: (python -m experiments.vllm.c2_paged_kv_cache --render-only) -->"
-    return text[:i] + "\n".join([header, *body, end]) + text[j:]
-
-
 def results_section(doc: dict, rel: str, trel: str) -> list[str]:
     res, prov = doc["results"], doc["provenance"]
     m, kv, eng, p, v = prov["machine"], res["kv"], res["engine"], res["paged"], res["validation"]
@@ -312,8 +306,10 @@ def sweep_sentence(res: dict) -> list[str]:
             f"({' / '.join(str(s['paged']['preemptions']) for s in sw)})."]
 
 
+def readme_blocks(doc: dict, rel: str, trel: str) -> dict[str, str]:
+    """The README's generated blocks (experiments.common.docs markers) from the result files."""
+    return {"RESULTS": "\n".join(results_section(doc, rel, trel)), "ANSWER": "\n".join(answer_section(doc))}
+
+
 def render_readme(doc: dict, readme: Path, rel: str, trel: str) -> None:
-    text = readme.read_text()
-    text = _replace(text, "RESULTS", results_section(doc, rel, trel))
-    text = _replace(text, "ANSWER", answer_section(doc))
-    readme.write_text(text)
+    readme.write_text(fill_blocks(readme.read_text(), readme_blocks(doc, rel, trel)))

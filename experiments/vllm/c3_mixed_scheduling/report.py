@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from experiments.common.docs import fill_blocks
 from experiments.vllm.c3_mixed_scheduling import timeline as T
 
 COLORS = {"long_prefill": "tab:red", "short_prefill": "tab:blue", "decode": "0.6"}
@@ -153,13 +154,6 @@ def fmt(a: dict, digits: int = 0, pct: bool = False) -> str:
     return f"{f(a['median'])} [{f(a['min'])}-{f(a['max'])}]"
 
 
-def replace_block(text: str, tag: str, body: list[str], module: str = "experiments.vllm.c3_mixed_scheduling") -> str:
-    start_marker, end_marker = f"<!-- BEGIN GENERATED {tag}", f"<!-- END GENERATED {tag} -->"
-    start, end = text.index(start_marker), text.index(end_marker) + len(end_marker)
-    head = f"{start_marker}: (python -m {module} --render-only) -->"
-    return text[:start] + "\n".join([head, *body, end_marker]) + text[end:]
-
-
 def results_lines(doc: dict, result_rel: str) -> list[str]:
     res, prov = doc["results"], doc["provenance"]
     m = prov["machine"]
@@ -231,7 +225,11 @@ def results_lines(doc: dict, result_rel: str) -> list[str]:
 def render_readme(doc: dict, readme: Path, result_rel: str) -> None:
     from experiments.vllm.c3_mixed_scheduling.answer import answer_lines
 
-    text = readme.read_text()
-    text = replace_block(text, "RESULTS", results_lines(doc, result_rel))
-    text = replace_block(text, "ANSWER", answer_lines(doc))
-    readme.write_text(text)
+    readme.write_text(fill_blocks(readme.read_text(), readme_blocks(doc, result_rel)))
+
+
+def readme_blocks(doc: dict, result_rel: str) -> dict[str, str]:
+    """The main run's generated blocks (experiments.common.docs markers); the saturating sweep has its own."""
+    from experiments.vllm.c3_mixed_scheduling.answer import answer_lines
+
+    return {"RESULTS": "\n".join(results_lines(doc, result_rel)), "ANSWER": "\n".join(answer_lines(doc))}

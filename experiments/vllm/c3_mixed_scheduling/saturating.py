@@ -23,7 +23,8 @@ from pathlib import Path
 from experiments.common.plots import plt, save_figure
 from experiments.common.results import read_result, write_result
 from experiments.vllm.c3_mixed_scheduling import lab
-from experiments.vllm.c3_mixed_scheduling.report import fmt, replace_block
+from experiments.common.docs import fill_blocks
+from experiments.vllm.c3_mixed_scheduling.report import fmt
 from experiments.vllm.c3_mixed_scheduling.workload import MODEL_DIR, build_requests, to_jsonable
 
 BENCHMARK_VERSION = 1
@@ -117,9 +118,12 @@ def block_lines(doc: dict, result_rel: str) -> list[str]:
     return L
 
 
+def readme_blocks(doc: dict, result_rel: str) -> dict[str, str]:
+    return {"SATURATING": "\n".join(block_lines(doc, result_rel))}
+
+
 def render_readme(doc: dict, readme: Path, result_rel: str) -> None:
-    readme.write_text(replace_block(readme.read_text(), "SATURATING", block_lines(doc, result_rel),
-                                    module="experiments.vllm.c3_mixed_scheduling.saturating"))
+    readme.write_text(fill_blocks(readme.read_text(), readme_blocks(doc, result_rel)))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments.common.docs import fill_blocks
 from experiments.common.results import read_result, write_result
 from experiments.vllm.c4_attention_graphs_quant import cuda_graphs, quant_int8
 from experiments.vllm.c4_attention_graphs_quant import tiled_attention as T
@@ -309,11 +310,11 @@ def answer_markdown(doc: dict) -> str:
     return "\n\n".join([p1, p2, p3])
 
 
-def render(doc: dict, readme: Path, rel: str) -> None:
+def readme_blocks(doc: dict, rel: str) -> dict[str, str]:
+    """The README's generated block (experiments.common.docs markers): tables, then the Answer."""
     res, prov = doc["results"], doc["provenance"]
     m = prov["machine"]
-    L = ["<!-- BEGIN GENERATED: (python -m experiments.vllm.c4_attention_graphs_quant --render-only) -->",
-         "![HBM traffic](plots/attention_hbm_traffic.png)", "",
+    L = ["![HBM traffic](plots/attention_hbm_traffic.png)", "",
          "Tiled (online softmax) vs reference, fp64:", "",
          "| N | d | B_q | B_k | causal | max abs error | counted elements | formula |", "|---|---|---|---|---|---|---|---|"]
     for r in res["correctness"]:
@@ -349,10 +350,12 @@ def render(doc: dict, readme: Path, rel: str) -> None:
           f"{g['device']}: eager {sorted(g['eager_us_per_step'])[2]:.1f} us/step vs graph replay "
           f"{sorted(g['graph_us_per_step'])[2]:.1f} us/step (x{g['speedup_median']:.1f}), {g['kernels_per_step']} kernels/step (profiler count)."),
           "", f"Machine: {m['cpu_model']}, {m['cpu_count']} cores, GPU: {m.get('gpu_model')}; torch {prov['versions']['torch']}. Data: `{rel}`.",
-          "", "## Answer", answer_markdown(doc), "<!-- END GENERATED -->"]
-    text = readme.read_text()
-    a, b = text.index("<!-- BEGIN GENERATED"), text.index("<!-- END GENERATED -->") + len("<!-- END GENERATED -->")
-    readme.write_text(text[:a] + "\n".join(L) + text[b:])
+          "", "## Answer", answer_markdown(doc)]
+    return {"results": "\n".join(L)}
+
+
+def render(doc: dict, readme: Path, rel: str) -> None:
+    readme.write_text(fill_blocks(readme.read_text(), readme_blocks(doc, rel)))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""The c4 README's Answer is generated (README = render of the JSON: tests/test_vllm_lab_readmes.py)."""
+"""The c4 README's Answer is generated (README = render of the JSON: tests/test_lab_docs.py)."""
 from __future__ import annotations
 
 import copy
@@ -6,7 +6,7 @@ import copy
 from experiments.common.results import read_result
 from experiments.vllm.c4_attention_graphs_quant import lab
 
-BEGIN, END = "<!-- BEGIN GENERATED", "<!-- END GENERATED -->"
+BEGIN, END = "<!-- BEGIN GENERATED results -->", "<!-- END GENERATED results -->"
 
 
 def test_answer_lives_inside_the_generated_block():

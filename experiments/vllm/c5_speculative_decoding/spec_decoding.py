@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments.common.docs import fill_blocks
 from experiments.common.readme import wrap_paragraph
 from experiments.common.results import read_result, write_result
 from experiments.vllm.c5_speculative_decoding import acceptance as A
@@ -372,12 +373,12 @@ def answer_markdown(doc: dict) -> str:
     return head + "\n" + wrap_paragraph(p1, 118) + "\n\n" + wrap_paragraph(p2, 118)
 
 
-def render_readme(doc: dict, readme: Path, result_rel: str) -> None:
+def readme_blocks(doc: dict, result_rel: str) -> dict[str, str]:
+    """The README's generated block (experiments.common.docs markers): tables, then the Answer."""
     res = doc["results"]
     prov = doc["provenance"]
     m = prov["machine"]
-    lines = [f"<!-- BEGIN GENERATED: (python -m experiments.vllm.c5_speculative_decoding --render-only) -->",
-             "![acceptance model](plots/acceptance_model.png)", "",
+    lines = ["![acceptance model](plots/acceptance_model.png)", "",
              f"Monte Carlo ({res['model']['mc_steps']:,} steps per point) vs the closed form, largest gap in standard errors: "
              f"{max(abs(r['mc_mean'] - r['expected_tokens']) / max(r['mc_stderr'], 1e-12) for r in res['model']['curves'] if r['mc_stderr'] > 0):.1f}.",
              "", "Best k (1..16) by the model, verify cost 1 target forward:", "",
@@ -409,10 +410,12 @@ def render_readme(doc: dict, readme: Path, result_rel: str) -> None:
                   f"{eng['startup_s']['base']:.0f} s without, {eng['startup_s']['spec']:.0f} s with speculation."]
     else:
         lines += ["", "Engine half not run in this result file."]
-    lines += ["", f"Data: `{result_rel}`.", "", answer_markdown(doc), "<!-- END GENERATED -->"]
-    text = readme.read_text()
-    start, end = text.index("<!-- BEGIN GENERATED"), text.index("<!-- END GENERATED -->") + len("<!-- END GENERATED -->")
-    readme.write_text(text[:start] + "\n".join(lines) + text[end:])
+    lines += ["", f"Data: `{result_rel}`.", "", answer_markdown(doc)]
+    return {"results": "\n".join(lines)}
+
+
+def render_readme(doc: dict, readme: Path, result_rel: str) -> None:
+    readme.write_text(fill_blocks(readme.read_text(), readme_blocks(doc, result_rel)))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -53,11 +53,11 @@ def _committed_doc():
 
 
 def test_answer_lives_inside_the_generated_block():
-    """The Answer is generated (README = render of the JSON: tests/test_vllm_lab_readmes.py), not hand-written."""
+    """The Answer is generated (README = render of the JSON: tests/test_lab_docs.py), not hand-written."""
     from experiments.vllm.c5_speculative_decoding.spec_decoding import LAB_DIR
 
     committed = (LAB_DIR / "README.md").read_text()
-    begin, end = committed.index("<!-- BEGIN GENERATED"), committed.index("<!-- END GENERATED -->")
+    begin, end = committed.index("<!-- BEGIN GENERATED results -->"), committed.index("<!-- END GENERATED results -->")
     generated, outside = committed[begin:end], committed[:begin] + committed[end:]
     assert "## Answer" in generated
     assert "## Answer" not in outside, "the Answer must be generated (inside the GENERATED block), not hand-written"
