@@ -7,7 +7,8 @@
     benches              simulated benches (bench layout, 5 arrival seeds) of the validation points
     project              the same points on an H100 / H200 roofline (modeled, not measured)
     speed                wall time of one 256-request simulation and of a 30-point sweep
-    calibrate            CPU cost: record real engine steps (2 engine starts) and fit the cost model
+    calibrate            CPU cost: record real engine steps (2 engine starts) and fit the cost model;
+                         `--points cap512` re-records only that point (after the patch series changed)
     real-runs            CPU cost: real `vllm serve` runs of the validation points (~15 min)
 
 Outputs go to results/reference/sim/ (README there). Every simulated figure carries
@@ -143,8 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out
     if args.command == "calibrate":
         from experiments.sim import calibrate
-        cm = calibrate.calibrate()
-        print(f"[sim calibrate] {json.dumps(cm.fit['held_out'])}")
+        points = rest[rest.index("--points") + 1].split(",") if "--points" in rest else calibrate.RECORDED_POINTS
+        cm = calibrate.calibrate(points)
+        print(f"[sim calibrate] recorded {', '.join(points)}" +
+              (f"; held-out error {json.dumps(cm.fit['held_out'])}" if cm else ""))
         return 0
     if args.command == "real-runs":
         from experiments.sim import real_runs

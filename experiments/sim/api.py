@@ -73,6 +73,13 @@ def make_job(variant, engine_args: dict | None, workload: str, rate, seed: int, 
             "burstiness": burstiness, "cost_model": cost_model, "stall_steps": stall_steps}
 
 
+def engine_series(engine: str) -> str | None:
+    """Patch series hash build/vllm-patched was built from (None for the baseline engine): the lead
+    rebuilds it as the series changes, so every simulated and recorded result names the one it ran."""
+    stamp = pins.PATCHED_ENGINE_DIR / ".llm-infra-series"
+    return stamp.read_text().split()[0] if engine == "patched" and stamp.exists() else None
+
+
 def _run_child(engine: str, env_extra: dict, jobs: list[dict], log_dir: Path) -> list[dict]:
     env = processes.variant_env(engine, env_extra)
     env["VLLM_LOGGING_LEVEL"] = "ERROR"
@@ -108,6 +115,7 @@ def run_jobs(jobs: list[dict]) -> list[dict]:
                     raise SimInputError(f"simulation of {j['variant']} on {j['workload']['name']} "
                                         f"(rate {j['rate']}, seed {j['seed']}) failed: {out['error']}")
                 out["process_wall_s"] = wall
+                out["series"] = engine_series(engine)
                 out["process_jobs"] = len(idx)
                 results[i] = out
     for job, out in zip(jobs, results):
@@ -115,11 +123,17 @@ def run_jobs(jobs: list[dict]) -> list[dict]:
     return results
 
 
+def long_threshold(spec: dict) -> int | None:
+    """Prompt length splitting short from long requests: the bench's own rule (workloads.long_threshold,
+    being added with long_docs), or the rule serve.py used before it for mixed_long_short."""
+    if hasattr(workloads, "long_threshold"):
+        return workloads.long_threshold(spec)
+    return (spec["long_words"] + spec["short_words"]) // 2 if "long_words" in spec else None
+
+
 def run_summary(job: dict, out: dict) -> dict:
     """What the bench keeps of a `vllm bench serve` JSON (its own summarize_bench_json), plus the label."""
-    spec = job["workload"]["spec"]
-    threshold = (spec["long_words"] + spec["short_words"]) // 2 if "long_words" in spec else None  # as serve.py
-    summary = serve.summarize_bench_json(out["bench_serve"], threshold)
+    summary = serve.summarize_bench_json(out["bench_serve"], long_threshold(job["workload"]["spec"]))
     summary["request_rate"] = job["rate"]
     summary["simulated"] = out["label"]
     return summary

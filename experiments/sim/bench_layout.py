@@ -47,7 +47,8 @@ def run_records(cfg: dict) -> list[tuple[str, dict, dict]]:
     runs: dict[tuple[int, str], dict] = {}
     for (rep, variant, wl), job, res in zip(keys, jobs, results):
         run = runs.setdefault((rep, variant), {"workloads": {}, "files": {}, "kv": 0.0, "label": res["label"],
-                                               "scheduler": res["scheduler"], "seed": job["seed"]})
+                                               "scheduler": res["scheduler"], "seed": job["seed"],
+                                               "series": res["series"]})
         run["workloads"][wl] = res["summary"]
         run["files"][wl] = (res["bench_serve"], res["steps"])
         run["kv"] = max([run["kv"]] + [s["kv_usage"] for s in res["steps"]])
@@ -57,6 +58,7 @@ def run_records(cfg: dict) -> list[tuple[str, dict, dict]]:
         record = {"index": i, "variant": variant, "repeat": rep, "mode": "serve", "workload": None,
                   "engine": cfg["variant_defs"][variant]["engine"], "simulated": run["label"],
                   "result": {"mode": "serve", "simulated": run["label"], "arrival_seed": run["seed"],
+                             "patch_series": run["series"],
                              "scheduler": run["scheduler"], "workloads": run["workloads"],
                              "kv_cache_usage_max": run["kv"]}}
         out.append((name, record, run["files"]))

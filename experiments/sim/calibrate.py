@@ -3,10 +3,11 @@
 One real engine start per recorded variant (`experiments.sim.recorder`, the
 bench's variant environment): a small workload drawn from the bench workloads
 (short chat turns, long documents, shared-prefix requests), arriving at fixed
-engine steps. The baseline run's step timings fit `LinearStepCost` (every 5th
-step held out, its error recorded); each run's per-step scheduling decisions
-are kept so the simulator can be checked step by step against them
-(`experiments.sim.decisions`). Outputs in results/reference/sim/calibration/:
+engine steps. The baseline workload runs 7 times (same decisions each time) and
+a step's time is its fastest pass (shared cores only ever stretch a step); those
+timings fit `LinearStepCost` (every 5th step held out, its error recorded). Each
+run's per-step scheduling decisions are kept so the simulator can be checked
+step by step against them (`experiments.sim.decisions`). Outputs in results/reference/sim/calibration/:
     recorded-<point>.json   steps (decisions, features, wall time), scheduler config, machine, load
     cost_model.json         the fitted model with its train and held-out error
     cost_model.png          predicted vs measured step time
@@ -35,6 +36,7 @@ from tools import pins
 RECORD_ENGINE_ARGS = {**api.BASE_ENGINE_ARGS, "max_num_batched_tokens": 2048, "max_num_seqs": 128,
                       "enable_prefix_caching": True}
 RECORDED_POINTS = ("baseline", "cap512")
+TIMED_PASSES = 7  # the baseline recording is timed: 7 passes, the fastest per step
 
 
 def recorded_rows(model: str, seed: int = 0) -> list[dict]:
@@ -52,9 +54,10 @@ def recorded_rows(model: str, seed: int = 0) -> list[dict]:
     return rows
 
 
-def record(point: str, rows: list[dict], model: str, out: Path) -> dict:
+def record(point: str, rows: list[dict], model: str, out: Path, passes: int = 1) -> dict:
     vdef = VALIDATION_POINTS[point]
     job = {"model": model, "engine_args": {**RECORD_ENGINE_ARGS, **vdef["engine_args"]}, "rows": rows,
+           "passes": passes,
            "warmup_prompts": [rows[0]["prompt_token_ids"][:64], [1] + [500] * 1500]}
     with tempfile.TemporaryDirectory(prefix="sim-rec-") as tmp:
         job_path, out_path = Path(tmp) / "job.json", Path(tmp) / "out.json"
@@ -70,7 +73,8 @@ def record(point: str, rows: list[dict], model: str, out: Path) -> dict:
         if rc != 0 or not out_path.exists():
             raise RuntimeError(f"recorder for {point} failed (rc={rc}):\n{log.read_text(errors='replace')[-3000:]}")
         result = json.loads(out_path.read_text())
-    record_ = {"point": point, "variant": vdef, "model": Path(model).name, "engine_args": job["engine_args"],
+    record_ = {"point": point, "variant": vdef, "series": api.engine_series(vdef["engine"]),
+               "model": Path(model).name, "engine_args": job["engine_args"],
                "rows": rows, "loadavg_1m_before": load_before, "loadavg_1m_after": load_after,
                "provenance": provenance(argv=["python", "-m", "experiments.sim", "calibrate"]), **result}
     write_json_atomic(out, record_, compact=True)
@@ -81,7 +85,8 @@ def fit(recorded: dict) -> LinearStepCost:
     steps = recorded["steps"]
     model = LinearStepCost.fit_steps("cpu", steps, [s["step_s"] for s in steps],
                                      source=f"results/reference/sim/calibration/recorded-{recorded['point']}.json")
-    model.fit["target"] = "step_s: wall time of EngineCore.step (schedule + forward + sample + update)"
+    model.fit["target"] = ("step_s: wall time of EngineCore.step (schedule + forward + sample + update), "
+                           f"fastest of {len(recorded['passes'])} passes of the same workload")
     model.fit["machine"] = recorded["provenance"]["machine"]
     model.fit["loadavg_1m_before_after"] = [recorded["loadavg_1m_before"], recorded["loadavg_1m_after"]]
     model.fit["torch_threads"] = recorded["torch_threads"]
@@ -109,9 +114,17 @@ def plot_fit(model: LinearStepCost, steps: list[dict], path: Path) -> None:
     save_figure(fig, path, source="results/reference/sim/calibration/cost_model.json")
 
 
-def calibrate(points=RECORDED_POINTS, model: str = presets.EMBEDDED_MODEL) -> LinearStepCost:
+def calibrate(points=RECORDED_POINTS, model: str = presets.EMBEDDED_MODEL) -> LinearStepCost | None:
+    """Record `points`; refit the cost model when the baseline is among them (re-recording only a
+    patched point, after the series changed, leaves the fit alone)."""
+    unknown = [p for p in points if p not in VALIDATION_POINTS]
+    if unknown:
+        raise SystemExit(f"unknown point(s) {unknown}; known: {', '.join(VALIDATION_POINTS)}")
     rows = recorded_rows(model)
-    recorded = {p: record(p, rows, model, CALIBRATION_DIR / f"recorded-{p}.json") for p in points}
+    recorded = {p: record(p, rows, model, CALIBRATION_DIR / f"recorded-{p}.json",
+                          passes=TIMED_PASSES if p == "baseline" else 1) for p in points}
+    if "baseline" not in recorded:
+        return None
     cm = fit(recorded["baseline"])
     write_json_atomic(CPU_MODEL_PATH, cm.to_json())
     plot_fit(cm, recorded["baseline"]["steps"], CALIBRATION_DIR / "cost_model.png")

@@ -10,7 +10,7 @@ requests' progress before the step):
 
 Three kinds, each with a label that goes into every result:
   * `LinearStepCost` *calibrated*: seconds = overhead + a*prefill_tokens + b*decode_seqs
-    + c*context_tokens, least squares on real per-step timings (CPU engine:
+    + c*context_tokens, non-negative least squares on real per-step timings (CPU engine:
     `experiments.sim.calibrate`; a GPU: `from_csv` on rows of
     (prefill_tokens, decode_seqs, context_tokens, seconds), e.g. `make gpu-evidence` output);
     held-out error recorded with the fit.
@@ -49,11 +49,29 @@ def step_features(num_scheduled: dict[str, int], computed_before: dict[str, int]
 
 
 def _lstsq(rows: list[dict], ys: list[float]) -> list[float]:
+    """Least squares with no negative coefficient (no step gets cheaper with more work): the best fit
+    over every subset of the features whose unconstrained solution is all >= 0 (3 features: 8 fits)."""
+    from itertools import combinations
+
     import numpy as np
 
     x = np.array([[1.0, *(r[f] for f in FEATURES)] for r in rows], dtype=float)
-    coef, *_ = np.linalg.lstsq(x, np.array(ys, dtype=float), rcond=None)
-    return [float(c) for c in coef]
+    y = np.array(ys, dtype=float)
+    best = None
+    for k in range(len(FEATURES) + 1):
+        for subset in combinations(range(1, len(FEATURES) + 1), k):
+            cols = [0, *subset]
+            c, *_ = np.linalg.lstsq(x[:, cols], y, rcond=None)
+            if (c < 0).any():
+                continue
+            sse = float(((x[:, cols] @ c - y) ** 2).sum())
+            if best is None or sse < best[0]:
+                full = np.zeros(len(FEATURES) + 1)
+                full[cols] = c
+                best = (sse, full)
+    if best is None:
+        raise SimInputError("no non-negative linear fit exists for these step timings")
+    return [float(c) for c in best[1]]
 
 
 def relative_errors(predicted: list[float], actual: list[float]) -> dict:

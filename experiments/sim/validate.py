@@ -20,13 +20,13 @@ METRICS = ("median_ttft_ms", "p90_ttft_ms", "median_tpot_ms", "output_throughput
 TOLERANCE = 0.10
 
 
-def real_values(bench_dir: Path) -> dict:
-    """{(variant, workload, metric): [values over repeats]} from a real bench's run records."""
+def run_values(bench_dir: Path, metrics=METRICS) -> dict:
+    """{(variant, workload, metric): [values over repeats]} from a bench's run records (real or simulated)."""
     out: dict = {}
     for path in sorted((bench_dir / "runs").glob("*.json")):
         run = json.loads(path.read_text())
         for wl, res in run["result"]["workloads"].items():
-            for m in METRICS:
+            for m in metrics:
                 if res.get(m) is not None:
                     out.setdefault((run["variant"], wl, m), []).append(float(res[m]))
     return out
@@ -52,7 +52,7 @@ def compare_bench(bench_dir: Path, cost_model: str = "cpu") -> dict:
     if manifest.get("status") != "complete":
         raise SystemExit(f"{bench_dir}: status {manifest.get('status')!r}, not complete")
     cfg = manifest["config"]
-    real = real_values(bench_dir)
+    real = run_values(bench_dir)
     jobs, keys = [], []
     for variant, vdef in cfg["variant_defs"].items():
         for wl, overrides in cfg["workloads"].items():
@@ -62,6 +62,8 @@ def compare_bench(bench_dir: Path, cost_model: str = "cpu") -> dict:
     sims = api.run_jobs(jobs)
     rows = []
     for (variant, wl), sim in zip(keys, sims):
+        # a patched point is only comparable when both sides ran the same patch series
+        same_series = sim["series"] is None or sim["series"] == manifest["series_hash"]
         for m in METRICS:
             vals = real.get((variant, wl, m))
             if not vals or sim["summary"].get(m) is None:
@@ -74,8 +76,9 @@ def compare_bench(bench_dir: Path, cost_model: str = "cpu") -> dict:
             rows.append({"point": variant, "workload": wl, "rate": str(cfg["request_rate"][wl]), "metric": m,
                          "real_median": med, "real_min": min(vals), "real_max": max(vals), "real_runs": len(vals),
                          "real_spread": spread, "sim": s, "error": err, "allowed": allowed,
-                         "within": err is not None and abs(err) <= allowed})
+                         "within": err is not None and abs(err) <= allowed, "same_series": same_series})
     return {"real_bench": bench_dir.name, "cost_model": cost_model, "label": sims[0]["label"],
+            "real_series": manifest["series_hash"], "sim_series": sorted({s["series"] for s in sims if s["series"]}),
             "real_machine": manifest["provenance"]["machine"], "arrivals": arrival_check(bench_dir, cfg),
             "rows": rows}
 
