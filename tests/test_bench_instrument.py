@@ -132,6 +132,12 @@ def test_bad_distributed_arguments_are_refused_with_the_cause(kwargs, match):
 def test_missing_ray_is_named(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(SystemExit, match="Ray is not installed"):
+        distributed.engine_args(str(pins.REPO_ROOT / "models" / "tiny-llama"), tp=2, backend="ray",
+                                platform="cuda")
+
+
+def test_ray_on_the_cpu_platform_is_refused_with_vllms_reason():
+    with pytest.raises(SystemExit, match="not supported by vLLM 0.32.0's CPU platform"):
         distributed.engine_args(str(pins.REPO_ROOT / "models" / "tiny-llama"), tp=2, backend="ray")
 
 

@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         dist_args = distributed.engine_args(
             model, tp=args.tp, pp=args.pp, dp=args.dp, backend=args.distributed_backend, nnodes=args.nnodes,
-            node_rank=args.node_rank, master_addr=args.master_addr, master_port=args.master_port)
+            node_rank=args.node_rank, master_addr=args.master_addr, master_port=args.master_port,
+            platform=detect_backend())
     except SystemExit as exc:
         print(f"[bench] refused: {exc}", file=sys.stderr)
         return 2

@@ -47,8 +47,9 @@ def check_reachable(addr: str, port: int, timeout_s: float = 5.0) -> None:
 
 def engine_args(model: str, *, tp: int = 1, pp: int = 1, dp: int = 1, backend: str | None = None,
                 nnodes: int = 1, node_rank: int = 0, master_addr: str | None = None,
-                master_port: int | None = None) -> dict:
-    """Validated vLLM engine arguments for a distributed run ({} for the single-process default)."""
+                master_port: int | None = None, platform: str = "cpu") -> dict:
+    """Validated vLLM engine arguments for a distributed run ({} for the single-process default).
+    `platform`: the bench backend (cpu|cuda) the engine runs on."""
     for name, value in (("TP", tp), ("PP", pp), ("DP", dp), ("nnodes", nnodes)):
         if value < 1:
             raise SystemExit(f"{name} must be >= 1, got {value}")
@@ -67,6 +68,12 @@ def engine_args(model: str, *, tp: int = 1, pp: int = 1, dp: int = 1, backend: s
             raise SystemExit("--nnodes > 1 needs --master-addr (the address of node rank 0)")
         if not 0 <= node_rank < nnodes:
             raise SystemExit(f"--node-rank must be in [0, {nnodes}), got {node_rank}")
+    if backend == "ray" and platform == "cpu":
+        # vLLM 0.32.0: CpuPlatform keeps the empty default `ray_device_key`; the Ray executor places
+        # each worker on a Ray resource of that name (vllm/v1/executor/ray_utils.py checks it).
+        raise SystemExit("DISTRIBUTED_BACKEND=ray is not supported by vLLM 0.32.0's CPU platform (it declares "
+                         "no Ray device, `ray_device_key` is empty, so the Ray executor cannot place its "
+                         "workers): use DISTRIBUTED_BACKEND=mp on CPU, Ray on GPU nodes")
     if backend == "ray":
         check_ray()
     args: dict = {}
