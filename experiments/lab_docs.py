@@ -36,7 +36,7 @@ def a_lab_page(name: str) -> Page:
         doc = read_result(folder / "results" / lab.RESULT_NAME)
         return {f"{name.split('_', 1)[0]}-results": lab.readme_tables(doc)}
 
-    return Page(folder / "README.md", render)
+    return Page(folder / "README.md", render, sources=tuple(sorted((folder / "results").glob("*.json"))))
 
 
 def b_lab_page(name: str, module: str) -> Page:
@@ -51,7 +51,9 @@ def b_lab_page(name: str, module: str) -> Page:
                 shutil.copytree(folder / "results", Path(tmp) / "results")
             return lab.render(LabFiles(folder, Path(tmp)))
 
-    return Page(folder / "README.md", render)
+    # the b-labs' prose may also quote the cited spec sheet (b_common/specs.py)
+    return Page(folder / "README.md", render, sources=(*sorted((folder / "results").glob("*.json")),
+                                                        FOUNDATIONS / "b_common" / "specs.py"))
 
 
 def request_path_note_page() -> Page:
@@ -60,7 +62,7 @@ def request_path_note_page() -> Page:
     def render() -> dict[str, str]:
         return {"request-path-figures": note.render({k: read_result(p) for k, p in note.FILES.items()})}
 
-    return Page(note.NOTE, render)
+    return Page(note.NOTE, render, sources=tuple(note.FILES.values()))
 
 
 VLLM_LABS = REPO_ROOT / "experiments" / "vllm"
@@ -90,7 +92,9 @@ def c_lab_page(name: str) -> Page:
             blocks.update(fn(read_result(paths[0]), *(str(p.relative_to(REPO_ROOT)) for p in paths)))
         return blocks
 
-    return Page(folder / "README.md", render)
+    # c-lab prose may quote the cited GPU spec sheet too (b_common/specs.py)
+    return Page(folder / "README.md", render, sources=(*sorted((folder / "results").glob("*.json")),
+                                                        FOUNDATIONS / "b_common" / "specs.py"))
 
 
 def pages() -> list[Page]:

@@ -23,6 +23,21 @@ def test_generated_blocks_equal_their_render(name):
         assert committed[block] == body.strip("\n"), f"{name}: block {block!r} is stale; run make docs"
 
 
+@pytest.mark.parametrize("name", sorted(PAGES))
+def test_prose_quotes_only_figures_its_results_hold(name):
+    """Answers are written by hand; every decimal figure they quote must be in a block or a result file of the page."""
+    assert docs.unbacked_figures(PAGES[name]) == [], f"{name}: figures in prose that no result file holds"
+
+
+def test_unbacked_figure_is_caught(tmp_path):
+    result = tmp_path / "r.json"
+    result.write_text('{"p50_ms": 4.01}')
+    page_file = tmp_path / "README.md"
+    page_file.write_text("p50 was 4.01 ms, p99 7.5 ms\n<!-- BEGIN GENERATED t -->\n| 2.5 |\n<!-- END GENERATED t -->\n"
+                         "```\nlog 9.9\n```\nsee 2.5\n")
+    assert docs.unbacked_figures(docs.Page(page_file, dict, sources=(result,))) == ["7.5"]
+
+
 def test_find_and_fill_blocks():
     text = "intro\n<!-- BEGIN GENERATED t -->\nold\n<!-- END GENERATED t -->\nprose 1.5\n"
     assert docs.find_blocks(text) == {"t": "old"}

@@ -12,7 +12,9 @@ blocks is written by hand; what is between the markers is never edited by hand.
 - `find_blocks(text)`: {name: body} of every block in a text.
 - `fill_blocks(text, bodies)`: the text with each named block's body replaced.
 - `run(pages, check=...)`: render every page's blocks and write them, or with
-  check=True write nothing and report every block that differs from its render.
+  check=True write nothing and report every block that differs from its render
+  and every decimal figure in the hand-written prose that neither a block nor a
+  result file of the page holds (`unbacked_figures`).
   A page is a file plus a function returning {block name: body}; the labs'
   pages are listed in `experiments.lab_docs`, and another package (analysis/)
   can call `run` with its own list.
@@ -70,9 +72,31 @@ def fill_blocks(text: str, bodies: dict[str, str]) -> str:
 
 @dataclass(frozen=True)
 class Page:
-    """A hand-written file with generated blocks and the function that renders them from result files."""
+    """A hand-written file with generated blocks and the function that renders them from result files.
+
+    `sources`: the result files (and cited spec tables) the page's prose may quote figures from."""
     path: Path
     render: Callable[[], dict[str, str]]
+    sources: tuple[Path, ...] = ()
+
+
+_DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+(?![\w.])")
+_FENCE = re.compile(r"^```.*?^```", re.S | re.M)
+
+
+def prose_of(text: str) -> str:
+    """The hand-written part of a page: everything outside generated blocks and code fences."""
+    return _FENCE.sub("", _BLOCK.sub("", text))
+
+
+def unbacked_figures(page: Page) -> list[str]:
+    """Decimal figures quoted in the page's prose that appear neither in its generated blocks nor in its sources.
+
+    Prose is written by hand; a figure it quotes must be one a result file (or a block rendered from one)
+    holds, as written. Integers are not checked (counts of things, list positions, years)."""
+    text = page.path.read_text()
+    backing = "\n".join([*find_blocks(text).values(), *(p.read_text() for p in page.sources if p.exists())])
+    return sorted({f for f in _DECIMAL.findall(prose_of(text)) if f not in backing})
 
 
 def stale_blocks(page: Page) -> list[str]:
@@ -88,8 +112,9 @@ def run(pages: Iterable[Page], *, check: bool = False, root: Path | None = None,
     for page in pages:
         shown = page.path.relative_to(root) if root else page.path
         if check:
-            names = stale_blocks(page)
-            stale += [f"{shown}: {n}" for n in names]
+            stale += [f"{shown}: block {n} differs from its render" for n in stale_blocks(page)]
+            stale += [f"{shown}: prose quotes {f}, which no block or result file of the page holds"
+                      for f in unbacked_figures(page)]
             continue
         text = page.path.read_text()
         new = fill_blocks(text, page.render())
@@ -97,6 +122,7 @@ def run(pages: Iterable[Page], *, check: bool = False, root: Path | None = None,
             page.path.write_text(new)
             log(f"rendered {shown}")
     if stale:
-        log("stale generated blocks (run `make docs`):\n  " + "\n  ".join(stale))
+        log("docs check failed (stale blocks: run `make docs`; unbacked figures: fix the prose):\n  "
+            + "\n  ".join(stale))
         return 1
     return 0
