@@ -69,11 +69,12 @@ def engine_args(model: str, *, tp: int = 1, pp: int = 1, dp: int = 1, backend: s
         if not 0 <= node_rank < nnodes:
             raise SystemExit(f"--node-rank must be in [0, {nnodes}), got {node_rank}")
     if backend == "ray" and platform == "cpu":
-        # vLLM 0.32.0: CpuPlatform keeps the empty default `ray_device_key`; the Ray executor places
-        # each worker on a Ray resource of that name (vllm/v1/executor/ray_utils.py checks it).
+        # vLLM 0.32.0: CpuPlatform keeps the empty default `ray_device_key`. Tried here with Ray 2.60.0
+        # (local head on loopback, started fine): EngineCore failed with "ValueError: current
+        # platform cpu does not support ray." (vllm/v1/executor/ray_utils.py).
         raise SystemExit("DISTRIBUTED_BACKEND=ray is not supported by vLLM 0.32.0's CPU platform (it declares "
-                         "no Ray device, `ray_device_key` is empty, so the Ray executor cannot place its "
-                         "workers): use DISTRIBUTED_BACKEND=mp on CPU, Ray on GPU nodes")
+                         "no Ray device, `ray_device_key` is empty; its EngineCore fails with 'current "
+                         "platform cpu does not support ray.'): use DISTRIBUTED_BACKEND=mp on CPU, Ray on GPU nodes")
     if backend == "ray":
         check_ray()
     args: dict = {}
