@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
 
 from experiments.foundations.b5_launch_overhead_trace import chrome_trace as CT
+from experiments.foundations.b5_launch_overhead_trace import nsys_cpu
 from experiments.foundations.b5_launch_overhead_trace import trace as T
 from experiments.foundations.b5_launch_overhead_trace.tiny_model import TinyConfig, make_model, make_tokens
 from experiments.foundations.b_common.cuda_env import torch_cuda_skip_reason
@@ -73,16 +75,56 @@ def test_tiny_ops_cost_more_than_one_batched_op():
     assert r["ratio"] > 3  # observed ~100x+; only the direction matters
 
 
-def test_nsys_csv_parsing():
-    csv = (
-        "some banner line\n"
-        "Start (ns),Duration (ns),CorrId,Name\n"
-        "1000,500,1,kernel_a\n2000,500,2,kernel_b\n2600,100,3,[CUDA memcpy HtoD]\n3500,500,4,kernel_c\n"
-    )
-    r = T.kernel_gaps_from_nsys_csv(csv)
-    assert r["kernels"] == 3
-    assert r["gaps_us"]["min"] == pytest.approx(0.5) and r["gaps_us"]["max"] == pytest.approx(1.0)
-    assert r["busy_fraction"] == pytest.approx(1500 / 3000)
+def test_kernel_gaps_are_taken_inside_the_nvtx_ranges(tmp_path):
+    """On the synthetic export (CUDA tables a CPU trace cannot hold): only kernels launched inside a range count."""
+    from analysis import nsys_sqlite, synthetic_nsys as S
+
+    path = S.write_export(tmp_path / "s.sqlite", steps=3, jitter=False)["path"]
+    r = T.kernel_gaps_in_ranges(nsys_sqlite.kernels_with_launch(path), nsys_sqlite.nvtx_ranges(path),
+                                prefix="gpu_model_runner: forward")
+    assert [x["kernels"] for x in r["ranges"]] == [S.KERNELS_PER_STEP] * 3
+    slots = S.kernel_slots()
+    gap = (slots[1][1] - slots[0][1]) - slots[0][2]  # stride minus duration, in us
+    assert all(x["gaps_us"]["median"] == pytest.approx(gap) for x in r["ranges"])
+    assert r["ranges"][0]["busy_fraction"] == pytest.approx(
+        S.KERNELS_PER_STEP * slots[0][2] / (slots[-1][1] + slots[-1][2] - slots[0][1]))
+    # a range that launches nothing (the sampling scope launches no kernel here) reports 0 kernels, no gaps
+    none = T.kernel_gaps_in_ranges(nsys_sqlite.kernels_with_launch(path), nsys_sqlite.nvtx_ranges(path),
+                                   prefix="gpu_model_runner: bookkeep")
+    assert all(x["kernels"] == 0 and "gaps_us" not in x for x in none["ranges"])
+
+
+def test_nsys_cpu_analysis_of_nested_ranges():
+    import pandas as pd
+
+    rows = []
+    for name in nsys_cpu.PATHS:
+        for i, t in enumerate((0, 1000)):
+            base = t + (0 if name == "small_ops" else 5000)
+            rows += [(f"{name} forward[{i}]", base, base + 900), ("embed", base + 10, base + 50),
+                     ("layer[0]", base + 60, base + 400), ("layer[1]", base + 410, base + 850),
+                     ("head", base + 850, base + 890)]
+    ranges = pd.DataFrame(rows, columns=["name", "ts_us", "end_us"]).assign(pid=1, tid=1)
+    ranges["dur_us"] = ranges["end_us"] - ranges["ts_us"]
+    a = nsys_cpu.analyse(ranges)
+    f = a["small_ops"]["forwards"][0]
+    assert f["children"] == 4 and f["gaps_between_children_us"] == [10, 10, 0]
+    assert f["white_space_us"] == pytest.approx(900 - 40 - 340 - 440 - 40)
+    assert a["fused"]["gap_between_forwards_us"]["median"] == pytest.approx(100)
+    ranges.loc[ranges["name"] == "small_ops forward[1]", ["end_us", "dur_us"]] = [1950, 950]
+    rows_ = nsys_cpu.median_forward_rows(ranges)  # of two: the shorter
+    assert rows_["small_ops"][0] == {"name": "small_ops forward[0]", "start_us": 0.0, "dur_us": 900.0}
+
+
+@pytest.mark.skipif(shutil.which("nsys") is None,
+                    reason="nsys not installed (`make nsys` installs Debian's nsight-systems as root)")
+def test_real_nsys_capture_of_the_cpu_forwards(tmp_path):
+    from analysis import nsys_sqlite
+
+    rep, sqlite = nsys_cpu.capture(tmp_path)
+    names = set(nsys_sqlite.nvtx_ranges(sqlite)["name"])
+    assert {f"{p} forward[{nsys_cpu.N_FORWARDS - 1}]" for p in nsys_cpu.PATHS} <= names
+    assert {"embed", "head"} | {f"layer[{j}]" for j in range(TinyConfig().n_layers)} <= names
 
 
 @pytest.mark.slow

@@ -25,6 +25,7 @@ from experiments.common.results import write_json_atomic
 from experiments.common.stats import summarize
 from experiments.common.timing import time_repeats
 from experiments.foundations.b5_launch_overhead_trace import chrome_trace as CT
+from experiments.foundations.b5_launch_overhead_trace import nsys_cpu
 from experiments.foundations.b5_launch_overhead_trace.tiny_model import TinyConfig, make_model, make_tokens
 from experiments.foundations.b_common import lab
 from experiments.foundations.b_common.cuda_env import time_cuda_ms, torch_cuda_skip_reason
@@ -32,6 +33,8 @@ from experiments.foundations.b_common.cuda_env import time_cuda_ms, torch_cuda_s
 LAB_DIR = Path(__file__).resolve().parent
 BENCHMARK_VERSION = 1
 MAX_TRACE_BYTES = 1_000_000
+# Committed next to the plots, made by nsys_ui_screenshot (a screen grab, not drawn from results).
+SCREENSHOT = LAB_DIR / "plots" / "cpu_nsys_ui_screenshot.png"
 # A torch.compile'd model keeps settling for a few calls after its first (compile) call:
 # with 2 warm-ups its median was twice its settled time here, so every variant gets 20.
 WARMUP = 20
@@ -99,8 +102,11 @@ def time_forwards(cfg: TinyConfig, variants: dict, repeats: int, device: str = "
     with torch.inference_mode():
         ref = variants["many small ops (eager)"](tokens)
         for name, model in variants.items():
+            sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+            sync()  # nothing queued before the clock starts
             t0 = time.perf_counter()
             y = model(tokens)  # first call: compiles when torch.compile'd
+            sync()  # on a GPU the call returns once its kernels are queued, not done
             first_s = time.perf_counter() - t0
             err = float((y - ref).abs().max())
             if device == "cuda":
@@ -232,69 +238,48 @@ def cuda_graph_vs_eager(cfg: TinyConfig, repeats: int) -> dict:
 
 
 def nsys_capture(files: lab.LabFiles, quick: bool) -> dict:
-    """Run the GPU workload under nsys and keep only the kernel summary (the .nsys-rep is not committed)."""
+    """The GPU workload under nsys; kernel gaps inside each NVTX `forward[i]` range (the .nsys-rep is not kept)."""
+    from analysis import nsys_sqlite
+    from experiments.trace import nsys_run
+
     nsys = shutil.which("nsys")
     if not nsys:
         return {"skipped": "nsys not on PATH (it ships with the CUDA toolkit / Nsight Systems)"}
     with tempfile.TemporaryDirectory() as tmp:
-        rep = Path(tmp) / "b5"
-        cmd = [
-            nsys,
-            "profile",
-            "--trace=cuda,nvtx,osrt",
-            "--force-overwrite=true",
-            "-o",
-            str(rep),
-            sys.executable,
-            "-m",
-            "experiments.foundations.b5_launch_overhead_trace",
-            "--nsys-workload",
-        ]
-        run = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-        if run.returncode != 0:
-            return {"skipped": f"nsys profile failed: {run.stderr.strip().splitlines()[-1:]}"}
-        stats = subprocess.run(
-            [
-                nsys,
-                "stats",
-                "--report",
-                "cuda_gpu_trace",
-                "--format",
-                "csv",
-                "--output",
-                "-",
-                f"{rep}.nsys-rep",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        return {
-            "command": " ".join(cmd[:-3] + ["python -m ... --nsys-workload"]),
-            **kernel_gaps_from_nsys_csv(stats.stdout),
-        }
+        base, log = Path(tmp) / "b5", Path(tmp) / "nsys.log"
+        cmd = [nsys, "profile", "--trace=cuda,nvtx,osrt", "--force-overwrite=true", "-o", str(base),
+               sys.executable, "-m", "experiments.foundations.b5_launch_overhead_trace", "--nsys-workload"]
+        ran = nsys_run.run_profiled(cmd, dict(os.environ), log, timeout_s=600)
+        if ran["rc"] != 0:
+            return {"skipped": f"nsys profile failed (rc={ran['rc']}): {log.read_text(errors='replace')[-300:]}"}
+        try:
+            sqlite = nsys_run.export_sqlite(nsys_run.import_report(base, log), log)
+            nsys_run.check_nvtx(sqlite)
+        except nsys_run.TraceError as exc:
+            return {"skipped": str(exc)}
+        ranges = nsys_sqlite.nvtx_ranges(sqlite)
+        kernels = nsys_sqlite.kernels_with_launch(sqlite)
+    return {"command": " ".join(cmd[:-3] + ["python -m ... --nsys-workload"]),
+            **kernel_gaps_in_ranges(kernels, ranges, prefix="forward[")}
 
 
-def kernel_gaps_from_nsys_csv(text: str) -> dict:
-    """Gaps between consecutive GPU kernels from `nsys stats --report cuda_gpu_trace --format csv`."""
-    import csv
-    import io
+def kernel_gaps_in_ranges(kernels, ranges, *, prefix: str) -> dict:
+    """Per NVTX range named `prefix...`: the kernels launched inside it (launch call within the range),
+    gaps between consecutive ones, busy fraction of their span. Warm-up kernels outside stay out."""
+    import numpy as np
 
-    lines = text[text.find("Start (ns)") :] if "Start (ns)" in text else ""
-    rows = [r for r in csv.DictReader(io.StringIO(lines)) if r.get("Start (ns)")]
-    kernels = sorted(
-        (
-            (float(r["Start (ns)"]), float(r["Duration (ns)"]))
-            for r in rows
-            if "memcpy" not in r.get("Name", "").lower() and "memset" not in r.get("Name", "").lower()
-        )
-    )
-    if len(kernels) < 2:
-        return {"kernels": len(kernels)}
-    gaps = [max(0.0, b[0] - (a[0] + a[1])) / 1e3 for a, b in zip(kernels, kernels[1:])]
-    busy = sum(d for _, d in kernels)
-    span = kernels[-1][0] + kernels[-1][1] - kernels[0][0]
-    return {"kernels": len(kernels), "gaps_us": summarize(gaps), "busy_fraction": busy / span}
+    per_range = []
+    for _, r in ranges[ranges["name"].str.startswith(prefix)].sort_values("ts_us").iterrows():
+        launched = (kernels["launch_start_ns"] >= r["start_ns"]) & (kernels["launch_start_ns"] <= r["end_ns"])
+        k = kernels[launched].sort_values("ts_us")
+        if len(k) < 2:
+            per_range.append({"range": r["name"], "kernels": int(len(k))})
+            continue
+        gaps = np.clip(k["ts_us"].to_numpy()[1:] - k["end_us"].to_numpy()[:-1], 0, None).tolist()
+        span = float(k["end_us"].max() - k["ts_us"].min())
+        per_range.append({"range": r["name"], "kernels": int(len(k)), "gaps_us": summarize(gaps),
+                          "busy_fraction": float(k["dur_us"].sum()) / span if span > 0 else None})
+    return {"ranges": per_range}
 
 
 def nsys_workload() -> int:
@@ -416,8 +401,96 @@ def _trace_rows(traces: dict) -> list[list]:
     return rows
 
 
+def _nsys_gpu_lines(nsys: dict) -> str:
+    if "ranges" not in nsys:
+        return f"nsys: not captured ({nsys.get('skipped', 'no ranges')})."
+    rows = [[r["range"], r["kernels"], r.get("busy_fraction") or "n/a",
+             lab.spread(r["gaps_us"]) if r.get("gaps_us") else "n/a"] for r in nsys["ranges"]]
+    return ("nsys (`" + nsys["command"] + "`), kernels launched inside each NVTX range:\n\n"
+            + lab.md_table(["NVTX range", "kernels", "GPU busy fraction", "kernel gap us"], rows))
+
+
+def render_nsys_cpu(files: lab.LabFiles) -> str:
+    """The nsys trace of the CPU forwards: timeline drawn from the export, per-path table."""
+    doc = files.read("cpu_nsys_trace")
+    if not doc:
+        return ("nsys trace: not yet recorded; run `python -m experiments.foundations.b5_launch_overhead_trace "
+                "--nsys-cpu` where nsys is installed (`make nsys`).")
+    r = doc["results"]
+    src = files.rel(files.result_path("cpu_nsys_trace"))
+    nsys_cpu.plot_timeline(r["median_forward_ranges"], files.plot_path("cpu_nsys_timeline"), r["report"])
+    rows = [[name, lab.spread(p["forward_us"], 1e-3), lab.spread(p["layer_us"], 1e-3),
+             lab.spread(p["white_space_us"]), p["white_space_fraction"],
+             lab.spread(p["gap_between_forwards_us"]) if p["gap_between_forwards_us"] else "n/a"]
+            for name, p in r["paths"].items()]
+    return "\n".join([
+        "![nsys timeline of the median forward of each path](plots/cpu_nsys_timeline.png)", "",
+        f"The picture is drawn from the SQLite export of `{r['report']}` (Nsight Systems {r['nsys_version']}, "
+        f"{r['nvtx_ranges']} NVTX ranges; open the report in `nsys-ui` for the full timeline with OS-runtime rows).",
+        "",
+        lab.md_table(["path", "ms / forward median (min-max, n)", "ms / layer", "white space in a forward us",
+                      "white space fraction", "gap between forwards us"], rows),
+        "", "White space = time inside a `forward[i]` range that no `embed` / `layer[j]` / `head` range covers.",
+        *(["", "![nsys-ui timeline](plots/cpu_nsys_ui_screenshot.png)", "",
+           "The same report in `nsys-ui` itself (Nsight Systems 2022.4 under Xvfb with Mesa's software OpenGL, "
+           "made by `python -m experiments.foundations.b5_launch_overhead_trace.nsys_ui_screenshot`), zoomed to "
+           "the stretch holding the forwards: the NVTX row holds every `forward[i]` range with its layer ranges "
+           "beneath; the grey bar on the left is start-up (imports, weights) with its OS-runtime calls. The "
+           "drawn picture above is one forward of each path, from the export."]
+          if SCREENSHOT.exists() else []),
+        "", lab.machine_line(doc) + f" Source: `{src}`.",
+    ])
+
+
+def render_answer(files: lab.LabFiles) -> str | None:
+    """The figures the answer argues from, computed from the result files (nothing typed in)."""
+    import statistics
+
+    doc = files.read("cpu_launch_overhead")
+    if not doc:
+        return None
+    r = doc["results"]
+    fwd, tiny = r["forwards"], r["tiny_op_overhead"]
+    small, fused = fwd["many small ops (eager)"], fwd["fused ops (eager)"]
+    saved_ms = (small["forward_s"]["median"] - fused["forward_s"]["median"]) * 1e3
+    ops_saved = small["top_level_ops"] - fused["top_level_ops"]
+    fixed_ms = ops_saved * tiny["per_small_op_us"] / 1e3
+
+    def med(name: str, key: str) -> float:
+        return statistics.median(reg["cpu_ops"][key] for reg in r["traces"][name]["regions"])
+
+    def white(name: str) -> float:
+        return statistics.median(reg["cpu_ops"]["span_us"] - reg["cpu_ops"]["busy_us"]
+                                 for reg in r["traces"][name]["regions"])
+
+    busy = [reg["cpu_ops"]["busy_fraction"] for t in r["traces"].values() for reg in t["regions"]]
+    gaps = [reg["cpu_ops"]["gaps_us"]["median"] for t in r["traces"].values() for reg in t["regions"]]
+    lines = [
+        f"- Fusing saves {lab.fmt(saved_ms)} ms per forward (median small-ops minus median fused) and removes "
+        f"{ops_saved} top-level ops. At the measured fixed cost of {lab.fmt(tiny['per_small_op_us'])} us per tiny "
+        f"op that is {lab.fmt(fixed_ms)} ms: {lab.fmt(100 * fixed_ms / saved_ms)}% of the saving.",
+        f"- In the torch-profiler trace the CPU is busy {lab.fmt(min(busy))}-{lab.fmt(max(busy))} of every forward "
+        f"and the median gap between ops is {lab.fmt(min(gaps))}-{lab.fmt(max(gaps))} us. White space per forward "
+        f"(span minus time inside ops, median of the traced forwards): small ops {lab.fmt(white('small_ops') / 1e3)} "
+        f"ms, fused {lab.fmt(white('fused') / 1e3)} ms; time inside ops: small ops "
+        f"{lab.fmt(med('small_ops', 'busy_us') / 1e3)} ms, fused {lab.fmt(med('fused', 'busy_us') / 1e3)} ms.",
+    ]
+    nsys = files.read("cpu_nsys_trace")
+    if nsys:
+        p = nsys["results"]["paths"]
+        lines.append(
+            f"- In the nsys trace the layer ranges leave {lab.fmt(100 * p['small_ops']['white_space_fraction'])}% "
+            f"(small ops) and {lab.fmt(100 * p['fused']['white_space_fraction'])}% (fused) of a forward uncovered; "
+            f"a layer takes {lab.fmt(p['small_ops']['layer_us']['median'] / 1e3)} ms op by op and "
+            f"{lab.fmt(p['fused']['layer_us']['median'] / 1e3)} ms fused (medians).")
+    return "\n".join(lines)
+
+
 def render(files: lab.LabFiles) -> dict[str, str]:
-    blocks = {}
+    blocks = {"nsys_cpu": render_nsys_cpu(files)}
+    answer = render_answer(files)
+    if answer:
+        blocks["answer"] = answer
     for half, stem, tag in (("cpu", "cpu_launch_overhead", "cpu"), ("gpu", "gpu_launch_overhead", "gpu")):
         doc = files.read(stem)
         if not doc:
@@ -490,7 +563,7 @@ def render(files: lab.LabFiles) -> dict[str, str]:
                 f"max abs diff {g['max_abs_diff']:.1e}.",
             ]
         if "nsys" in r:
-            lines += ["", f"nsys: {r['nsys']}"]
+            lines += ["", _nsys_gpu_lines(r["nsys"])]
         lines += [
             "",
             lab.machine_line(doc) + f" Source: `{src}`; one-forward traces in `{files.rel(files.results)}/`"
@@ -510,11 +583,35 @@ def main(argv: list[str] | None = None) -> int:
         render=render,
         gpu_help="run the GPU half instead (CUDA kernels in the trace, CUDA Graph, nsys if present); "
         "skips with a reason without CUDA",
-        add_arguments=lambda p: p.add_argument(
-            "--nsys-workload", action="store_true", help="internal: the workload nsys profiles"
-        ),
-        early_exit=lambda args: nsys_workload() if args.nsys_workload else None,
+        add_arguments=_add_arguments,
+        early_exit=lambda args: _early_exit(args, argv),
     )
+
+
+def _add_arguments(p) -> None:
+    p.add_argument("--nsys-workload", action="store_true", help="internal: the GPU workload nsys profiles")
+    p.add_argument("--nsys-cpu", action="store_true",
+                   help="record the CPU forwards under Nsight Systems (NVTX per forward and layer) and render")
+    p.add_argument(nsys_cpu.WORKLOAD_FLAG, action="store_true", help="internal: the CPU workload nsys profiles")
+
+
+def _early_exit(args, argv: list[str] | None) -> int | None:
+    if args.nsys_workload:
+        return nsys_workload()
+    if args.nsys_cpu_workload:
+        return nsys_cpu.workload()
+    if args.nsys_cpu:
+        files = lab.files_for(args, LAB_DIR)
+        saved = sys.argv
+        sys.argv = [f"python -m {files.module}", *(sys.argv[1:] if argv is None else argv)]
+        try:
+            nsys_cpu.run(files)
+        finally:
+            sys.argv = saved
+        if files.out_dir == files.lab_dir:
+            lab.render_readme(files, render(files))
+        return 0
+    return None
 
 
 if __name__ == "__main__":
