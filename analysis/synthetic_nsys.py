@@ -1,5 +1,11 @@
 """A synthetic, schema-faithful Nsight Systems SQLite export: tests, examples and the speed benchmark.
 
+Use it for what a CPU trace cannot hold (CUDA kernels, runtime launches, copies) and for size
+(the speed benchmark). NVTX and process data have a real export committed:
+nsys_traces/nsys-cpu-20261202T064904Z/patched.sqlite (Nsight Systems 2022.4, make trace on CPU);
+tests/test_nsys_reference_export.py checks that every column of a table both exports hold exists
+here too and that the enum values agree, so this file cannot drift from what nsys writes.
+
 Tables and column names follow `nsys export --type sqlite` (2024-2025 releases):
 StringIds, NVTX_EVENTS, CUPTI_ACTIVITY_KIND_KERNEL / _RUNTIME / _MEMCPY,
 ENUM_CUDA_MEMCPY_OPER, TARGET_INFO_GPU. Names are StringIds references
