@@ -10,6 +10,7 @@ step failed (the cause is printed), 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -185,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.time()
     backend = detect_backend()
     recipe = recipes.choose(backend, nsys="" if args.profiler == "torch" else None)
+    if args.profiler == "torch":
+        recipe = dataclasses.replace(recipe, why="--profiler torch: vLLM's torch profiler, Chrome-trace JSON "
+                                                 "(open in https://ui.perfetto.dev)")
     cfg = trace_config(args.model, backend, recipe)
     info = runner.preflight(cfg)
     print(f"[trace] recipe {recipe.name}: {recipe.why}", flush=True)
