@@ -1,8 +1,7 @@
 """One in-process vLLM engine whose every EngineCore step is timed and classified.
 
-Run as a child process (`python -m experiments.vllm.c1_prefill_decode_batching.engine CONFIG OUT`):
-it sets VLLM_ENABLE_V1_MULTIPROCESSING=0 before importing vLLM, so the
-EngineCore, its scheduler and (on CPU, the "uni" executor) the model runner all
+Run in a child process by `experiments.vllm.engine_child` (in-process mode:
+VLLM_ENABLE_V1_MULTIPROCESSING=0 before vLLM is imported), so the EngineCore, its scheduler and (on CPU, the "uni" executor) the model runner all
 live in this process. `EngineCore.step` is wrapped: wall time of the whole step
 (schedule + forward + sample + update_from_output), and what the scheduler
 handed the model (`SchedulerOutput.num_scheduled_tokens`, split into prefill
@@ -16,9 +15,7 @@ first token and last token come back.
 """
 from __future__ import annotations
 
-import json
 import os
-import sys
 import time
 
 from experiments.vllm.c1_prefill_decode_batching.steps import classify_step
@@ -28,8 +25,10 @@ STEPS: list[dict] = []          # every recorded engine step
 CURRENT = {"phase": "startup", "t0": 0.0}
 
 
-def install_step_recorder() -> None:
-    """Wrap EngineCore.step (class attribute, before the engine exists: `step_fn` binds it at init)."""
+def install_step_recorder():
+    """Wrap EngineCore.step (class attribute, before the engine exists: `step_fn` binds it at init).
+
+    Returns a function that puts the original back, so later engines in the same process are not recorded."""
     from vllm.v1.engine.core import EngineCore
     from vllm.v1.utils import compute_iteration_details
 
@@ -73,6 +72,11 @@ def install_step_recorder() -> None:
         return result
 
     EngineCore.step = timed_step
+
+    def uninstall() -> None:
+        EngineCore.step = original
+
+    return uninstall
 
 
 def run_requests(engine, prompts: list[list[int]], max_tokens: list[int], tag: str, t_origin: float) -> list[dict]:
@@ -138,7 +142,16 @@ def phase(name: str) -> float:
 
 
 def run(cfg: dict) -> dict:
-    install_step_recorder()
+    STEPS.clear()
+    PHASES.clear()
+    uninstall = install_step_recorder()
+    try:
+        return _run(cfg)
+    finally:
+        uninstall()
+
+
+def _run(cfg: dict) -> dict:
     from vllm import LLM
 
     t = clock()
@@ -213,11 +226,3 @@ def run(cfg: dict) -> dict:
                          for p in PHASES[:-1]]
     out["steps"] = STEPS
     return out
-
-
-if __name__ == "__main__":
-    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # EngineCore in this process: its steps are ours to time
-    config = json.loads(open(sys.argv[1]).read())
-    result = run(config)
-    with open(sys.argv[2], "w") as fh:
-        json.dump(result, fh)

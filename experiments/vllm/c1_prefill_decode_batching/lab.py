@@ -17,9 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +25,7 @@ from experiments.common.results import read_result, write_result
 from experiments.vllm.c1_prefill_decode_batching import analysis as A
 from experiments.vllm.c1_prefill_decode_batching import roofline as R
 from experiments.vllm.c1_prefill_decode_batching.batching_sim import output_lengths
+from experiments.vllm.engine_child import run_jobs
 
 LAB_DIR = Path(__file__).resolve().parent
 REPO = LAB_DIR.parents[2]
@@ -66,13 +64,12 @@ def measure_machine(quick: bool) -> dict:
             "gemm": R.measure_matmul_flops(1024, reps, threads=os.cpu_count())}
 
 
-def run_engine(cfg: dict, tmp: Path) -> dict:
-    cfg_path, out_path = tmp / "config.json", tmp / "result.json"
-    cfg_path.write_text(json.dumps(cfg))
-    subprocess.run([sys.executable, "-m", "experiments.vllm.c1_prefill_decode_batching.engine",
-                    str(cfg_path), str(out_path)], check=True, cwd=REPO, timeout=480,
-                   env=dict(os.environ, PYTHONPATH=str(REPO)))
-    return json.loads(out_path.read_text())
+ENGINE_MODULE = "experiments.vllm.c1_prefill_decode_batching.engine"
+
+
+def run_engine(cfg: dict) -> dict:
+    """One fresh in-process engine in a child process (experiments.vllm.engine_child)."""
+    return run_jobs([(ENGINE_MODULE, cfg)], timeout=480)[0]
 
 
 def gpu_reference(shape: R.LlamaShape) -> dict:
@@ -134,8 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         machine = measure_machine(args.quick)  # before the engine starts: nothing of ours competes with it
         w = workload(params)
         cfg = {"model": str(MODEL_DIR), **ENGINE, **params, "batching": w}
-        with tempfile.TemporaryDirectory() as tmp:
-            raw = run_engine(cfg, Path(tmp))
+        raw = run_engine(cfg)
         # the raw step records (several MB) stay out of git, but are kept for re-analysis
         raw_path = REPO / "build" / ("c1_quick" if args.quick else "c1") / "engine_raw.json"
         raw_path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,26 +1,15 @@
-"""One real vLLM engine (in-process EngineCore), a few requests: the step records must add up."""
-import tempfile
-from pathlib import Path
-
+"""One real vLLM engine (in-process EngineCore, in the shared c-lab session), a few requests: the step records must add up."""
 import pytest
 
 from experiments.vllm.c1_prefill_decode_batching import analysis as A
-from experiments.vllm.c1_prefill_decode_batching import lab as L
+from experiments.vllm.conftest import C1_CFG as CFG
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
-CFG = {**L.ENGINE, "max_num_seqs": 8, "repeats": 1, "prefill_lengths": [40, 300], "decode_batches": [1, 3],
-       "decode_prompt": 24, "decode_tokens": 6, "context_batch": 2, "context_lengths": [600], "context_tokens": 4,
-       "context_repeats": 1, "batching_repeats": 1,
-       "batching": {"slots": 2, "prompt_lengths": [30, 40, 50, 60, 70], "output_lengths": [2, 9, 3, 3, 5]}}
-
 
 @pytest.fixture(scope="module")
-def raw():
-    if not (L.MODEL_DIR / "model.safetensors").exists():
-        pytest.skip("no trained weights: run `python -m tools.train_tiny_model`")
-    with tempfile.TemporaryDirectory() as tmp:
-        return L.run_engine({"model": str(L.MODEL_DIR), **CFG}, Path(tmp))
+def raw(engine_session):
+    return engine_session["c1"]  # the shared c-lab engine session (experiments/vllm/conftest.py)
 
 
 def _phase(raw, prefix):

@@ -1,22 +1,14 @@
 """One in-process vLLM engine over the c2 workload, with the block recorder attached.
 
-    python -m experiments.vllm.c2_paged_kv_cache.engine_run CONFIG.json OUT.json
-
-Run as a child process (the lab and the test start it under
-`flock /tmp/llm-infra-engine.lock`): VLLM_ENABLE_V1_MULTIPROCESSING=0 must be set
-before vLLM is imported, so the EngineCore, its scheduler and the KV-cache
+Run in a child process by `experiments.vllm.engine_child` (in-process mode: it sets
+VLLM_ENABLE_V1_MULTIPROCESSING=0 before vLLM is imported), so the EngineCore, its scheduler and the KV-cache
 manager live in this process where the recorder can see them. Requests are
 added at their `arrival_step` (one step = one `LLMEngine.step()` = one scheduler
 step), so the arrival/finish sequence is deterministic given the workload.
 """
 from __future__ import annotations
 
-import json
-import os
-import sys
 import time
-
-os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # EngineCore in this process: the scheduler is reachable
 
 
 def external_id(rid: str) -> str:
@@ -93,10 +85,3 @@ def run(cfg: dict) -> dict:
         "snapshots": rec.snapshots + after_step,
         "finished": finished,
     }
-
-
-if __name__ == "__main__":
-    config = json.loads(open(sys.argv[1]).read())
-    result = run(config)
-    with open(sys.argv[2], "w") as fh:
-        json.dump(result, fh)

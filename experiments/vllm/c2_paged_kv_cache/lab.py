@@ -17,11 +17,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 from experiments.common.results import read_result, write_result
@@ -29,6 +24,7 @@ from experiments.vllm.c2_paged_kv_cache import accounting as A
 from experiments.vllm.c2_paged_kv_cache import blockmap as B
 from experiments.vllm.c2_paged_kv_cache import contiguous as C
 from experiments.vllm.c2_paged_kv_cache.workload import DECLARED_MAX_TOKENS, build_workload
+from experiments.vllm.engine_child import run_jobs
 
 LAB_DIR = Path(__file__).resolve().parent
 REPO = LAB_DIR.parents[2]
@@ -52,13 +48,12 @@ def engine_config(num_blocks: int, reqs) -> dict:
             "requests": [dict(r.summary(), prompt=list(r.prompt)) for r in reqs]}
 
 
-def run_engine(cfg: dict, tmp: Path, tag: str) -> dict:
-    """One fresh engine in a child process (VLLM_ENABLE_V1_MULTIPROCESSING=0 is set there, before import)."""
-    cfg_path, out_path = tmp / f"{tag}-config.json", tmp / f"{tag}-result.json"
-    cfg_path.write_text(json.dumps(cfg))
-    subprocess.run([sys.executable, "-m", "experiments.vllm.c2_paged_kv_cache.engine_run", str(cfg_path),
-                    str(out_path)], check=True, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
-    return json.loads(out_path.read_text())
+ENGINE_MODULE = "experiments.vllm.c2_paged_kv_cache.engine_run"
+
+
+def run_engines(cfgs: list[dict]) -> list[dict]:
+    """A fresh in-process engine per config, all in one child process (experiments.vllm.engine_child)."""
+    return run_jobs([(ENGINE_MODULE, c) for c in cfgs])
 
 
 def validate(raw: dict) -> dict:
@@ -137,12 +132,11 @@ def run_all(quick: bool) -> tuple[dict, dict]:
     bs = ENGINE["block_size"]
     config = A.load_config(MODEL_DIR)
     kv = A.kv_bytes_per_token(config, ENGINE["dtype"])
-    with tempfile.TemporaryDirectory() as tmp:
-        main_blocks = 48 if quick else MAIN_BLOCKS
-        raw = run_engine(engine_config(main_blocks, reqs_obj), Path(tmp), "main")
-        repeat = None if quick else run_engine(engine_config(main_blocks, reqs_obj), Path(tmp), "repeat")
-        sweep_raw = {} if quick else {n: run_engine(engine_config(n, reqs_obj), Path(tmp), f"sweep{n}")
-                                      for n in SWEEP_BLOCKS}
+    main_blocks = 48 if quick else MAIN_BLOCKS
+    blocks = [main_blocks] + ([] if quick else [main_blocks, *SWEEP_BLOCKS])  # main, repeat, sweep
+    raws = run_engines([engine_config(n, reqs_obj) for n in blocks])
+    raw, repeat = raws[0], (None if quick else raws[1])
+    sweep_raw = {} if quick else dict(zip(SWEEP_BLOCKS, raws[2:]))
     layout = raw["kv_layout"]
     kv["vllm_bytes_per_block"] = layout["bytes_per_block_all_layers"]
     kv["vllm_bytes_per_token"] = layout["bytes_per_block_all_layers"] // layout["block_size"]

@@ -6,16 +6,14 @@ import pytest
 from experiments.vllm.c2_paged_kv_cache import accounting as A
 from experiments.vllm.c2_paged_kv_cache import lab
 from experiments.vllm.c2_paged_kv_cache.workload import build_workload
+from experiments.vllm.conftest import C2_NUM_BLOCKS as NUM_BLOCKS
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
-NUM_BLOCKS = 40
 
 
-def test_recorded_block_events_match_the_real_block_pool(tmp_path):
-    if not (lab.MODEL_DIR / "model.safetensors").exists():
-        pytest.skip("no trained weights: run `python -m tools.train_tiny_model`")
-    reqs = build_workload(seed=0, scale=0.35)
-    raw = lab.run_engine(lab.engine_config(NUM_BLOCKS, reqs), tmp_path, "engine")
+def test_recorded_block_events_match_the_real_block_pool(engine_session):
+    reqs = build_workload(seed=0, scale=0.35)  # the workload the shared session ran (experiments/vllm/conftest.py)
+    raw = engine_session["c2"]
     events = raw["events"]
     assert raw["kv_layout"]["num_blocks"] == NUM_BLOCKS and raw["kv_layout"]["block_size"] == lab.ENGINE["block_size"]
 

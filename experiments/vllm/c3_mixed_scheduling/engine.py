@@ -1,8 +1,7 @@
 """One vLLM engine config, driven step by step with requests arriving on a fixed schedule.
 
-Run as a child process so every config gets a fresh engine:
-
-    python -m experiments.vllm.c3_mixed_scheduling.engine CONFIG.json OUT.json
+Run by `experiments.vllm.engine_child` (in-process mode) in a child process; every config
+gets a fresh engine.
 
 Why an `LLMEngine.step()` loop instead of a server plus a client thread: with
 `VLLM_ENABLE_V1_MULTIPROCESSING=0` the EngineCore (and its scheduler) lives in
@@ -19,9 +18,7 @@ added, and the time of every step that returned new tokens for it.
 """
 from __future__ import annotations
 
-import json
 import os
-import sys
 import time
 
 
@@ -115,9 +112,7 @@ def resolved_scheduler_config(engine) -> dict:
 
 
 def run(cfg: dict) -> dict:
-    # in-process EngineCore (set before vLLM is imported): the scheduler object is reachable
-    # and its calls are timed in this process. Only the child that runs the engine sets it.
-    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    # engine_child set VLLM_ENABLE_V1_MULTIPROCESSING=0 before vLLM was imported: the scheduler is in this process
     from vllm import EngineArgs, SamplingParams
     from vllm.sampling_params import RequestOutputKind
     from vllm.v1.engine.llm_engine import LLMEngine
@@ -164,12 +159,3 @@ def run(cfg: dict) -> dict:
     engine.engine_core.shutdown()
     return {"name": cfg["name"], "startup_s": startup_s, "scheduler_config": resolved_scheduler_config(engine),
             "best_cpu_share": best, "runs": runs}
-
-
-if __name__ == "__main__":
-    config = json.loads(open(sys.argv[1]).read())
-    # a list of configs runs them one after the other in this process (pays the vLLM import once;
-    # the engine test uses it), a single config is what the lab runs per child
-    result = [run(c) for c in config] if isinstance(config, list) else run(config)
-    with open(sys.argv[2], "w") as fh:
-        json.dump(result, fh)

@@ -15,17 +15,13 @@ the README's result tables and answer from the JSON.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 from experiments.common.results import read_result, write_result
 from experiments.vllm.c3_mixed_scheduling import timeline as T
 from experiments.vllm.c3_mixed_scheduling.engine import CLEAN_SHARE
 from experiments.vllm.c3_mixed_scheduling.workload import MODEL_DIR, build_requests, to_jsonable
+from experiments.vllm.engine_child import run_jobs
 
 LAB_DIR = Path(__file__).resolve().parent
 REPO = LAB_DIR.parents[2]
@@ -68,15 +64,17 @@ def engine_args(chunked: bool, budget: int) -> dict:
                 enable_prefix_caching=False)
 
 
-def run_config(name: str, chunked: bool, budget: int, requests: list[dict], warmup: int, repeats: int,
-               tmp: Path) -> dict:
-    cfg = {"name": name, "warmup": warmup, "repeats": repeats, "max_extra": MAX_EXTRA, "requests": requests,
-           "engine_args": engine_args(chunked, budget)}
-    cfg_path, out_path = tmp / f"{name}-config.json", tmp / f"{name}-result.json"
-    cfg_path.write_text(json.dumps(cfg))
-    subprocess.run([sys.executable, "-m", "experiments.vllm.c3_mixed_scheduling.engine", str(cfg_path),
-                    str(out_path)], check=True, cwd=REPO, env=dict(os.environ))
-    return json.loads(out_path.read_text())
+ENGINE_MODULE = "experiments.vllm.c3_mixed_scheduling.engine"
+
+
+def engine_config(name: str, chunked: bool, budget: int, requests: list[dict], warmup: int, repeats: int) -> dict:
+    return {"name": name, "warmup": warmup, "repeats": repeats, "max_extra": MAX_EXTRA, "requests": requests,
+            "engine_args": engine_args(chunked, budget)}
+
+
+def run_configs(cfgs: list[dict]) -> list[dict]:
+    """A fresh in-process engine per config, one after the other in one child process (one vLLM import)."""
+    return run_jobs([(ENGINE_MODULE, c) for c in cfgs])
 
 
 def chunked_off_constraint(budget: int = 512) -> dict:
@@ -140,12 +138,12 @@ def run_lab(quick: bool, repeats: int) -> dict:
     out = {"workload": {"name": "mixed_long_short", "seed": 0, "num_requests": n_req, "rate_per_s": RATE_PER_S,
                         "requests": [{"request_id": r, **m} for r, m in meta.items()]},
            "chunked_off_budget_512": chunked_off_constraint(512), "configs": {}, "timelines": {}}
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, chunked, budget in configs:
-            raw = run_config(name, chunked, budget, reqs, warmup=1, repeats=repeats, tmp=Path(tmp))
-            summary = summarise_config(raw, meta, budget)
-            out["configs"][name] = {"enable_chunked_prefill": chunked, "max_num_batched_tokens": budget, **summary}
-            out["timelines"][name] = compact_run(raw["runs"][summary["representative_repeat"]], meta)
+    # one child per config, as before: a fresh process for each engine of the main comparison
+    for name, chunked, budget in configs:
+        raw = run_configs([engine_config(name, chunked, budget, reqs, warmup=1, repeats=repeats)])[0]
+        summary = summarise_config(raw, meta, budget)
+        out["configs"][name] = {"enable_chunked_prefill": chunked, "max_num_batched_tokens": budget, **summary}
+        out["timelines"][name] = compact_run(raw["runs"][summary["representative_repeat"]], meta)
     return out
 
 

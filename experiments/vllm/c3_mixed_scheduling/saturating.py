@@ -13,11 +13,6 @@ engine; its own result file, so the main run's provenance stays its own.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 from experiments.common.plots import plt, save_figure
@@ -47,14 +42,8 @@ def measure(quick: bool, repeats: int) -> dict:
     reqs = saturated_requests(n)
     meta = lab.request_meta(reqs)
     budgets = QUICK_BUDGETS if quick else BUDGETS
-    configs = [{"name": f"chunked-on-{b}", "warmup": 1, "repeats": repeats, "max_extra": lab.MAX_EXTRA,
-                "requests": reqs, "engine_args": lab.engine_args(True, b)} for b in budgets]
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg_path, out_path = Path(tmp) / "configs.json", Path(tmp) / "results.json"
-        cfg_path.write_text(json.dumps(configs))
-        subprocess.run([sys.executable, "-m", "experiments.vllm.c3_mixed_scheduling.engine", str(cfg_path),
-                        str(out_path)], check=True, cwd=lab.REPO, env=dict(os.environ))
-        raws = json.loads(out_path.read_text())
+    raws = lab.run_configs([lab.engine_config(f"chunked-on-{b}", True, b, reqs, warmup=1, repeats=repeats)
+                            for b in budgets])
     out = {"workload": {"name": "mixed_long_short", "seed": 0, "num_requests": n, "rate_per_s": "inf",
                         "prompt_tokens": sum(m["prompt_len"] for m in meta.values()),
                         "output_tokens": sum(m["output_tokens"] for m in meta.values())},

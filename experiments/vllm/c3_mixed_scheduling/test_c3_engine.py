@@ -1,37 +1,22 @@
-"""The real engine (one child process, two in-process engines): what the recorder sees must match
+"""The real engine (two in-process engines of the shared c-lab session): what the recorder sees must match
 what the scheduler is configured to do, and every request must get its tokens."""
-import json
 import math
-import os
-import subprocess
-import sys
 
 import pytest
 
 from experiments.vllm.c3_mixed_scheduling import lab
 from experiments.vllm.c3_mixed_scheduling import timeline as T
-from experiments.vllm.c3_mixed_scheduling.workload import MODEL_DIR, build_requests, to_jsonable
+from experiments.vllm.conftest import C3_BUDGET_ON as BUDGET_ON
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
-BUDGET_ON = 256
 
 
 @pytest.fixture(scope="module")
-def recorded(tmp_path_factory):
-    if not (MODEL_DIR / "model.safetensors").exists():
-        pytest.skip("no trained weights: run `python -m tools.train_tiny_model`")
-    reqs = to_jsonable(build_requests(num_requests=8, rate_per_s=40, long_fraction=0.25, long_words=700,
-                                      short_words=32, output_tokens=8))
-    cfgs = [{"name": name, "warmup": 0, "repeats": 1, "max_extra": 0, "requests": reqs,
-             "engine_args": lab.engine_args(chunked, budget)}
-            for name, chunked, budget in (("off", False, 2048), ("on", True, BUDGET_ON))]
-    tmp = tmp_path_factory.mktemp("c3")
-    (tmp / "cfg.json").write_text(json.dumps(cfgs))
-    subprocess.run([sys.executable, "-m", "experiments.vllm.c3_mixed_scheduling.engine", str(tmp / "cfg.json"),
-                    str(tmp / "out.json")], check=True, cwd=lab.REPO, env=dict(os.environ), timeout=240)
-    out = {r["name"]: r for r in json.loads((tmp / "out.json").read_text())}
-    return lab.request_meta(reqs), out
+def recorded(engine_session):
+    # the two engines of the shared c-lab session (experiments/vllm/conftest.py)
+    return lab.request_meta(engine_session["_c3_requests"]), {"off": engine_session["c3-off"],
+                                                              "on": engine_session["c3-on"]}
 
 
 def per_request_tokens(run):

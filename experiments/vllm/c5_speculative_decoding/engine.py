@@ -1,6 +1,6 @@
 """One vLLM engine, with or without n-gram speculation, over the c5 workloads.
 
-Run as a child process (`python -m experiments.vllm.c5_speculative_decoding.engine CONFIG OUT`)
+Run by `experiments.vllm.engine_child` in a fresh child process per configuration,
 so each configuration gets a fresh engine and its counters start at zero; the
 parent compares the two. Spec-decode counters come from `llm.get_metrics()`
 (needs `disable_log_stats=False`): `vllm:spec_decode_num_drafts`,
@@ -9,9 +9,6 @@ parent compares the two. Spec-decode counters come from `llm.get_metrics()`
 """
 from __future__ import annotations
 
-import json
-import os
-import sys
 import time
 
 NGRAM = {"method": "ngram", "num_speculative_tokens": 4, "prompt_lookup_max": 4, "prompt_lookup_min": 2}
@@ -89,11 +86,3 @@ def run(cfg: dict) -> dict:
                 print(f"{'spec' if cfg['speculative'] else 'base'} {name} c={concurrency} r={rep}: "
                       f"{n_out / wall:.0f} tok/s", flush=True)
     return result
-
-
-if __name__ == "__main__":
-    cfg = json.loads(open(sys.argv[1]).read())
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-    res = run(cfg)
-    with open(sys.argv[2], "w") as fh:
-        json.dump(res, fh)

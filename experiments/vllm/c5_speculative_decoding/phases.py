@@ -4,7 +4,7 @@
 
 The main run found n-gram speculation *halving* throughput on sampled text where
 drafts were proposed on only a few percent of steps. This run finds the time. The
-EngineCore runs in-process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`), so the model
+EngineCore runs in-process (experiments.vllm.engine_child), so the model
 runner's own methods can be wrapped with timers: input preparation, the forward
 pass, sampling (the rejection sampler when drafts exist), bookkeeping, the drafter
 (`propose_draft_token_ids`: the n-gram lookup), and the whole step. Each engine
@@ -16,19 +16,17 @@ time of that thread, which other programs on the shared cores do not inflate.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 from experiments.common.plots import plt, save_figure
+from experiments.common.provenance import REPO_ROOT
 from experiments.common.results import read_result, write_result
+from experiments.vllm.engine_child import run_jobs
 
 LAB_DIR = Path(__file__).resolve().parent
-REPO = LAB_DIR.parents[2]
+REPO = REPO_ROOT
 RESULT_NAME = "phases_cpu.json"
 BENCHMARK_VERSION = 1
 BEGIN = "<!-- BEGIN GENERATED PHASES: (python -m experiments.vllm.c5_speculative_decoding.phases --render-only) -->"
@@ -61,9 +59,8 @@ def install_timers(totals: dict) -> None:
         setattr(GPUModelRunner, name, timed)
 
 
-def child(cfg: dict) -> dict:
-    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # before vLLM is imported: the runner lives in this process
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+def run(cfg: dict) -> dict:
+    """One engine config, run by experiments.vllm.engine_child in-process (the model runner is in this process)."""
     from vllm import LLM, SamplingParams
     from vllm.inputs import TokensPrompt
 
@@ -107,15 +104,12 @@ def measure(quick: bool) -> dict:
     workloads = build_workloads(MODEL_DIR / "tokenizer.json", n_prompts)
     workloads.pop("_files")
     runs = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for spec in (False, True):
-            cfg = {"model": str(MODEL_DIR), "dtype": "float32", "max_tokens": max_tokens, "workloads": workloads,
-                   "speculative": spec}
-            cfg_path, out_path = Path(tmp) / f"{spec}.json", Path(tmp) / f"{spec}-out.json"
-            cfg_path.write_text(json.dumps(cfg))
-            subprocess.run([sys.executable, "-m", "experiments.vllm.c5_speculative_decoding.phases", "--child",
-                            str(cfg_path), str(out_path)], check=True, cwd=REPO, env=dict(os.environ))
-            runs["ngram" if spec else "no_spec"] = json.loads(out_path.read_text())["cases"]
+    env = {"VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
+    for spec in (False, True):  # a fresh child per config: timers and counters start clean
+        cfg = {"model": str(MODEL_DIR), "dtype": "float32", "max_tokens": max_tokens, "workloads": workloads,
+               "speculative": spec}
+        out = run_jobs([("experiments.vllm.c5_speculative_decoding.phases", cfg, env)])[0]
+        runs["ngram" if spec else "no_spec"] = out["cases"]
     return {"n_prompts": n_prompts, "max_tokens": max_tokens, "concurrency": 1, "runs": runs}
 
 
@@ -187,10 +181,6 @@ def render_readme(doc: dict, readme: Path, rel: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--child"]:
-        Path(argv[2]).write_text(json.dumps(child(json.loads(Path(argv[1]).read_text()))))
-        return 0
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="2 prompts x 32 tokens; writes under build/")
     ap.add_argument("--render-only", action="store_true", help="redraw the plot and README block from the JSON")

@@ -16,9 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +23,7 @@ import numpy as np
 from experiments.common.docs import fill_blocks
 from experiments.common.readme import wrap_paragraph
 from experiments.common.results import read_result, write_result
+from experiments.vllm.engine_child import run_jobs
 from experiments.vllm.c5_speculative_decoding import acceptance as A
 
 LAB_DIR = Path(__file__).resolve().parent
@@ -69,13 +67,11 @@ def transformers_greedy(prompts: list[list[int]], max_tokens: int, dtype: str) -
     return outs
 
 
-def run_engine(cfg: dict, tmp: Path, tag: str) -> dict:
-    cfg_path, out_path = tmp / f"{tag}-config.json", tmp / f"{tag}-result.json"
-    cfg_path.write_text(json.dumps(cfg))
-    env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE=os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"))
-    subprocess.run([sys.executable, "-m", "experiments.vllm.c5_speculative_decoding.engine",
-                    str(cfg_path), str(out_path)], check=True, cwd=REPO, env=env)
-    return json.loads(out_path.read_text())
+def run_engine(cfg: dict) -> dict:
+    """One engine config in a fresh child process (its spec-decode counters start at zero), EngineCore in its
+    own process as `LLM` runs it by default."""
+    env = {"VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
+    return run_jobs([("experiments.vllm.c5_speculative_decoding.engine", cfg, env)], in_process=False)[0]
 
 
 def repeated_ngram_fraction(prompt: list[int], output: list[int], n: int = 3) -> float:
@@ -129,9 +125,8 @@ def run_engines(quick: bool, dtype: str) -> dict:
     files = workloads.pop("_files")
     cfg = {"model": str(MODEL_DIR), "dtype": dtype, "max_tokens": max_tokens, "workloads": workloads,
            "concurrency": [1, n_prompts], "repeats": 1 if quick else 5, "max_num_seqs": 16}
-    with tempfile.TemporaryDirectory() as tmp:
-        base = run_engine({**cfg, "speculative": False}, Path(tmp), "base")
-        spec = run_engine({**cfg, "speculative": True}, Path(tmp), "spec")
+    base = run_engine({**cfg, "speculative": False})
+    spec = run_engine({**cfg, "speculative": True})
     rows = summarise(base, spec)
     for r in rows:
         outs = next(x["token_ids"] for x in base["runs"] if x["workload"] == r["workload"] and x["token_ids"])

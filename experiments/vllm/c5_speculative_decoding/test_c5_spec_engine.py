@@ -16,9 +16,8 @@ def runs(tmp_path_factory):
     w.pop("_files")
     cfg = {"model": str(S.MODEL_DIR), "dtype": "float32", "max_tokens": 24, "workloads": w,
            "concurrency": [2], "repeats": 1, "max_num_seqs": 4, "sampled": False}
-    tmp = tmp_path_factory.mktemp("c5")
-    base = S.run_engine({**cfg, "speculative": False}, tmp, "base")
-    spec = S.run_engine({**cfg, "speculative": True}, tmp, "spec")
+    base = S.run_engine({**cfg, "speculative": False})
+    spec = S.run_engine({**cfg, "speculative": True})
     return w, base, spec
 
 
