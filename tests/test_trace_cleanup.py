@@ -38,7 +38,7 @@ def test_a_hung_run_is_ended_at_its_timeout(tmp_path):
     t0 = time.time()
     ran = nsys_run.run_profiled([sys.executable, "-c", "import time; time.sleep(120)"], dict(os.environ), tmp_path / "log",
                                 timeout_s=2)
-    assert ran["timed_out"] and ran["rc"] is None and time.time() - t0 < 30
+    assert ran["timed_out"] and ran["rc"] is None and time.time() - t0 < 30 and ran["left_running"] == []
 
 
 def test_orphans_left_by_os_exit_are_ended(tmp_path):
@@ -65,7 +65,7 @@ def test_orphans_left_by_os_exit_are_ended(tmp_path):
                                 done_file=done, straggler_grace_s=1)
     child = int((tmp_path / "result.json.pid").read_text())
     assert not ran["timed_out"], (tmp_path / "log").read_text()
-    assert child in ran["stragglers_ended"] and not _alive(child)
+    assert child in ran["stragglers_ended"] and not _alive(child) and ran["left_running"] == []
     assert time.time() - t0 < 40
 
 

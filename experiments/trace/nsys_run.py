@@ -179,7 +179,8 @@ def run_once(cmd: list[str], env: dict, log_path: Path, *, timeout_s: float,
     `straggler_grace_s` get SIGTERM by pid, and nsys finishes writing its report.
     Leftovers are processes seen below the command while it ran, and agents of this nsys
     (`nsys_processes(owner_pid)`): nsys started elsewhere is not touched.
-    Returns {pid, rc, wall_s, timed_out, stragglers_ended, killed_pids}. The caller judges rc.
+    Returns {pid, rc, wall_s, timed_out, stragglers_ended, killed_pids, left_running}; left_running
+    (what is still alive after SIGKILL, expected empty) and rc are for the caller to judge.
     """
     t0 = time.time()
     proc = processes.start(cmd, env, log_path)
@@ -206,8 +207,9 @@ def run_once(cmd: list[str], env: dict, log_path: Path, *, timeout_s: float,
         watch.__exit__(None, None, None)
         leftovers = {p.pid: p for p in watch.survivors() + nsys_processes(owner_pid=proc.pid)}
         killed = kill_processes(list(leftovers.values())) if leftovers else []
+        left = sorted({p.pid for p in watch.survivors() + nsys_processes(owner_pid=proc.pid)})
     return {"pid": proc.pid, "rc": rc, "wall_s": time.time() - t0, "timed_out": timed_out,
-            "stragglers_ended": stragglers, "killed_pids": killed}
+            "stragglers_ended": stragglers, "killed_pids": killed, "left_running": left}
 
 
 def _run_tool(cmd: list[str], log_path: Path, timeout_s: float, step: str) -> None:

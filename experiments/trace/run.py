@@ -75,6 +75,8 @@ def run_nsys_variant(recipe: recipes.Recipe, cfg: dict, variant: str, meta: dict
               "so nsys could finish", flush=True)
     if ran["killed_pids"]:
         print(f"[trace] {variant}: ended leftover processes {ran['killed_pids']}", flush=True)
+    if ran["left_running"]:
+        raise nsys_run.TraceError(f"{variant}: processes of the run outlived SIGKILL: {ran['left_running']}")
     if ran["timed_out"]:
         raise nsys_run.TraceError(f"{variant}: nsys run timed out after {timeout_s:.0f} s (see {log})")
     # nsys exits with its target's status; lingering processes ended by us (after the result was
