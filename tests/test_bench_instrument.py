@@ -177,3 +177,27 @@ def test_offline_child_whose_engine_core_died_is_stopped_and_named(tmp_path):
         assert time.time() - t0 < 15
     finally:
         processes.kill_tree(proc, grace_s=1)
+
+
+def test_tree_cpu_sampler_keeps_the_cpu_of_children_that_exited():
+    burn = ("import subprocess, sys, time; "
+            "subprocess.run([sys.executable, '-c', 'import time; t=time.process_time()\\n"
+            "while time.process_time() - t < 0.6: pass']); time.sleep(1)")
+    proc = subprocess.Popen([sys.executable, "-c", burn])
+    with processes.TreeCpuSampler(proc.pid, interval_s=0.05) as cpu:
+        proc.wait(timeout=30)
+    assert cpu.cpu_s >= 0.5  # the grandchild's burn, read before it exited
+
+
+def test_others_share_subtracts_the_runs_own_cpu():
+    load = {"busy_cpu_s": 15.0, "cpu_s_available": 20.0}
+    assert machine.others_share(load, own_cpu_s=10.0) == pytest.approx(0.25)
+    assert machine.others_share(load, own_cpu_s=None) is None
+
+
+def test_busy_bench_says_so_above_its_table():
+    from experiments.bench import runner
+
+    cfg = {"busy_machine": True, "machine_before": {"busy_share": 0.9, "cpu_count": 2, "loadavg_1m": 7.6}}
+    assert runner.busy_warning(cfg).startswith("> BUSY MACHINE: before the start other processes kept 90% of 2")
+    assert runner.busy_warning({}) == ""

@@ -25,6 +25,7 @@ DIRECTION = {
     "cpu_ms_per_output_token": -1, "peak_gpu_mem_mb": -1,
     # timing-independent scheduler counters and the machine's state during the run: informational
     "steps": 0, "tokens_per_step": 0, "preemptions": 0, "machine_busy_share": 0, "steal_share": 0,
+    "others_cpu_share": 0,
 }
 LATENCY_PREFIXES = ("mean_", "median_", "p50_", "p90_", "p99_", "short_", "long_")
 
@@ -82,6 +83,7 @@ def metric_rows(run: dict) -> list[dict]:
     add(all_wl, "peak_gpu_mem_mb", res["peak_gpu_mem_bytes"] / 2**20 if res.get("peak_gpu_mem_bytes") else None)
     load = run.get("machine") or {}
     add(all_wl, "machine_busy_share", load.get("busy_share"))
+    add(all_wl, "others_cpu_share", load.get("others_share"))
     add(all_wl, "steal_share", load.get("steal_share"))
     return rows
 

@@ -39,12 +39,23 @@ def read_cpu_times(stat_text: str | None = None) -> CpuTimes:
     return CpuTimes(busy=user + nice + system + irq + softirq, idle=idle + iowait, steal=steal)
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
 def usage_between(a: CpuTimes, b: CpuTimes) -> dict:
     """Shares of all CPUs' time between two snapshots: busy (incl. our own processes) and stolen."""
     total = b.total - a.total
     if total <= 0:
-        return {"busy_share": None, "steal_share": None}
-    return {"busy_share": (b.busy - a.busy) / total, "steal_share": (b.steal - a.steal) / total}
+        return {"busy_share": None, "steal_share": None, "busy_cpu_s": 0.0, "cpu_s_available": 0.0}
+    return {"busy_share": (b.busy - a.busy) / total, "steal_share": (b.steal - a.steal) / total,
+            "busy_cpu_s": (b.busy - a.busy) / CLK_TCK, "cpu_s_available": total / CLK_TCK}
+
+
+def others_share(load: dict, own_cpu_s: float | None) -> float | None:
+    """Share of all CPUs' time that processes other than the run's own (engine, client) used."""
+    if own_cpu_s is None or not load.get("cpu_s_available"):
+        return None
+    return max(0.0, load["busy_cpu_s"] - own_cpu_s) / load["cpu_s_available"]
 
 
 class RunLoad:

@@ -132,6 +132,32 @@ class GpuMemorySampler(PeakSampler):
                 "gpu_mem_unavailable": self.unavailable}
 
 
+class TreeCpuSampler(PeakSampler):
+    """CPU seconds used by a process tree over its whole life: the last reading of every pid seen
+    (children that exit or are killed keep their last reading), from /proc via psutil."""
+
+    def __init__(self, pid: int, interval_s: float = 0.25):
+        super().__init__(pid, interval_s)
+        self._per_pid: dict[tuple[int, float], float] = {}
+
+    def _sample(self) -> int:
+        for p in tree_processes(self.pid):
+            try:
+                t = p.cpu_times()
+                self._per_pid[(p.pid, p.create_time())] = t.user + t.system
+            except psutil.Error:
+                pass
+        return 0
+
+    def __exit__(self, *exc):
+        super().__exit__(*exc)
+        self._sample()  # whatever is still alive, once more
+
+    @property
+    def cpu_s(self) -> float:
+        return sum(self._per_pid.values())
+
+
 def tree_cpu_seconds(pid: int) -> float:
     """User + system CPU seconds used so far by a process and its live descendants (from /proc)."""
     total = 0.0

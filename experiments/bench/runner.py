@@ -100,7 +100,8 @@ def offline_run(cfg: dict, variant: str, wl_meta: dict, run_dir: Path) -> dict:
     proc = processes.start([sys.executable, "-m", "experiments.bench.engine_offline", str(cfg_path), str(out_path)],
                            env, run_dir / "offline.log")
     try:
-        with processes.TreeMemorySampler(proc.pid) as mem, processes.GpuMemorySampler(proc.pid) as gpu:
+        with processes.TreeMemorySampler(proc.pid) as mem, processes.GpuMemorySampler(proc.pid) as gpu, \
+                processes.TreeCpuSampler(proc.pid) as cpu:
             rc = wait_offline_child(proc, run_dir / "offline.log", timeout_s=1800)
     finally:
         processes.kill_tree(proc, grace_s=5)
@@ -109,6 +110,7 @@ def offline_run(cfg: dict, variant: str, wl_meta: dict, run_dir: Path) -> dict:
         raise RuntimeError(f"offline run failed (rc={rc}); log tail:\n{tail}")
     result = json.loads(out_path.read_text())
     result["peak_rss_bytes"] = mem.peak_bytes
+    result["run_cpu_s"] = cpu.cpu_s
     result.update(gpu.result())
     return result
 
@@ -146,11 +148,21 @@ def gate_statement(runs: list[dict]) -> str:
     return f"greedy outputs identical across all {len(offline)} offline runs ({', '.join(variants)})"
 
 
+def busy_warning(cfg: dict) -> str:
+    """A bench measured with --allow-busy says so above its table: its verdicts are not evidence."""
+    if not cfg.get("busy_machine"):
+        return ""
+    m = cfg.get("machine_before") or {}
+    return (f"> BUSY MACHINE: before the start other processes kept {m.get('busy_share', 0):.0%} of "
+            f"{m.get('cpu_count')} CPUs busy (load average {m.get('loadavg_1m', 0):.2f}); measured with "
+            "--allow-busy. Verdicts below are not evidence; see each run's `machine` block.\n\n")
+
+
 def write_summary(bench_dir: Path, runs: list[dict], cfg: dict, source: str) -> list[dict]:
     """summary.json / .md / .png of a bench from its run records (medians, noise floor, verdicts)."""
     summary = aggregate.summarize_runs(runs, cfg["variant_defs"], pairs=cfg.get("pairs"))
     write_json_atomic(bench_dir / "summary.json", summary)
-    (bench_dir / "summary.md").write_text(table.markdown_table(summary))
+    (bench_dir / "summary.md").write_text(busy_warning(cfg) + table.markdown_table(summary))
     table.plot_summary(summary, bench_dir / "summary.png", source=source)
     return summary
 
@@ -223,6 +235,7 @@ def run_bench(cfg: dict, out_root: Path = DEFAULT_OUT, argv: list[str] | None = 
                 else:
                     wl = None
                     result = serve.run_serve(cfg, variant, metas, run_dir)
+            load.result["others_share"] = machine.others_share(load.result, result.get("run_cpu_s"))
             record = {"index": i, "variant": variant, "repeat": rep, "mode": mode, "workload": wl,
                       "engine": cfg["variant_defs"][variant]["engine"], "wall_s": time.time() - t0,
                       "machine": load.result, "result": result}
@@ -240,7 +253,7 @@ def run_bench(cfg: dict, out_root: Path = DEFAULT_OUT, argv: list[str] | None = 
         final = out_root / bench_id
         partial.rename(final)
         (out_root / "LATEST").write_text(bench_id + "\n")  # for `make report` after `make bench`
-        print(table.text_table(summary))
+        print(busy_warning(cfg) + table.text_table(summary))
         print_phases(breakdown)
         print(f"[bench] complete: {final} ({manifest['wall_s']:.0f} s)")
         return final

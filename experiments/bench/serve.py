@@ -181,7 +181,8 @@ def run_serve(cfg: dict, variant: str, workloads: dict[str, dict], run_dir: Path
     proc = processes.start(server_cmd, env, run_dir / "server.log")
     result: dict = {"mode": "serve", "server_cmd": server_cmd, "workloads": {}}
     try:
-        with processes.TreeMemorySampler(proc.pid) as mem, processes.GpuMemorySampler(proc.pid) as gpu:
+        with processes.TreeMemorySampler(proc.pid) as mem, processes.GpuMemorySampler(proc.pid) as gpu, \
+                processes.TreeCpuSampler(proc.pid) as cpu:
             result["startup_s"] = wait_ready(base_url, proc, cfg["server_ready_timeout_s"])
             with KvUsageSampler(base_url) as kv:
                 for name, meta in workloads.items():
@@ -189,6 +190,8 @@ def run_serve(cfg: dict, variant: str, workloads: dict[str, dict], run_dir: Path
             result["kv_cache_usage_max"] = kv.max_usage
         result["peak_rss_bytes"] = mem.peak_bytes
         result.update(gpu.result())
+        # server tree over the whole run plus every load client: the run's own CPU
+        result["run_cpu_s"] = cpu.cpu_s + sum(w.get("client_cpu_s") or 0 for w in result["workloads"].values())
     finally:
         processes.kill_tree(proc)
     return result
@@ -218,7 +221,8 @@ def run_client(cfg: dict, name: str, meta: dict, port: int, run_dir: Path, serve
     cmd = [sys.executable, "-m", "tools.vllm_cli", *client_args(cfg, name, meta, port, run_dir)]
     client = processes.start(cmd, processes.variant_env("baseline"), run_dir / f"client-{name}.log")
     try:
-        rc = wait_client(client, server, timeout_s=900)
+        with processes.TreeCpuSampler(client.pid) as client_cpu:
+            rc = wait_client(client, server, timeout_s=900)
     finally:
         if client.poll() is None:
             processes.kill_tree(client)
@@ -228,6 +232,7 @@ def run_client(cfg: dict, name: str, meta: dict, port: int, run_dir: Path, serve
     spec = meta["spec"]
     summary = summarize_bench_json(raw, workloads_mod.long_threshold(spec))
     summary["request_rate"] = rate
+    summary["client_cpu_s"] = client_cpu.cpu_s
     if summary.get("failed"):
         raise RuntimeError(f"{summary['failed']} request(s) failed in {name}; see {run_dir}")
     return summary

@@ -7,7 +7,7 @@ from experiments.common.plots import plt, save_figure
 
 HEADLINE = ("output_throughput", "total_token_throughput", "median_ttft_ms", "p99_ttft_ms",
             "short_p90_ttft_ms", "median_tpot_ms", "median_itl_ms", "peak_rss_mb", "kv_cache_usage_max",
-            "cpu_ms_per_output_token", "peak_gpu_mem_mb", "tokens_per_step", "steal_share")
+            "cpu_ms_per_output_token", "peak_gpu_mem_mb", "tokens_per_step", "steal_share", "others_cpu_share")
 
 
 def fmt(x: float | None, pct: bool = False) -> str:
