@@ -2,6 +2,7 @@
 scheduler counters, bootstrap intervals, distributed arguments and their refusals, a dying server."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -201,3 +202,19 @@ def test_busy_bench_says_so_above_its_table():
     cfg = {"busy_machine": True, "machine_before": {"busy_share": 0.9, "cpu_count": 2, "loadavg_1m": 7.6}}
     assert runner.busy_warning(cfg).startswith("> BUSY MACHINE: before the start other processes kept 90% of 2")
     assert runner.busy_warning({}) == ""
+
+
+def test_engine_and_client_get_separate_cores_where_there_are_enough():
+    assert processes.core_split({0, 1}) == (None, None)
+    assert processes.core_split({0, 1, 2, 3, 4, 5, 6, 7}) == ({0, 1, 2, 3, 4, 5, 6}, {7})
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(10)"])
+    try:
+        mine = os.sched_getaffinity(0)
+        one = {min(mine)}
+        processes.pin(child.pid, one)
+        assert os.sched_getaffinity(child.pid) == one
+        processes.pin(child.pid, None)  # no-op
+        assert os.sched_getaffinity(child.pid) == one
+    finally:
+        child.kill()
+        child.wait()

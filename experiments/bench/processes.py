@@ -170,6 +170,24 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
+def core_split(available: set[int] | None = None) -> tuple[set[int] | None, set[int] | None]:
+    """(engine cores, client cores): the load client on the last core, the engine on the others,
+    where the machine has at least 4; (None, None) otherwise (2 cores cannot be split usefully)."""
+    cores = sorted(available if available is not None else os.sched_getaffinity(0))
+    if len(cores) < 4:
+        return None, None
+    return set(cores[:-1]), {cores[-1]}
+
+
+def pin(pid: int, cores: set[int] | None) -> None:
+    """Pin a just-started process (its later children inherit it); no-op without cores."""
+    if cores:
+        try:
+            os.sched_setaffinity(pid, cores)
+        except (OSError, AttributeError):
+            pass
+
+
 def start(cmd: list[str], env: dict, log_path: Path) -> subprocess.Popen:
     """Start in a new session so the whole tree (EngineCore, workers) can be killed at once."""
     log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -179,14 +179,17 @@ def run_serve(cfg: dict, variant: str, workloads: dict[str, dict], run_dir: Path
     server_cmd = [sys.executable, "-m", "tools.vllm_cli", *server_args(cfg, variant, port)]
     env = processes.variant_env(vdef["engine"], vdef["env"])
     proc = processes.start(server_cmd, env, run_dir / "server.log")
-    result: dict = {"mode": "serve", "server_cmd": server_cmd, "workloads": {}}
+    engine_cores, client_cores = processes.core_split()
+    processes.pin(proc.pid, engine_cores)  # before it spawns EngineCore and workers
+    result: dict = {"mode": "serve", "server_cmd": server_cmd, "workloads": {},
+                    "cores": {"engine": sorted(engine_cores or []), "client": sorted(client_cores or [])}}
     try:
         with processes.TreeMemorySampler(proc.pid) as mem, processes.GpuMemorySampler(proc.pid) as gpu, \
                 processes.TreeCpuSampler(proc.pid) as cpu:
             result["startup_s"] = wait_ready(base_url, proc, cfg["server_ready_timeout_s"])
             with KvUsageSampler(base_url) as kv:
                 for name, meta in workloads.items():
-                    result["workloads"][name] = measured_client(cfg, name, meta, port, run_dir, proc)
+                    result["workloads"][name] = measured_client(cfg, name, meta, port, run_dir, proc, client_cores)
             result["kv_cache_usage_max"] = kv.max_usage
         result["peak_rss_bytes"] = mem.peak_bytes
         result.update(gpu.result())
@@ -197,12 +200,13 @@ def run_serve(cfg: dict, variant: str, workloads: dict[str, dict], run_dir: Path
     return result
 
 
-def measured_client(cfg: dict, name: str, meta: dict, port: int, run_dir: Path, server) -> dict:
+def measured_client(cfg: dict, name: str, meta: dict, port: int, run_dir: Path, server,
+                    client_cores: set[int] | None = None) -> dict:
     """One client run plus what the server did for it: CPU seconds of its process tree (/proc)
     per output token, and scheduler counters (steps, tokens per step, preemptions)."""
     base_url = f"http://127.0.0.1:{port}"
     before, cpu0 = read_counters(base_url), processes.tree_cpu_seconds(server.pid)
-    summary = run_client(cfg, name, meta, port, run_dir, server)
+    summary = run_client(cfg, name, meta, port, run_dir, server, client_cores)
     cpu_s = processes.tree_cpu_seconds(server.pid) - cpu0
     after = read_counters(base_url)
     sched = {k: after[k] - before[k] for k in after}
@@ -215,11 +219,13 @@ def measured_client(cfg: dict, name: str, meta: dict, port: int, run_dir: Path, 
     return summary
 
 
-def run_client(cfg: dict, name: str, meta: dict, port: int, run_dir: Path, server=None) -> dict:
+def run_client(cfg: dict, name: str, meta: dict, port: int, run_dir: Path, server=None,
+               cores: set[int] | None = None) -> dict:
     out_name = f"bench-serve-{name}.json"
     rate = cfg["request_rate"].get(name, "inf")
     cmd = [sys.executable, "-m", "tools.vllm_cli", *client_args(cfg, name, meta, port, run_dir)]
     client = processes.start(cmd, processes.variant_env("baseline"), run_dir / f"client-{name}.log")
+    processes.pin(client.pid, cores)
     try:
         with processes.TreeCpuSampler(client.pid) as client_cpu:
             rc = wait_client(client, server, timeout_s=900)
