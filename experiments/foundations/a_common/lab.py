@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable
 
 from experiments.common.docs import fill_blocks
+from experiments.common.fmt import machine_short as machine_line  # noqa: F401 - the a-labs' names for them
+from experiments.common.fmt import md_table  # noqa: F401
+from experiments.common.fmt import sig as fmt  # noqa: F401
 from experiments.common.provenance import REPO_ROOT
 
 
@@ -58,36 +61,6 @@ def rel(path: Path) -> str:
         return str(Path(path).resolve().relative_to(REPO_ROOT))
     except ValueError:
         return str(path)
-
-
-def fmt(x: float | int | None, digits: int = 3) -> str:
-    """Compact number: 3 significant digits, thousands without exponent."""
-    if x is None:
-        return "-"
-    if isinstance(x, int):
-        return str(x)
-    if x != x:  # NaN
-        return "nan"
-    if abs(x) >= 1000:
-        return f"{x:,.0f}"
-    return f"{x:.{digits}g}"
-
-
-def md_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    for row in rows:
-        lines.append("| " + " | ".join(str(c) for c in row) + " |")
-    return "\n".join(lines)
-
-
-def machine_line(doc: dict) -> str:
-    """One line saying where and when a result file was measured."""
-    prov = doc["provenance"]
-    m = prov["machine"]
-    sha = (prov.get("git_sha") or "no-commit")[:10]
-    dirty = " (dirty)" if prov.get("git_dirty") else ""
-    return (f"{m['cpu_model']}, {m['cpu_count']} cores, load average {m['loadavg_1m']:.2f} at start, "
-            f"Python {m['python']}, git {sha}{dirty}, {prov['utc']}")
 
 
 def render_readme_block(readme: Path, name: str, markdown: str) -> None:

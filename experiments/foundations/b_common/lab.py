@@ -8,12 +8,15 @@ check never overwrites a committed result.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 from typing import Sequence
 
 from experiments.common.docs import fill_blocks
+from experiments.common.fmt import fixed as fmt
+from experiments.common.fmt import machine_line  # noqa: F401 - the b-labs' names for them
+from experiments.common.fmt import md_table as fmt_table
+from experiments.common.fmt import spread_paren as spread  # noqa: F401
 from experiments.common.provenance import REPO_ROOT
 from experiments.common.results import read_result, write_result
 
@@ -119,56 +122,14 @@ def render_readme(files: LabFiles, blocks: dict[str, str]) -> None:
     print(f"rendered {files.rel(files.readme)}")
 
 
-def machine_line(doc: dict) -> str:
-    prov = doc["provenance"]
-    m = prov["machine"]
-    gpu = m.get("gpu_model") or "no GPU"
-    sha = (prov.get("git_sha") or "uncommitted")[:10] + ("+dirty" if prov.get("git_dirty") else "")
-    return (
-        f"Machine: {m['cpu_model']} ({m['cpu_count']} cores), {gpu}; load average at start "
-        f"{fmt(m.get('loadavg_1m'), 2)}; git {sha}; {prov['utc']}; command `{prov['command']}`."
-    )
+def md_table(headers: Sequence[str], rows: Sequence[Sequence]) -> str:
+    return fmt_table(headers, rows, cell=fmt)
 
 
 def gpu_not_measured(module: str) -> str:
     return (
         f"GPU results: not yet measured; run `python -m {module} --gpu` on an NVIDIA machine "
         f"(or `python -m experiments.foundations.b_common.run_gpu_labs` for every lab)."
-    )
-
-
-def fmt(x, digits: int = 3) -> str:
-    """A number with `digits` significant digits, no scientific notation for everyday sizes."""
-    if x is None:
-        return "n/a"
-    if isinstance(x, bool):
-        return str(x)
-    if isinstance(x, int) and abs(x) < 10**7:
-        return f"{x:,}"
-    x = float(x)
-    if math.isnan(x):
-        return "nan"
-    if x == 0:
-        return "0"
-    mag = math.floor(math.log10(abs(x)))
-    if mag >= 7 or mag < -4:
-        return f"{x:.{digits - 1}e}"
-    decimals = max(digits - 1 - mag, 0)
-    return f"{x:,.{decimals}f}"
-
-
-def md_table(headers: Sequence[str], rows: Sequence[Sequence]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    for row in rows:
-        lines.append("| " + " | ".join(v if isinstance(v, str) else fmt(v) for v in row) + " |")
-    return "\n".join(lines)
-
-
-def spread(summary: dict, scale: float = 1.0, digits: int = 3) -> str:
-    """'median (min-max, n=N)' for a stats.summarize() dict."""
-    return (
-        f"{fmt(summary['median'] * scale, digits)} ({fmt(summary['min'] * scale, digits)}-"
-        f"{fmt(summary['max'] * scale, digits)}, n={summary['n']})"
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from experiments.common.docs import fill_blocks
+from experiments.common.fmt import range_brackets as fmt
 from experiments.vllm.c3_mixed_scheduling import timeline as T
 
 COLORS = {"long_prefill": "tab:red", "short_prefill": "tab:blue", "decode": "0.6"}
@@ -144,15 +145,6 @@ def plot_summary(doc: dict, path: Path, source: str) -> None:
 
 
 # ---------------------------------------------------------------- README
-
-def fmt(a: dict, digits: int = 0, pct: bool = False) -> str:
-    if a["median"] is None:
-        return "-"
-    f = (lambda v: f"{100 * v:.{digits}f}%") if pct else (lambda v: f"{v:,.{digits}f}")
-    if a["min"] == a["max"]:
-        return f(a["median"])
-    return f"{f(a['median'])} [{f(a['min'])}-{f(a['max'])}]"
-
 
 def results_lines(doc: dict, result_rel: str) -> list[str]:
     res, prov = doc["results"], doc["provenance"]

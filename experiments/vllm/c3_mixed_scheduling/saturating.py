@@ -15,11 +15,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from experiments.common.docs import fill_blocks
+from experiments.common.fmt import range_brackets as fmt
 from experiments.common.plots import plt, save_figure
 from experiments.common.results import read_result, write_result
 from experiments.vllm.c3_mixed_scheduling import lab
-from experiments.common.docs import fill_blocks
-from experiments.vllm.c3_mixed_scheduling.report import fmt
 from experiments.vllm.c3_mixed_scheduling.workload import MODEL_DIR, build_requests, to_jsonable
 
 BENCHMARK_VERSION = 1
