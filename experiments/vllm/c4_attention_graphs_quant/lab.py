@@ -112,7 +112,9 @@ def quant(quick: bool) -> dict:
     speed = [quant_int8.speed_on_cpu(o, i, b, r) for o, i, b, r in shapes]
     w = torch.randn(1024, 1024) * 0.02
     x = torch.randn(16, 1024)
-    return {"error_gaussian_1024": quant_int8.error_stats(w, x),
+    gpu = ([quant_int8.speed_on_gpu(n, n, b, 20) for n, b in ((4096, 1), (8192, 1), (8192, 64))]
+           if torch.cuda.is_available() else [])
+    return {"error_gaussian_1024": quant_int8.error_stats(w, x), "speed_gpu": gpu,
             "bytes": {f"{o}x{i}": quant_int8.bytes_of(o, i) for o, i in [(768, 192), (4096, 4096)]},
             "speed_cpu": speed, "cpu_last_level_cache": llc}
 
@@ -345,6 +347,16 @@ def readme_blocks(doc: dict, rel: str) -> dict[str, str]:
         fb = f"{s['fbgemm_dynamic_int8_ms']:.3f}" if "fbgemm_dynamic_int8_ms" in s else "n/a"
         L.append(f"| {s['out_features']}x{s['in_features']} | {s['batch']} | {s['fp32_ms']:.3f} | {s['bf16_ms']:.3f} | "
                  f"{s['int8_dequant_then_fp32_ms']:.3f} | {fb} |")
+    gpu_rows = q.get("speed_gpu") or []
+    if gpu_rows:
+        L += ["", f"GPU ({gpu_rows[0].get('device', 'CUDA')}), W8A16: bf16 matmul vs `torch._weight_int8pack_mm` "
+              "(dequantised inside the kernel), CUDA events, L2 flushed, median:", "",
+              "| out x in | batch | bf16 ms | W8A16 ms | W8A16 rel. error |", "|---|---|---|---|---|"]
+        for s in gpu_rows:
+            w8 = f"{s['w8a16_ms']:.3f}" if "w8a16_ms" in s else f"n/a ({s.get('w8a16_skipped') or s.get('skipped')})"
+            err = f"{s['w8a16_rel_err']:.1e}" if "w8a16_rel_err" in s else "-"
+            L.append(f"| {s['out_features']}x{s['in_features']} | {s['batch']} | {s.get('bf16_ms', float('nan')):.3f} | "
+                     f"{w8} | {err} |")
     g = res["cuda_graph"]
     L += ["", "CUDA Graph: " + (f"skipped: {g['skipped']}." if "skipped" in g else
           f"{g['device']}: eager {sorted(g['eager_us_per_step'])[2]:.1f} us/step vs graph replay "

@@ -76,3 +76,26 @@ def speed_on_cpu(out_f: int, in_f: int, batch: int, repeats: int) -> dict:
     except Exception as exc:  # deprecated/removed in some torch builds
         res["fbgemm_dynamic_int8_skipped"] = f"{type(exc).__name__}: {exc}"[:200]
     return res
+
+
+def speed_on_gpu(out_f: int, in_f: int, batch: int, repeats: int) -> dict:
+    """W8A16 on an NVIDIA GPU: bf16 matmul vs torch's fused int8-weight matmul (`torch._weight_int8pack_mm`,
+    dequantisation inside the kernel), CUDA events, L2 flushed; or the reason it cannot run here."""
+    if not torch.cuda.is_available():
+        return {"out_features": out_f, "in_features": in_f, "batch": batch, "skipped": "no CUDA device"}
+    from experiments.foundations.b_common.cuda_env import time_cuda_ms
+
+    torch.manual_seed(0)
+    w = torch.randn(out_f, in_f, device="cuda") / in_f ** 0.5
+    x = torch.randn(batch, in_f, device="cuda", dtype=torch.bfloat16)
+    wq, s = quantize_per_channel(w)
+    wb = w.bfloat16()
+    res = {"out_features": out_f, "in_features": in_f, "batch": batch, "device": torch.cuda.get_device_name(0),
+           "bf16_ms": time_cuda_ms(lambda: x @ wb.T, repeats=repeats)["median"]}
+    try:
+        y = torch._weight_int8pack_mm(x, wq, s.bfloat16())
+        res["w8a16_rel_err"] = float((y.float() - (x @ wb.T).float()).norm() / (x @ wb.T).float().norm())
+        res["w8a16_ms"] = time_cuda_ms(lambda: torch._weight_int8pack_mm(x, wq, s.bfloat16()), repeats=repeats)["median"]
+    except Exception as exc:  # noqa: BLE001 - not every torch build has the CUDA kernel: record why
+        res["w8a16_skipped"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+    return res

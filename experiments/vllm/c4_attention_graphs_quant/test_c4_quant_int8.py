@@ -25,3 +25,11 @@ def test_per_channel_beats_per_tensor_on_uneven_rows():
 def test_bytes():
     b = Q.bytes_of(4096, 4096)
     assert b["fp32"] / b["int8_plus_fp32_scales"] > 3.99
+
+
+def test_w8a16_gpu_path_skips_with_a_reason_without_cuda():
+    r = Q.speed_on_gpu(256, 256, 1, 3)
+    if not torch.cuda.is_available():
+        assert r["skipped"] == "no CUDA device" and "w8a16_ms" not in r
+    else:
+        assert r["bf16_ms"] > 0 and ("w8a16_ms" in r or r["w8a16_skipped"])
