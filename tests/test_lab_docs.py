@@ -3,6 +3,9 @@ and the two pure functions of the docs mechanism behave. A failure means a figur
 result changed without `make docs` (python -m experiments.lab_docs)."""
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from experiments import lab_docs
@@ -36,6 +39,21 @@ def test_unbacked_figure_is_caught(tmp_path):
     page_file.write_text("p50 was 4.01 ms, p99 7.5 ms\n<!-- BEGIN GENERATED t -->\n| 2.5 |\n<!-- END GENERATED t -->\n"
                          "```\nlog 9.9\n```\nsee 2.5\n")
     assert docs.unbacked_figures(docs.Page(page_file, dict, sources=(result,))) == ["7.5"]
+
+
+CITED = re.compile(r"`((?:experiments|docs|results|models|analysis|tools|nsys_traces|patches)/[^`\s*<]+)`")
+NOTES = sorted((pins.REPO_ROOT / "docs" / "notes").glob("*.md"))
+
+
+@pytest.mark.parametrize("page", [*sorted(PAGES), *(str(p.relative_to(pins.REPO_ROOT)) for p in NOTES)])
+def test_cited_files_exist(page):
+    """Every repo path a lab page or note cites exists; only files a GPU run writes (named *gpu*) may be missing
+    on a machine without one (the day 13-14 note once cited b4 files that did not exist)."""
+    path = pins.REPO_ROOT / page
+    missing = [ref for ref in (m.rstrip(".,;:") for m in CITED.findall(path.read_text()))
+               if not ((pins.REPO_ROOT / ref).exists() or (path.parent / ref).exists())  # repo- or page-relative
+               and "gpu" not in Path(ref).name]
+    assert not missing, f"{page} cites files that do not exist: {missing}"
 
 
 def test_find_and_fill_blocks():
