@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments.common.provenance import REPO_ROOT
 from experiments.common.results import read_result, write_result
 from experiments.vllm.c1_prefill_decode_batching import analysis as A
 from experiments.vllm.c1_prefill_decode_batching import roofline as R
@@ -28,7 +29,7 @@ from experiments.vllm.c1_prefill_decode_batching.batching_sim import output_leng
 from experiments.vllm.engine_child import run_jobs
 
 LAB_DIR = Path(__file__).resolve().parent
-REPO = LAB_DIR.parents[2]
+REPO = REPO_ROOT
 MODEL_DIR = REPO / "models" / "tiny-llama-trained"
 RESULT_NAME = "prefill_decode_cpu.json"
 BENCHMARK_VERSION = 1

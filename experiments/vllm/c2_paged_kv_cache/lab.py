@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from experiments.common.provenance import REPO_ROOT
 from experiments.common.results import read_result, write_result
 from experiments.vllm.c2_paged_kv_cache import accounting as A
 from experiments.vllm.c2_paged_kv_cache import blockmap as B
@@ -27,7 +28,7 @@ from experiments.vllm.c2_paged_kv_cache.workload import DECLARED_MAX_TOKENS, bui
 from experiments.vllm.engine_child import run_jobs
 
 LAB_DIR = Path(__file__).resolve().parent
-REPO = LAB_DIR.parents[2]
+REPO = REPO_ROOT
 MODEL_DIR = REPO / "models" / "tiny-llama-trained"
 BENCHMARK_VERSION = 1
 ENGINE = {"dtype": "float32", "max_model_len": 1024, "block_size": 32, "max_num_seqs": 16,

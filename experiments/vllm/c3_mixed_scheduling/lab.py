@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from experiments.common.provenance import REPO_ROOT
 from experiments.common.results import read_result, write_result
 from experiments.vllm.c3_mixed_scheduling import timeline as T
 from experiments.vllm.c3_mixed_scheduling.engine import CLEAN_SHARE
@@ -24,7 +25,7 @@ from experiments.vllm.c3_mixed_scheduling.workload import MODEL_DIR, build_reque
 from experiments.vllm.engine_child import run_jobs
 
 LAB_DIR = Path(__file__).resolve().parent
-REPO = LAB_DIR.parents[2]
+REPO = REPO_ROOT
 BENCHMARK_VERSION = 1
 MAX_MODEL_LEN = 2048
 RATE_PER_S = 16.0  # the bench's serve rate for mixed_long_short

@@ -12,9 +12,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from experiments.bench import workloads as W
+from experiments.common.provenance import REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[3]
-MODEL_DIR = REPO / "models" / "tiny-llama-trained"
+MODEL_DIR = REPO_ROOT / "models" / "tiny-llama-trained"
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,13 @@ from pathlib import Path
 import numpy as np
 
 from experiments.common.docs import fill_blocks
+from experiments.common.provenance import REPO_ROOT
 from experiments.common.results import read_result, write_result
 from experiments.vllm.c4_attention_graphs_quant import cuda_graphs, quant_int8
 from experiments.vllm.c4_attention_graphs_quant import tiled_attention as T
 
 LAB_DIR = Path(__file__).resolve().parent
-REPO = LAB_DIR.parents[2]
+REPO = REPO_ROOT
 BENCHMARK_VERSION = 2  # 2: a batch-1 layer whose int8 weights are twice the last-level cache
 SEQ_LENS = [256, 512, 1024, 2048, 4096, 8192, 16384]
 BLOCKS = [16, 32, 64, 128, 256]

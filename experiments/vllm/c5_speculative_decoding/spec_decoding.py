@@ -21,13 +21,14 @@ from pathlib import Path
 import numpy as np
 
 from experiments.common.docs import fill_blocks
+from experiments.common.provenance import REPO_ROOT
 from experiments.common.readme import wrap_paragraph
 from experiments.common.results import read_result, write_result
 from experiments.vllm.engine_child import run_jobs
 from experiments.vllm.c5_speculative_decoding import acceptance as A
 
 LAB_DIR = Path(__file__).resolve().parent
-REPO = LAB_DIR.parents[2]
+REPO = REPO_ROOT
 MODEL_DIR = REPO / "models" / "tiny-llama-trained"
 BENCHMARK_VERSION = 1
 ALPHAS = [round(a, 2) for a in np.linspace(0.0, 0.95, 20)] + [0.99]
