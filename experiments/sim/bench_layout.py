@@ -4,9 +4,10 @@
         manifest.json   status complete, `simulated` label, cost model, config (variant_defs, workloads,
                         request_rate), seeds, provenance
         runs/NN-<variant>-r<k>-serve.json        the bench's run record (repeat k = arrival seed k-1)
-        runs/NN-<variant>-r<k>-serve/bench-serve-<workload>.json   `vllm bench serve` JSON
-        runs/NN-<variant>-r<k>-serve/steps-<workload>.json         per-step batch composition
+        runs/NN-<variant>-r1-serve/bench-serve-<workload>.json   `vllm bench serve` JSON (first seed)
+        runs/NN-<variant>-r1-serve/steps-<workload>.json         per-step batch composition (first seed)
         summary.json / summary.md / summary.png  (experiments.bench.runner.write_summary)
+Per-request latency lists (`ttfts_s`, `itls_s`) are kept for the first seed only.
 Repeats are arrival seeds: a simulated A/A pair is identical by construction, so
 the "noise floor" the summary shows is the spread over arrival seeds.
 Written under <id>.partial and renamed when complete; a failure leaves <id>.incomplete.
@@ -49,11 +50,17 @@ def run_records(cfg: dict) -> list[tuple[str, dict, dict]]:
         run = runs.setdefault((rep, variant), {"workloads": {}, "files": {}, "kv": 0.0, "label": res["label"],
                                                "scheduler": res["scheduler"], "seed": job["seed"],
                                                "series": res["series"]})
-        run["workloads"][wl] = res["summary"]
+        summary = dict(res["summary"])
+        if rep > 1:  # per-request latency lists (CDFs) of the first seed only: size
+            summary.pop("ttfts_s", None)
+            summary.pop("itls_s", None)
+        run["workloads"][wl] = summary
         run["files"][wl] = (res["bench_serve"], res["steps"])
         run["kv"] = max([run["kv"]] + [s["kv_usage"] for s in res["steps"]])
     out = []
-    for i, ((rep, variant), run) in enumerate(sorted(runs.items(), key=lambda kv: kv[0]), 1):
+    order = sorted(runs, key=lambda k: (k[0], cfg["variants"].index(k[1])))  # A B C per repeat, as the bench
+    for i, (rep, variant) in enumerate(order, 1):
+        run = runs[(rep, variant)]
         name = f"{i:02d}-{variant}-r{rep}-serve"
         record = {"index": i, "variant": variant, "repeat": rep, "mode": "serve", "workload": None,
                   "engine": cfg["variant_defs"][variant]["engine"], "simulated": run["label"],
@@ -70,7 +77,9 @@ def simulate_bench(cfg: dict, out_root: Path, argv: list[str] | None = None, sta
     (committed reference sets that `make sim` regenerates); otherwise <id>-<UTC> as the bench does."""
     from experiments.bench import runner
 
-    bench_id = f"{cfg['preset']}-sim-{cfg['cost_model'].replace(':', '_').replace('/', '_')}"
+    tag = cfg["cost_model"].split(":")[0] + ("-" + Path(cfg["cost_model"].split(":", 1)[1]).stem
+                                            if ":" in cfg["cost_model"] else "")
+    bench_id = f"{cfg['preset']}-sim-{tag}"
     if not stable_id:
         bench_id += "-" + time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     partial = Path(out_root) / f"{bench_id}.partial"
@@ -86,9 +95,10 @@ def simulate_bench(cfg: dict, out_root: Path, argv: list[str] | None = None, sta
         records = run_records(cfg)
         runs = []
         for name, record, files in records:
-            for wl, (raw, steps) in files.items():
-                write_json_atomic(partial / "runs" / name / f"bench-serve-{wl}.json", raw, compact=True)
-                write_json_atomic(partial / "runs" / name / f"steps-{wl}.json", steps, compact=True)
+            if record["repeat"] == 1:  # raw client JSON and per-step records of the first seed (size)
+                for wl, (raw, steps) in files.items():
+                    write_json_atomic(partial / "runs" / name / f"bench-serve-{wl}.json", raw, compact=True)
+                    write_json_atomic(partial / "runs" / name / f"steps-{wl}.json", steps, compact=True)
             write_json_atomic(partial / "runs" / f"{name}.json", record)
             runs.append(record)
         label = records[0][1]["simulated"]

@@ -163,10 +163,11 @@ class ModelShape:
     bytes_per_param: int = 2  # bf16 on a GPU
 
     @classmethod
-    def from_config(cls, model_dir: str | Path) -> "ModelShape":
-        path = Path(model_dir) / "config.json"
+    def from_config(cls, model: str | Path) -> "ModelShape":
+        """From a model directory's config.json or a config-shaped JSON file (experiments/sim/shapes/)."""
+        path = Path(model) if str(model).endswith(".json") else Path(model) / "config.json"
         if not path.is_file():
-            raise SimInputError(f"unknown model {model_dir!r}: no config.json")
+            raise SimInputError(f"unknown model shape {str(model)!r}: no {path}")
         c = json.loads(path.read_text())
         heads = c["num_attention_heads"]
         return cls(layers=c["num_hidden_layers"], hidden=c["hidden_size"], intermediate=c["intermediate_size"],
@@ -195,7 +196,7 @@ class RooflineCost:
 
     @property
     def name(self) -> str:
-        return f"roofline-{self.gpu.name.split()[0].lower()}"
+        return f"roofline-{self.gpu.name.split()[0].lower()} ({self.model} shape)"
 
     @property
     def label(self) -> str:
@@ -234,7 +235,8 @@ class ConstantStepCost:
 
 
 def load(spec: str, model: str | None = None):
-    """A cost model by name: `cpu` (calibrated here), `roofline-h100|h200` (shape of `model`),
+    """A cost model by name: `cpu` (calibrated here), `roofline-h100|h200` (shape of `model`, or of
+    the config-shaped JSON after a colon: `roofline-h100:experiments/sim/shapes/llama-3.1-8b.json`),
     `gpu-csv:<path>` (fitted from a GPU timing CSV), a path to a saved LinearStepCost JSON, or
     `constant-step` (decision replay only)."""
     if spec == "cpu":
@@ -242,12 +244,13 @@ def load(spec: str, model: str | None = None):
     if spec == "constant-step":
         return ConstantStepCost()
     if spec.startswith("roofline-"):
-        gpu = spec.removeprefix("roofline-")
+        gpu, _, shape = spec.removeprefix("roofline-").partition(":")
         if gpu not in GPUS:
             raise SimInputError(f"unknown GPU {gpu!r} for the roofline; known: {sorted(GPUS)}")
-        if model is None:
+        shape = shape or model
+        if shape is None:
             raise SimInputError("the roofline cost model needs the model directory (its shape)")
-        return RooflineCost(GPUS[gpu], ModelShape.from_config(model), model=Path(model).name)
+        return RooflineCost(GPUS[gpu], ModelShape.from_config(shape), model=Path(shape).stem)
     if spec.startswith("gpu-csv:"):
         return LinearStepCost.from_csv(Path(spec.removeprefix("gpu-csv:")))
     if spec.endswith(".json"):

@@ -83,16 +83,29 @@ def compare_bench(bench_dir: Path, cost_model: str = "cpu") -> dict:
             "rows": rows}
 
 
+# Older real sets of the same kind of configuration, made on another 2-core machine (Intel Xeon, load
+# average 1-2 at start) with an earlier patch series: compared too, as evidence from a quieter machine.
+REFERENCE_REAL = ("results/reference/cpu/prefill-cap-cpu-20261125T171158Z",
+                  "results/reference/cpu/patch0002-sweep-cpu-20261125T172544Z",
+                  "results/reference/cpu/patch0002-sweep-cpu-20261125T173935Z")
+
+
 def markdown(comparison: dict) -> str:
-    lines = ["| rate | workload | point | metric | real median [min, max] (runs) | real spread | simulated | "
-             "error | within max(10%, spread) |", "|---|---|---|---|---|---|---|---|---|"]
+    out = []
     for b in comparison["benches"]:
+        m = b["real_machine"]
+        out.append(f"\n**`{b['real_bench']}`**: real runs on {m['cpu_model']} ({m['cpu_count']} cores, load average "
+                   f"{m['loadavg_1m']:.2f} at start), patch series {b['real_series']}; simulated patched engine: "
+                   f"series {', '.join(b['sim_series']) or '-'}\n")
+        lines = ["| rate | workload | point | metric | real median [min, max] (runs) | real spread | simulated | "
+                 "error | within max(10%, spread) |", "|---|---|---|---|---|---|---|---|---|"]
         for r in b["rows"]:
             lines.append(f"| {r['rate']} | {r['workload']} | {r['point']} | {r['metric']} | "
                          f"{r['real_median']:,.1f} [{r['real_min']:,.1f}, {r['real_max']:,.1f}] ({r['real_runs']}) | "
                          f"{r['real_spread']:.1%} | {r['sim']:,.1f} | {r['error']:+.1%} | "
                          f"{'yes' if r['within'] else '**no**'} |")
-    return "\n".join(lines) + "\n"
+        out.append("\n".join(lines) + "\n")
+    return "\n".join(out)
 
 
 def plot(comparison: dict, path: Path, source: str) -> None:
