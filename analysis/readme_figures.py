@@ -22,15 +22,19 @@ BEGIN, END = "<!-- reference-results:begin (make report) -->", "<!-- reference-r
 HEADLINES = {
     "default": ("output_throughput", "median_ttft_ms", "median_tpot_ms", "peak_rss_mb"),
     "overhead-0001": ("output_throughput",),
-    "prefill-cap": ("short_p90_ttft_ms", "long_p90_ttft_ms", "output_throughput"),
-    "patch0002-sweep": ("short_p90_ttft_ms", "long_p90_ttft_ms", "output_throughput"),
+    # patches 0002/0003: every long-prefill arm side by side (report.comparison_section)
+    "long-docs-sweep": report.COMPARISON_METRICS,
+    "long-docs": report.COMPARISON_METRICS,
 }
 
 
 def bench_rows(preset: str, bench: Path) -> str:
     manifest = bench_results.load_manifest(bench)
     m = manifest["provenance"]["machine"]
-    table, _ = report.claims_table(bench_results.summary(bench), HEADLINES[preset])
+    if preset in report.COMPARISON_PRESETS:
+        table = report.comparison_section(bench)
+    else:
+        table, _ = report.claims_table(bench_results.summary(bench), HEADLINES[preset])
     command = f"make bench PRESET={preset}" if preset in PRESETS else manifest["provenance"]["command"]
     return (f"**`{command}`** -> [`{report.rel(bench)}`]({report.rel(bench)}/summary.md): "
             f"{manifest['repeats']} repeats, bench wall time {manifest['wall_s']:.0f} s on {m['cpu_model']} "

@@ -13,9 +13,21 @@ import pytest
 
 from tools import pins
 
-pytestmark = [pytest.mark.vllm, pytest.mark.slow]
+from tools import upstream_tests
 
 
+def test_selection_runs_whole_directories_and_every_drop_says_why(tmp_path):
+    tests, deselects, ignores = upstream_tests.parse_list(upstream_tests.DEFAULT_LIST)
+    assert {"tests/v1/core", "tests/v1/engine", "tests/config", "tests/engine"} <= set(tests)
+    assert deselects and all("::" in d for d in deselects)
+    bad = tmp_path / "list.txt"
+    bad.write_text("tests/v1/core\ndeselect tests/v1/core/test_scheduler.py::test_x\n")
+    with pytest.raises(SystemExit, match="needs a target and a `# reason`"):
+        upstream_tests.parse_list(bad)
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
 def test_upstream_unit_tests_pass_on_patched_engine(tmp_path):
     if not (pins.PATCHED_ENGINE_DIR / "vllm" / "__init__.py").exists():
         pytest.skip("build/vllm-patched missing: run `make apply-patches`")
@@ -28,4 +40,4 @@ def test_upstream_unit_tests_pass_on_patched_engine(tmp_path):
     assert result["engine"] == str(pins.PATCHED_ENGINE_DIR.resolve())
     assert proc.returncode == 0 and result["ok"], tail
     assert result["tests"] > 0 and result["failures"] == 0 and result["errors"] == 0, tail
-    assert "tests/v1/core/test_long_prefill_cap.py" in result["paths"]
+    assert "tests/v1/core" in result["paths"] and "tests/v1/engine" in result["paths"]

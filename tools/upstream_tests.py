@@ -61,18 +61,25 @@ HF_CONFIGS = {
 }
 
 
-def parse_list(path: Path) -> tuple[list[str], list[str]]:
-    """(test paths / node ids, deselect prefixes); `#` starts a comment line."""
-    tests, deselects = [], []
-    for raw in path.read_text().splitlines():
+def parse_list(path: Path) -> tuple[list[str], list[str], list[str]]:
+    """(test paths / node ids, deselect prefixes, ignored paths); `#` starts a comment line.
+
+    `deselect X  # reason` and `ignore X  # reason` must say why: a list that drops a test
+    without a reason is refused."""
+    tests, deselects, ignores = [], [], []
+    for n, raw in enumerate(path.read_text().splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        if line.startswith("deselect "):
-            deselects.append(line.split(None, 1)[1].strip())
+        entry, _, reason = line.partition("#")
+        kind, _, target = entry.strip().partition(" ")
+        if kind in ("deselect", "ignore"):
+            if not reason.strip() or not target.strip():
+                raise SystemExit(f"{path}:{n}: `{line}` needs a target and a `# reason`")
+            (deselects if kind == "deselect" else ignores).append(target.strip())
         else:
-            tests.append(line)
-    return tests, deselects
+            tests.append(entry.strip())
+    return tests, deselects, ignores
 
 
 def export_tests(dest: Path, src: Path = pins.SOURCE_DIR, ref: str = pins.PATCHED_BRANCH) -> None:
@@ -121,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (engine / "vllm" / "__init__.py").exists():
         print(f"upstream-tests: {engine}/vllm missing: run `make apply-patches` first", file=sys.stderr)
         return 2
-    tests, deselects = parse_list(args.list)
+    tests, deselects, ignores = parse_list(args.list)
     with tempfile.TemporaryDirectory(prefix="vllm-upstream-tests-") as tmp:
         tmp = Path(tmp)
         work = tmp / "tree"
@@ -141,8 +148,10 @@ def main(argv: list[str] | None = None) -> int:
         xml = tmp / "junit.xml"
         cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--noconftest", "-q", "-rfE",
                "--tb=short", f"--junitxml={xml}", "-o", "junit_family=xunit2",
-               *[f"--deselect={d}" for d in deselects], *tests, *args.pytest_args]
-        print(f"upstream-tests: vllm = {where}; {len(tests)} path(s), {len(deselects)} deselect(s)", flush=True)
+               *[f"--deselect={d}" for d in deselects], *[f"--ignore={i}" for i in ignores],
+               *tests, *args.pytest_args]
+        print(f"upstream-tests: vllm = {where}; {len(tests)} path(s), {len(deselects)} deselect(s), "
+              f"{len(ignores)} ignored module(s)", flush=True)
         t0 = time.time()
         try:
             rc = subprocess.run(cmd, cwd=work, env=env, timeout=args.timeout).returncode
@@ -151,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         wall = time.time() - t0
         counts = junit_counts(xml)
     result = {"returncode": rc, "wall_s": round(wall, 1), "engine": str(engine), "ref": args.ref,
-              "paths": tests, "deselected": deselects, **counts}
+              "paths": tests, "deselected": deselects, "ignored": ignores, **counts}
     ok = rc == 0 and counts["tests"] > 0
     result["ok"] = ok
     if args.json:
