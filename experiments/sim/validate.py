@@ -121,15 +121,18 @@ def plot(comparison: dict, path: Path, source: str) -> None:
             ax.errorbar([r["real_median"]], [r["sim"]], xerr=[[r["real_median"] - r["real_min"]],
                                                              [r["real_max"] - r["real_median"]]],
                         fmt="o", color=color, ms=4, lw=0.8)
-        lo = min(min(r["real_min"], r["sim"]) for r in sel)
-        hi = max(max(r["real_max"], r["sim"]) for r in sel)
+        lo = min(min(r["real_min"], r["sim"]) for r in sel) * 0.8
+        hi = max(max(r["real_max"], r["sim"]) for r in sel) * 1.25
         ax.plot([lo, hi], [lo, hi], color="grey", lw=0.8)
         ax.fill_between([lo, hi], [lo * (1 - TOLERANCE), hi * (1 - TOLERANCE)],
                         [lo * (1 + TOLERANCE), hi * (1 + TOLERANCE)], color="grey", alpha=0.15)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
         ax.set_title(m, fontsize=8)
         ax.set_xlabel("real (median, bar = min..max)", fontsize=7)
         ax.set_ylabel("simulated", fontsize=7)
         ax.tick_params(labelsize=6)
-    fig.suptitle(f"{comparison['label']} vs real CPU runs; band = +-10%; red = outside max(10%, real spread)",
+    fig.suptitle(f"{comparison['label']} vs real CPU runs (log axes); band = +-10%; "
+                 "red = outside max(10%, real spread)",
                  fontsize=8)
     save_figure(fig, path, source=source)
