@@ -433,10 +433,11 @@ def render_nsys_cpu(files: lab.LabFiles) -> str:
         "", "White space = time inside a `forward[i]` range that no `embed` / `layer[j]` / `head` range covers.",
         *(["", "![nsys-ui timeline](plots/cpu_nsys_ui_screenshot.png)", "",
            "The same report in `nsys-ui` itself (Nsight Systems 2022.4 under Xvfb with Mesa's software OpenGL, "
-           "made by `python -m experiments.foundations.b5_launch_overhead_trace.nsys_ui_screenshot`), zoomed to "
-           "the stretch holding the forwards: the NVTX row holds every `forward[i]` range with its layer ranges "
-           "beneath; the grey bar on the left is start-up (imports, weights) with its OS-runtime calls. The "
-           "drawn picture above is one forward of each path, from the export."]
+           "made by `python -m experiments.foundations.b5_launch_overhead_trace.nsys_ui_screenshot`), zoomed "
+           "around the forwards (placed by approximate screen coordinates, so an edge may cut a block): the "
+           "NVTX row holds the `forward[i]` ranges of one path after the other, each with its layer ranges "
+           "beneath; the grey bar on the left is the end of start-up. The drawn picture above is one forward "
+           "of each path, from the export."]
           if SCREENSHOT.exists() else []),
         "", lab.machine_line(doc) + f" Source: `{src}`.",
     ])
@@ -478,11 +479,14 @@ def render_answer(files: lab.LabFiles) -> str | None:
     nsys = files.read("cpu_nsys_trace")
     if nsys:
         p = nsys["results"]["paths"]
+        s_, f_ = p["small_ops"], p["fused"]
         lines.append(
-            f"- In the nsys trace the layer ranges leave {lab.fmt(100 * p['small_ops']['white_space_fraction'])}% "
-            f"(small ops) and {lab.fmt(100 * p['fused']['white_space_fraction'])}% (fused) of a forward uncovered; "
-            f"a layer takes {lab.fmt(p['small_ops']['layer_us']['median'] / 1e3)} ms op by op and "
-            f"{lab.fmt(p['fused']['layer_us']['median'] / 1e3)} ms fused (medians).")
+            f"- In the nsys trace (one intra-op thread) a forward takes {lab.fmt(s_['forward_us']['median'] / 1e3)} ms "
+            f"op by op and {lab.fmt(f_['forward_us']['median'] / 1e3)} ms fused, a layer "
+            f"{lab.fmt(s_['layer_us']['median'] / 1e3)} ms and {lab.fmt(f_['layer_us']['median'] / 1e3)} ms (medians). "
+            f"The layer ranges leave {lab.fmt(100 * s_['white_space_fraction'])}% and "
+            f"{lab.fmt(100 * f_['white_space_fraction'])}% of a forward uncovered ({lab.fmt(s_['white_space_us']['median'])} "
+            f"vs {lab.fmt(f_['white_space_us']['median'])} us): the time fusion saves is inside the layers.")
     return "\n".join(lines)
 
 
