@@ -55,9 +55,9 @@ def render(doc: dict, source: str) -> str:
     lines += ["", f"Median off {doc['median_output_throughput']['off']:,.1f} [{by['off'][0]:,.1f}, "
               f"{by['off'][-1]:,.1f}], on {doc['median_output_throughput']['on']:,.1f} [{by['on'][0]:,.1f}, "
               f"{by['on'][-1]:,.1f}] tok/s: on/off {doc['on_over_off']:.2f}.",
-              ("The on and off ranges overlap: on this machine, at load averages of "
-               f"{min(loads):.1f}-{max(loads):.1f} on {prov['machine']['cpu_count']} cores, the cost of nsys is not "
-               "separable from the contention; the ratio is not a finding." if overlap else
+              ("The on and off ranges overlap: at load averages of "
+               f"{min(loads):.1f}-{max(loads):.1f} on {prov['machine']['cpu_count']} cores, whatever nsys costs "
+               "here is within the run-to-run spread; the ratio is not a finding." if overlap else
                "The on and off ranges do not overlap."), "",
              "`make trace` wall time, as each committed run recorded it:", ""]
     lines += [f"- `{t['run_id']}` ({t['recipe']}): {t['wall_s']:.0f} s, load average at start "
