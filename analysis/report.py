@@ -203,6 +203,34 @@ def target_verdict(rows: dict, workload: str, arm: str = "patched-token-cap",
             f"throughput** in this set: {says}.")
 
 
+SIM_SWEEP = pins.REPO_ROOT / "results" / "reference" / "sim" / "long-docs" / "sweep_sim.json"
+
+
+def sim_section(path: Path = SIM_SWEEP) -> str:
+    """The same arms in the simulator (vLLM's real Scheduler of each engine on a virtual clock):
+    every figure labelled with its cost model; median [min, max] over the arrival seeds."""
+    if not path.exists():
+        return ""
+    sim = json.loads(path.read_text())
+    metrics = (sim["x"], sim["loss"], sim["y"])
+    out = [f"### Simulated, not measured (`{rel(path)}`)", "",
+           "The same arms, workloads and step budget in `experiments/sim`: each engine's real `Scheduler` "
+           "makes every decision (they match the real engine step by step, `results/reference/sim/decisions.json`), "
+           "a cost model prices each step on a virtual clock. The CPU cost model is calibrated on in-process "
+           "engine steps and runs faster than real serving on these machines (`results/reference/sim/README.md`), "
+           "so read the order of the arms, not the figures; the H100 rows are modeled from public specs with a "
+           f"Llama-3.1-8B shape. Median [min, max] over arrival seeds {sim['seeds']}; made by "
+           f"`{sim['provenance']['command']}` at git {sim['provenance']['git_sha'][:10]}.", ""]
+    for panel in sim["panels"]:
+        out += [f"**`{panel['workload']}` at {panel['request_rate']} req/s, {panel['label']}**", "",
+                "| arm | engine | " + " | ".join(metrics) + " |", "|---|---|" + "---|" * len(metrics)]
+        for p in panel["points"]:
+            cells = [f"{fmt(p[m])} [{fmt(min(p[m + '_values']))}, {fmt(max(p[m + '_values']))}]" for m in metrics]
+            out.append(f"| {ARMS.get(p['name'], p['name'])} | {p['engine']} | " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
 GPU_REPRO_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
 
 
@@ -354,7 +382,7 @@ def comparison_head(patch: Path, benches: list[Path]) -> list[str]:
             "turns of 64-256 tokens, against a step budget of 512 tokens, so a document's prefill spans 4-7 "
             "steps; Poisson arrivals below capacity and a burst of every request at once (at capacity), "
             "served by one server start per arm and repeat.", "",
-            comparison_section(newest), "### Not yet shown", "", *NOT_YET_SHOWN, "",
+            comparison_section(newest), sim_section(), "### Not yet shown", "", *NOT_YET_SHOWN, "",
             "### Reproduce on a GPU", "",
             f"The same arms and workloads with a real model (`{GPU_REPRO_MODEL}` as an example); on a GPU "
             "the CPU rates are far below capacity: measure it with `--request-rate inf`, then run one rate "

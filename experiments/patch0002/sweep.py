@@ -116,6 +116,49 @@ def write_outputs(bench_dir: Path) -> dict:
     return sweep
 
 
+# Simulated arms (experiments.sim: vLLM's real Scheduler of each engine on a virtual clock). The CPU
+# cost model is calibrated on in-process engine steps and runs faster than real serving here
+# (results/reference/sim/README.md), so only the order of the arms is read from it, never a figure as a
+# measurement; the H100 roofline uses a Llama-3.1-8B shape and is modeled.
+SIM_OUT = Path("results/reference/sim/long-docs")
+SIM_COST_MODELS = ("cpu", "roofline-h100:experiments/sim/shapes/llama-3.1-8b.json")
+SIM_SEEDS = (0, 1, 2, 3, 4)
+
+
+def simulate(out: Path = SIM_OUT, cost_models=SIM_COST_MODELS, seeds=SIM_SEEDS) -> dict:
+    """Every long-docs arm on every arrival pattern of the preset, for each cost model and seed."""
+    from experiments.common.provenance import provenance
+    from experiments.sim import api
+
+    cfg = presets.resolve(PRESET)
+    points = {arm: {**presets.VARIANTS[arm], "engine_args": {**presets.LONG_DOCS_ENGINE_ARGS,
+                                                              **presets.VARIANTS[arm]["engine_args"]}}
+              for arm in presets.LONG_DOCS_ARMS}
+    panels = []
+    for cost_model in cost_models:
+        for workload, rate in cfg["request_rate"].items():
+            rows = api.sweep(points, workload, [rate], list(seeds), cost_model)
+            arms = []
+            for arm in points:
+                mine = [r for r in rows if r["point"] == arm]
+                point = {"name": arm, "engine": points[arm]["engine"], "seeds": [r["seed"] for r in mine]}
+                for metric in (X_METRIC, Y_METRIC, LOSS_METRIC):
+                    vals = [float({**r["summary"], **r["bench_serve"]}[metric]) for r in mine]
+                    point[metric] = statistics.median(vals)
+                    point[metric + "_values"] = vals
+                arms.append(point)
+            panels.append({"workload": workload, "request_rate": rate, "cost_model": cost_model,
+                           "label": rows[0]["label"], "series": rows[0].get("series"), "points": arms})
+    result = {"what": "simulated long-docs arms (not measured)", "x": X_METRIC, "y": Y_METRIC,
+              "loss": LOSS_METRIC, "seeds": list(seeds), "panels": panels,
+              "provenance": provenance(argv=["python", "-m", "experiments.patch0002.sweep", "--sim"])}
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "sweep_sim.json", result)
+    plot({"panels": [{**p, "workload": f"{p['workload']} [{p['label']}]"} for p in panels]},
+         out / "sweep_sim.png", source=f"{out}/sweep_sim.json")
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     ap = argparse.ArgumentParser(prog="python -m experiments.patch0002.sweep", description=__doc__,
@@ -130,7 +173,17 @@ def main(argv: list[str] | None = None) -> int:
                     help="run even if other processes keep the CPUs busy (the manifest marks it busy)")
     ap.add_argument("--out", type=Path, default=runner.DEFAULT_OUT, help="results root")
     ap.add_argument("--plot-only", type=Path, metavar="BENCH_DIR", help="re-plot a finished sweep")
+    ap.add_argument("--sim", action="store_true",
+                    help=f"simulate every arm instead (vLLM's real Scheduler on a virtual clock, seeds "
+                         f"{SIM_SEEDS[0]}-{SIM_SEEDS[-1]}, CPU cost model and an H100 roofline) -> {SIM_OUT}/")
     args = ap.parse_args(argv)
+    if args.sim:
+        for panel in simulate()["panels"]:
+            print(f"  {panel['workload']} at {panel['request_rate']} [{panel['label']}]:")
+            for p in panel["points"]:
+                print(f"  {p['name']:>28}: {Y_METRIC} {p[Y_METRIC]:9.1f}  {X_METRIC} {p[X_METRIC]:9.1f}  "
+                      f"{LOSS_METRIC} {p[LOSS_METRIC]:9.1f}")
+        return 0
     if args.plot_only:
         sweep = write_outputs(args.plot_only)
     else:
