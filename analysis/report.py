@@ -337,10 +337,16 @@ def trace_section(trace: Path, out: Path, patch: Path | None = None) -> str:
     variants = list(counts)
     lines = [f"#### Trace `{trace.name}` ({rel(trace)})", "",
              f"Profiler: {manifest['profiler']} ({manifest['why']}). Made by `{manifest['provenance']['command']}` "
-             f"at git {manifest['provenance']['git_sha']}, series {manifest.get('series_hash')}.", ""]
+             f"at git {manifest['provenance']['git_sha']}, series {manifest.get('series_hash')}"
+             f"{series_note(manifest.get('series_hash'))}.", ""]
     if names:
-        lines += ["EngineCore scopes found in each variant's trace (occurrences). Without the patch the EngineCore "
-                  "process is not profiled, so even upstream's existing scheduler scopes are missing there.", "",
+        if manifest["profiler"] == "nsys":  # nsys sees every process, patched or not
+            why_missing = ("nsys records every process, so the baseline column holds upstream's own scopes in "
+                           "EngineCore; the scopes this patch adds appear only in the patched trace.")
+        else:  # vLLM's torch profiler runs in the workers (and the frontend) only
+            why_missing = ("Without the patch vLLM's torch profiler does not run in the EngineCore process, so "
+                           "even upstream's existing scheduler scopes are missing there.")
+        lines += [f"EngineCore scopes found in each variant's trace (occurrences). {why_missing}", "",
                   "| scope | new in this patch | " + " | ".join(variants) + " |", "|---|---|" + "---|" * len(variants)]
         for n in names:
             new_here = "yes" if '"%s"' % n in added else "no"
