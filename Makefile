@@ -56,7 +56,7 @@ bench-smoke: PRESET=smoke
 bench-smoke: bench ## the <2 min smoke preset
 
 test: apply-patches ## the whole test suite (CI runs this)
-	@$(PY) -m pytest -q
+	@$(PY) -m pytest -q --durations=25
 
 test-vllm-upstream: apply-patches ## vLLM's own unit tests (tools/upstream_tests.txt) on the patched engine, CPU, offline
 	@$(PY) -m tools.upstream_tests
