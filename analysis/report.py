@@ -194,13 +194,22 @@ def target_verdict(rows: dict, workload: str, arm: str = "patched-token-cap",
     if not ttft or not tput:
         return f"Token cap vs threshold knob on `{workload}`: not measured in this set."
     floor = rows[(workload, "short_p90_ttft_ms")]["noise_floor"]
-    floor_txt = "unknown" if floor is None else f"{floor * 100:.1f}%"
-    says = (f"short-request p90 TTFT {fmt(ttft['delta'], pct=True)} ({ttft['verdict']}; A/A floor {floor_txt}), "
-            f"output tokens/s {fmt(tput['delta'], pct=True)} ({tput['verdict']})")
-    if ttft["verdict"] == "better" and tput["verdict"] == "within noise":
+    tput_floor = rows[(workload, "output_throughput")]["noise_floor"]
+
+    def pct(x):
+        return "unknown" if x is None else f"{x * 100:.1f}%"
+
+    says = (f"short-request p90 TTFT {fmt(ttft['delta'], pct=True)} ({ttft['verdict']}; A/A floor {pct(floor)}), "
+            f"output tokens/s {fmt(tput['delta'], pct=True)} ({tput['verdict']}; A/A floor {pct(tput_floor)})")
+    # "Equal throughput" is strict: the difference must be inside the floor, not only overlapping runs.
+    equal = tput_floor is not None and abs(tput["delta"]) <= tput_floor
+    if ttft["verdict"] == "better" and equal:
         return f"Token cap vs threshold knob on `{workload}`: **beats it** at equal throughput: {says}."
-    return (f"Token cap vs threshold knob on `{workload}`: **does not beat it beyond the noise floor at equal "
-            f"throughput** in this set: {says}.")
+    if ttft["verdict"] == "better":
+        return (f"Token cap vs threshold knob on `{workload}`: **cuts short-request p90 TTFT beyond the noise "
+                f"floor, but not at equal throughput** (the throughput difference is larger than its floor): {says}.")
+    return (f"Token cap vs threshold knob on `{workload}`: **does not beat it beyond the noise floor** in this "
+            f"set: {says}.")
 
 
 SIM_SWEEP = pins.REPO_ROOT / "results" / "reference" / "sim" / "long-docs" / "sweep_sim.json"
