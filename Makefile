@@ -75,6 +75,7 @@ nsys: ## install Nsight Systems (Debian 12 + root: apt non-free, ~1 min); a no-o
 
 report: $(VENV)/.setup-stamp ## from committed results: analysis/pr_draft/, README figures, patch 0002 results
 	@$(PY) -m analysis.report $(REPORT_ARGS)
+	@$(PY) -m analysis.readme_figures
 	@$(PY) -m experiments.patch0002.readme
 
 notebooks: $(VENV)/.setup-stamp ## execute the analysis notebooks

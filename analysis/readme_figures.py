@@ -1,6 +1,6 @@
 """The top README's "Reference results" section, rendered from committed result files.
 
-Called by `make report` (analysis.report) after the PR drafts. For each preset,
+`make report` runs it after the PR drafts (python -m analysis.readme_figures). For each preset,
 the newest complete bench under results/reference/ gives a few headline rows
 (median [min, max], delta, A/A noise floor, verdict: the PR draft's table code);
 results/reference/*/client_capacity.json gives the load client's headroom.
@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from analysis import bench_results, report
+from analysis import report
+from experiments.bench import store
 from experiments.bench.presets import PRESETS
 from experiments.common.readme import replace_between
 from experiments.common.results import read_result
@@ -22,6 +23,8 @@ BEGIN, END = "<!-- reference-results:begin (make report) -->", "<!-- reference-r
 HEADLINES = {
     "default": ("output_throughput", "median_ttft_ms", "median_tpot_ms", "peak_rss_mb"),
     "overhead-0001": ("output_throughput",),
+    # the instrument itself: baseline against baseline, so every delta here is noise
+    "aa": ("output_throughput", "median_ttft_ms", "cpu_ms_per_output_token"),
     # patches 0002/0003: every long-prefill arm side by side (report.comparison_section)
     "long-docs-sweep": report.COMPARISON_METRICS,
     "long-docs": report.COMPARISON_METRICS,
@@ -29,12 +32,12 @@ HEADLINES = {
 
 
 def bench_rows(preset: str, bench: Path) -> str:
-    manifest = bench_results.load_manifest(bench)
+    manifest = store.load_manifest(bench)
     m = manifest["provenance"]["machine"]
     if preset in report.COMPARISON_PRESETS:
         table = report.comparison_section(bench)
     else:
-        table, _ = report.claims_table(bench_results.summary(bench), HEADLINES[preset])
+        table, _ = report.claims_table(store.summary(bench), HEADLINES[preset])
     command = f"make bench PRESET={preset}" if preset in PRESETS else manifest["provenance"]["command"]
     return (f"**`{command}`** -> [`{report.rel(bench)}`]({report.rel(bench)}/summary.md): "
             f"{manifest['repeats']} repeats, bench wall time {manifest['wall_s']:.0f} s on {m['cpu_model']} "
@@ -65,3 +68,14 @@ def render(root: Path) -> str:
 def write(root: Path = report.REFERENCE_ROOT, readme: Path = README) -> bool:
     """Rewrite the section between the markers; False (and nothing written) if the README has none."""
     return replace_between(readme, BEGIN, END, render(root))
+
+
+def main() -> int:
+    if not write():
+        raise SystemExit(f"{README}: reference-results markers missing")
+    print(f"readme_figures: wrote {report.rel(README)} (reference results section)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -17,7 +17,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from analysis import bench_results
+from experiments.bench import store
 from experiments.bench.presets import PRESETS
 from experiments.bench.table import fmt
 from tools import pins
@@ -71,8 +71,8 @@ def benches_for(preset_names: tuple[str, ...], root: Path) -> list[Path]:
     """Newest complete bench per (preset, request rates): a re-run supersedes an older set,
     while a sweep at another arrival rate answers a different question and stays."""
     newest: dict[tuple, Path] = {}
-    for d in bench_results.complete_benches(root):  # sorted by bench id: later ones replace earlier
-        cfg = bench_results.load_manifest(d)["config"]
+    for d in store.complete_benches(root):  # sorted by bench id: later ones replace earlier
+        cfg = store.load_manifest(d)["config"]
         if cfg["preset"] in preset_names:
             newest[(cfg["preset"], json.dumps(cfg.get("request_rate"), sort_keys=True))] = d
     return [d for p in preset_names for k, d in newest.items() if k[0] == p]
@@ -158,8 +158,8 @@ def series_note(recorded: str) -> str:
 def comparison_section(bench: Path) -> str:
     """Every long-docs arm side by side per arrival pattern, and the question the series must answer:
     does the token cap beat the threshold knob on short-request p90 TTFT at equal throughput?"""
-    manifest = bench_results.load_manifest(bench)
-    rows = {(r["workload"], r["metric"]): r for r in bench_results.summary(bench) if r["mode"] == "serve"}
+    manifest = store.load_manifest(bench)
+    rows = {(r["workload"], r["metric"]): r for r in store.summary(bench) if r["mode"] == "serve"}
     rates = manifest["config"].get("request_rate") or {}
     out = []
     before = manifest["config"].get("machine_before") or {}
@@ -247,7 +247,7 @@ def gpu_repro(bench: Path) -> str:
     """The exact commands a maintainer runs on a GPU, built by the bench's own argument builders."""
     from experiments.bench import serve
 
-    manifest = bench_results.load_manifest(bench)
+    manifest = store.load_manifest(bench)
     cfg = {**manifest["config"], "model": GPU_REPRO_MODEL,
            # the CPU-only settings go; the long-docs shape (step budget, context) stays
            "engine_args": {k: v for k, v in manifest["config"]["engine_args"].items()
@@ -280,8 +280,8 @@ def baseline_engine_variants(manifest: dict) -> set[str]:
 
 
 def bench_section(bench: Path, metrics=HEADLINE) -> tuple[str, list[Claim]]:
-    manifest = bench_results.load_manifest(bench)
-    summary = bench_results.summary(bench)
+    manifest = store.load_manifest(bench)
+    summary = store.summary(bench)
     table, claims = claims_table(summary, metrics)
     preset = manifest["config"]["preset"]
     if preset in PRESETS:
@@ -305,7 +305,7 @@ def model_phrase(benches: list[Path]) -> str:
     """How the benches' model was loaded, from their manifests (never assumed)."""
     phrases = set()
     for b in benches:
-        cfg = bench_results.load_manifest(b)["config"]
+        cfg = store.load_manifest(b)["config"]
         weights = "dummy (random) weights" if cfg["engine_args"].get("load_format") == "dummy" else "real weights"
         model = cfg["model"]
         phrases.add(f"`{rel(Path(model)) if model.startswith('/') else model}` with {weights}")
@@ -385,7 +385,7 @@ NOT_YET_SHOWN = [
 def comparison_head(patch: Path, benches: list[Path]) -> list[str]:
     """For the long-prefill patches: the side-by-side comparison, what it does not show, GPU commands."""
     comparison = [b for b in benches  # the sweep's --quick sets too, when given explicitly
-                  if bench_results.load_manifest(b)["config"]["preset"].startswith(COMPARISON_PRESETS)]
+                  if store.load_manifest(b)["config"]["preset"].startswith(COMPARISON_PRESETS)]
     if patch.name[:4] not in ("0002", "0003"):
         return []
     if not comparison:
@@ -411,7 +411,7 @@ def pr_draft(patch: Path, benches: list[Path], out: Path, trace: Path | None = N
     for b in benches:
         text, c = bench_section(b)
         sections.append(text)
-        upstream_only = baseline_engine_variants(bench_results.load_manifest(b))
+        upstream_only = baseline_engine_variants(store.load_manifest(b))
         for claim in c:  # which bench (preset, arrival rate) says so
             # A sweep's upstream-knob points run the unpatched engine: context, not this PR's claim.
             (context if claim.variant in upstream_only else claims).append(f"`{b.name}`: {claim}")
@@ -462,12 +462,12 @@ def write_report(root: Path = REFERENCE_ROOT, out: Path = OUT_DIR, benches: list
     patches = series_files()
     chosen = [Path(b) for b in benches] if benches else None
     for b in chosen or []:
-        bench_results.load_manifest(b)  # refuses incomplete ones
+        store.load_manifest(b)  # refuses incomplete ones
     for patch in patches:
         if chosen:
             presets_for_patch = EVIDENCE.get(patch.name[:4], ())
             benches = [b for b in chosen
-                       if bench_results.load_manifest(b)["config"]["preset"] in presets_for_patch] or chosen
+                       if store.load_manifest(b)["config"]["preset"] in presets_for_patch] or chosen
         else:
             benches = benches_for(EVIDENCE.get(patch.name[:4], ()), root)
         path = out / f"PR_{patch.name[:4]}.md"
@@ -495,11 +495,6 @@ def main(argv: list[str] | None = None) -> int:
     trace = None if args.no_trace else (args.trace or latest_trace())
     for p in write_report(args.results, args.out, benches or None, trace):
         print(f"report: wrote {rel(p)}")
-    if not benches and args.results == REFERENCE_ROOT and args.out == OUT_DIR:
-        # the committed reference sets also feed the top README's figures
-        from analysis import readme_figures
-        if readme_figures.write(args.results):
-            print(f"report: wrote {rel(readme_figures.README)} (reference results section)")
     return 0
 
 

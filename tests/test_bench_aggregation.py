@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from analysis import bench_results
+from experiments.bench import store
 from experiments.bench import aggregate, presets, runner, table
 from experiments.common.results import write_json_atomic
 
@@ -107,10 +107,10 @@ def small_cfg(**extra):
 def test_complete_bench_is_readable(fake_engine, tmp_path):
     final = runner.run_bench(small_cfg(), tmp_path, argv=["test"])
     assert fake_engine == ["baseline", "patched", "patched", "baseline"]  # A B B A
-    manifest = bench_results.load_manifest(final)
+    manifest = store.load_manifest(final)
     assert manifest["order"] == "abba" and manifest["time_breakdown"]["engine_starts"] == 4
     assert set(manifest["time_breakdown"]["phases_s"]) >= {"engine start-up", "measured (timed passes, clients)"}
-    runs = bench_results.load_runs(final)
+    runs = store.load_runs(final)
     assert all({"busy_share", "steal_share", "loadavg_1m_start"} <= set(r["machine"]) for r in runs)
     for key in ("benchmark_version", "series_hash", "engine_version", "backend", "seed", "repeats"):
         assert key in manifest
@@ -118,9 +118,9 @@ def test_complete_bench_is_readable(fake_engine, tmp_path):
     for key in ("git_sha", "git_dirty", "machine", "versions", "command"):
         assert key in prov
     assert (final / "summary.png").stat().st_size > 1000
-    frame = bench_results.summary_frame(final)
+    frame = store.summary_frame(final)
     assert set(frame["variant"]) == {"baseline", "patched"}
-    assert bench_results.complete_benches(tmp_path) == [final]
+    assert store.complete_benches(tmp_path) == [final]
 
 
 def test_interrupted_bench_is_marked_and_never_read(fake_engine, tmp_path):
@@ -131,13 +131,13 @@ def test_interrupted_bench_is_marked_and_never_read(fake_engine, tmp_path):
     manifest = json.loads((dirs[0] / "manifest.json").read_text())
     assert manifest["status"] == "incomplete" and manifest["runs_completed"] == 2
     assert not (dirs[0] / "summary.json").exists()
-    with pytest.raises(bench_results.IncompleteBench):
-        bench_results.load_runs(dirs[0])
-    assert bench_results.complete_benches(tmp_path) == []
+    with pytest.raises(store.IncompleteBench):
+        store.load_runs(dirs[0])
+    assert store.complete_benches(tmp_path) == []
     # Even if renamed by hand, the manifest status still refuses it.
     renamed = dirs[0].rename(tmp_path / "looks-fine")
-    with pytest.raises(bench_results.IncompleteBench):
-        bench_results.summary_frame(renamed)
+    with pytest.raises(store.IncompleteBench):
+        store.summary_frame(renamed)
 
 
 def test_gate_failure_aborts_the_bench(monkeypatch, fake_engine, tmp_path):
@@ -148,7 +148,7 @@ def test_gate_failure_aborts_the_bench(monkeypatch, fake_engine, tmp_path):
     monkeypatch.setattr(runner, "offline_run", bad_offline)
     with pytest.raises(RuntimeError, match="CORRECTNESS GATE FAILED"):
         runner.run_bench(small_cfg(), tmp_path, argv=["test"])
-    assert bench_results.complete_benches(tmp_path) == []
+    assert store.complete_benches(tmp_path) == []
 
 
 def test_gate_statement_says_what_was_checked():
@@ -179,14 +179,14 @@ def test_resummarize_recomputes_only_the_derived_files(fake_engine, tmp_path):
     from experiments.bench import resummarize
 
     final = runner.run_bench(small_cfg(), tmp_path, argv=["test"])
-    assert bench_results.load_manifest(final)["aggregation_version"] == aggregate.AGGREGATION_VERSION
+    assert store.load_manifest(final)["aggregation_version"] == aggregate.AGGREGATION_VERSION
     runs_before = {p.name: p.read_bytes() for p in (final / "runs").glob("*.json")}
     summary_before = (final / "summary.json").read_text()
     (final / "summary.json").write_text("[]")  # as if written by an older aggregation
     assert resummarize.main([str(final)]) == 0
     assert (final / "summary.json").read_text() == summary_before  # same runs, same rule: same summary
     assert {p.name: p.read_bytes() for p in (final / "runs").glob("*.json")} == runs_before
-    manifest = bench_results.load_manifest(final)
+    manifest = store.load_manifest(final)
     assert manifest["summary_recomputed"]["command"].startswith("python -m experiments.bench.resummarize")
-    with pytest.raises(bench_results.IncompleteBench):
+    with pytest.raises(store.IncompleteBench):
         resummarize.main([str(tmp_path / "no-such-bench")])

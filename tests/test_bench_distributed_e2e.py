@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from analysis import bench_results, chrome_trace
+from analysis import chrome_trace
+from experiments.bench import store
 from experiments.bench import distributed, presets, runner
 from tools import pins
 
@@ -31,10 +32,10 @@ def tp2_bench(tmp_path_factory):
 
 def test_tp2_baseline_and_patched_agree_and_are_recorded(tp2_bench):
     final, _ = tp2_bench
-    manifest = bench_results.load_manifest(final)
+    manifest = store.load_manifest(final)
     assert manifest["status"] == "complete"
     assert manifest["distributed"] == {"tensor_parallel_size": 2, "distributed_executor_backend": "mp"}
-    runs = bench_results.load_runs(final)
+    runs = store.load_runs(final)
     assert sorted(r["variant"] for r in runs) == ["baseline", "patched"]
     assert runs[0]["result"]["gate_tokens"] == runs[1]["result"]["gate_tokens"]
     for r in runs:

@@ -10,7 +10,8 @@ import json
 
 import pytest
 
-from analysis import bench_results, chrome_trace, phases
+from analysis import chrome_trace, phases
+from experiments.bench import store
 from experiments.bench import presets, runner
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
@@ -36,9 +37,9 @@ def bench(tmp_path_factory):
 
 def test_result_directory_is_complete(bench):
     final, _ = bench
-    manifest = bench_results.load_manifest(final)
+    manifest = store.load_manifest(final)
     assert manifest["status"] == "complete" and manifest["engine_version"].startswith("0.32.0")
-    runs = bench_results.load_runs(final)
+    runs = store.load_runs(final)
     assert [r["variant"] for r in runs] == ["baseline", "patched"]
     for r in runs:
         res = r["result"]
@@ -48,7 +49,7 @@ def test_result_directory_is_complete(bench):
     # The gate ran and both variants produced identical greedy tokens.
     assert runs[0]["result"]["gate_tokens"] == runs[1]["result"]["gate_tokens"]
     assert len(runs[0]["result"]["gate_tokens"][0]) == presets.COMMON["gate"]["max_tokens"]
-    frame = bench_results.summary_frame(final)
+    frame = store.summary_frame(final)
     assert {"output_throughput", "peak_rss_mb"} <= set(frame["metric"])
 
 

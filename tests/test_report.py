@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from analysis import bench_results, report
+from analysis import report
+from experiments.bench import store
 from experiments.bench import runner
 from experiments.bench.table import fmt
 from tests.test_bench_aggregation import fake_offline, small_cfg
@@ -43,7 +44,7 @@ def test_report_numbers_come_from_the_files(two_benches, tmp_path):
     for section in ("## Overview", "## Claims", "## Validation", "## Details", "Related upstream work"):
         assert section in pr1
     for preset, d in dirs.items():
-        for row in bench_results.summary(d):
+        for row in store.summary(d):
             if row["metric"] not in report.HEADLINE:
                 continue
             b, p = row["variants"]["baseline"], row["variants"]["patched"]
@@ -105,7 +106,7 @@ def test_readme_section_is_rendered_from_the_newest_benches(two_benches, tmp_pat
     text = page.read_text()
     assert "old" not in text and text.endswith(f"{readme_figures.END}\nrest\n")
     for preset, bench in dirs.items():
-        table, _ = report.claims_table(bench_results.summary(bench), readme_figures.HEADLINES[preset])
+        table, _ = report.claims_table(store.summary(bench), readme_figures.HEADLINES[preset])
         assert f"PRESET={preset}" in text and table in text
 
 

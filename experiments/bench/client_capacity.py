@@ -44,9 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     result = {"stub_request_throughput": stub["request_throughput"],
               "stub_output_throughput": stub["output_throughput"], "stub_completed": stub["completed"]}
     if args.bench:
-        from analysis import bench_results
+        from experiments.bench import store
 
-        frame = bench_results.summary_frame(args.bench)
+        frame = store.summary_frame(args.bench)
         sel = frame[(frame.metric == "request_throughput") & (frame.variant == "baseline")
                     & (frame.workload == "shared_prefix_chat")]
         engine_rps = float(sel["median"].iloc[0])

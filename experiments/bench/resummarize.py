@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from analysis import bench_results
+from experiments.bench import store
 from experiments.bench import aggregate
 from experiments.bench.runner import write_summary
 from experiments.common.provenance import git_state
@@ -22,8 +22,8 @@ from experiments.common.results import write_json_atomic
 
 def resummarize(bench_dir: Path, argv: list[str], repo_state: dict | None = None) -> list[dict]:
     """`repo_state`: git state taken before the first dir is rewritten (its own writes dirty the tree)."""
-    manifest = bench_results.load_manifest(bench_dir)  # refuses incomplete benches
-    runs = bench_results.load_runs(bench_dir)
+    manifest = store.load_manifest(bench_dir)  # refuses incomplete benches
+    runs = store.load_runs(bench_dir)
     summary = write_summary(bench_dir, runs, manifest["config"], source=f"{bench_dir}/summary.json")
     manifest["aggregation_version"] = aggregate.AGGREGATION_VERSION
     manifest["summary_recomputed"] = {"utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

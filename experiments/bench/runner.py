@@ -9,7 +9,7 @@ Layout of one bench (results/bench/<bench_id>/):
     summary.md, summary.png
 While running the directory is named <bench_id>.partial; an interrupted or
 failed bench is renamed <bench_id>.incomplete with status "incomplete" and
-the reason. Readers (analysis.bench_results) refuse anything not "complete".
+the reason. Readers (experiments.bench.store) refuse anything not "complete".
 """
 from __future__ import annotations
 

@@ -13,7 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from analysis import bench_results, report
+from analysis import report
+from experiments.bench import store
 from experiments.common.readme import replace_between
 
 README = Path(__file__).with_name("README.md")
@@ -22,8 +23,8 @@ METRICS = report.COMPARISON_METRICS
 
 
 def comparison_block(bench: Path) -> str:
-    manifest = bench_results.load_manifest(bench)
-    _, claims = report.claims_table(bench_results.summary(bench), METRICS)
+    manifest = store.load_manifest(bench)
+    _, claims = report.claims_table(store.summary(bench), METRICS)
     verdicts = "\n".join(f"- {c}" for c in claims) or "- none: every difference is within the A/A noise floor."
     plot = f"\n![sweep](../../{report.rel(bench)}/sweep.png)\n" if (bench / "sweep.png").exists() else ""
     return (f"### [{bench.name}]({report.rel(bench)}) (`{manifest['provenance']['command']}`)\n\n"

@@ -1,7 +1,8 @@
 """The patch-0002 README's results section is rendered from result files only."""
 from __future__ import annotations
 
-from analysis import bench_results, report
+from analysis import report
+from experiments.bench import store
 from experiments.bench import presets, runner, serve
 from experiments.patch0002 import readme
 
@@ -33,7 +34,7 @@ def test_results_section_comes_from_the_newest_long_docs_bench(monkeypatch, tmp_
     text = page.read_text()
     assert "stale" not in text and text.endswith(f"{readme.END}\ntail\n")
     assert bench.name in text and report.comparison_section(bench) in text
-    _, claims = report.claims_table(bench_results.summary(bench), readme.METRICS)
+    _, claims = report.claims_table(store.summary(bench), readme.METRICS)
     assert any(c.sentence in text for c in claims)
     # The question the series must answer, in the bench's own verdicts.
     assert "**beats it** at equal throughput" in text

@@ -51,7 +51,7 @@ def cmd_decisions(out: Path) -> dict:
 
 
 def real_benches(out: Path) -> list[Path]:
-    from analysis.bench_results import complete_benches
+    from experiments.bench.store import complete_benches
 
     return complete_benches(out / "real")
 
