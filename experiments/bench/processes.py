@@ -39,21 +39,20 @@ def tree_processes(pid: int) -> list[psutil.Process]:
         return []
 
 
-class PeakSampler:
-    """Samples a quantity in a thread while a run lasts and keeps its peak (`peak_bytes`)."""
+class PeriodicSampler:
+    """Calls `_tick()` in a thread every `interval_s` while the `with` block lasts."""
 
-    def __init__(self, pid: int, interval_s: float = 0.25):
-        self.pid, self.interval_s = pid, interval_s
-        self.peak_bytes: int | None = 0
+    def __init__(self, interval_s: float):
+        self.interval_s = interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
-    def _sample(self) -> int:
+    def _tick(self) -> None:
         raise NotImplementedError
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            self.peak_bytes = max(self.peak_bytes or 0, self._sample())
+            self._tick()
             self._stop.wait(self.interval_s)
 
     def __enter__(self):
@@ -62,7 +61,22 @@ class PeakSampler:
 
     def __exit__(self, *exc):
         self._stop.set()
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=10)
+
+
+class PeakSampler(PeriodicSampler):
+    """Samples a quantity of process `pid` while a run lasts and keeps its peak (`peak_bytes`)."""
+
+    def __init__(self, pid: int, interval_s: float = 0.25):
+        super().__init__(interval_s)
+        self.pid = pid
+        self.peak_bytes: int | None = 0
+
+    def _sample(self) -> int:
+        raise NotImplementedError
+
+    def _tick(self) -> None:
+        self.peak_bytes = max(self.peak_bytes or 0, self._sample())
 
 
 class TreeMemorySampler(PeakSampler):
@@ -101,23 +115,20 @@ class GpuMemorySampler(PeakSampler):
         except Exception as exc:  # ImportError, NVMLError_LibraryNotFound, NVMLError_DriverNotLoaded
             self._nvml, self.unavailable = None, f"{type(exc).__name__}: {exc}"
 
-    def _loop(self) -> None:
+    def _tick(self) -> None:
         if self._nvml is None:
             return
-        self.peak_bytes = self.peak_device_bytes = 0
-        while not self._stop.is_set():
-            pids = {p.pid for p in tree_processes(self.pid)}
-            used = device = 0
-            for h in self._handles:
-                try:
-                    used += sum(p.usedGpuMemory or 0 for p in self._nvml.nvmlDeviceGetComputeRunningProcesses(h)
-                                if p.pid in pids)
-                    device += self._nvml.nvmlDeviceGetMemoryInfo(h).used
-                except self._nvml.NVMLError:
-                    continue
-            self.peak_bytes = max(self.peak_bytes, used)
-            self.peak_device_bytes = max(self.peak_device_bytes, device - self._device_base)
-            self._stop.wait(self.interval_s)
+        pids = {p.pid for p in tree_processes(self.pid)}
+        used = device = 0
+        for h in self._handles:
+            try:
+                used += sum(p.usedGpuMemory or 0 for p in self._nvml.nvmlDeviceGetComputeRunningProcesses(h)
+                            if p.pid in pids)
+                device += self._nvml.nvmlDeviceGetMemoryInfo(h).used
+            except self._nvml.NVMLError:
+                continue
+        self.peak_bytes = max(self.peak_bytes or 0, used)
+        self.peak_device_bytes = max(self.peak_device_bytes or 0, device - self._device_base)
 
     def __exit__(self, *exc):
         super().__exit__(*exc)
@@ -132,26 +143,26 @@ class GpuMemorySampler(PeakSampler):
                 "gpu_mem_unavailable": self.unavailable}
 
 
-class TreeCpuSampler(PeakSampler):
+class TreeCpuSampler(PeriodicSampler):
     """CPU seconds used by a process tree over its whole life: the last reading of every pid seen
     (children that exit or are killed keep their last reading), from /proc via psutil."""
 
     def __init__(self, pid: int, interval_s: float = 0.25):
-        super().__init__(pid, interval_s)
+        super().__init__(interval_s)
+        self.pid = pid
         self._per_pid: dict[tuple[int, float], float] = {}
 
-    def _sample(self) -> int:
+    def _tick(self) -> None:
         for p in tree_processes(self.pid):
             try:
                 t = p.cpu_times()
                 self._per_pid[(p.pid, p.create_time())] = t.user + t.system
             except psutil.Error:
                 pass
-        return 0
 
     def __exit__(self, *exc):
         super().__exit__(*exc)
-        self._sample()  # whatever is still alive, once more
+        self._tick()  # whatever is still alive, once more
 
     @property
     def cpu_s(self) -> float:

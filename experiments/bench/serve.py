@@ -41,35 +41,28 @@ def engine_flags(engine_args: dict) -> list[str]:
     return flags
 
 
-class KvUsageSampler:
+class KvUsageSampler(processes.PeriodicSampler):
     """Max of the server's `vllm:kv_cache_usage_perc` gauge, polled from /metrics."""
 
     PATTERN = re.compile(r"^vllm:kv_cache_usage_perc\{[^}]*\}\s+([0-9.eE+-]+)", re.M)
 
     def __init__(self, base_url: str, interval_s: float = 0.5):
-        self.base_url, self.interval_s = base_url, interval_s
+        super().__init__(interval_s)
+        self.base_url = base_url
         self.max_usage = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._client = httpx.Client(timeout=5)
 
-    def _loop(self):
-        with httpx.Client(timeout=5) as client:
-            while not self._stop.is_set():
-                try:
-                    text = client.get(self.base_url + "/metrics").text
-                    for m in self.PATTERN.finditer(text):
-                        self.max_usage = max(self.max_usage, float(m.group(1)))
-                except httpx.HTTPError:
-                    pass
-                self._stop.wait(self.interval_s)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
+    def _tick(self) -> None:
+        try:
+            text = self._client.get(self.base_url + "/metrics").text
+            for m in self.PATTERN.finditer(text):
+                self.max_usage = max(self.max_usage, float(m.group(1)))
+        except httpx.HTTPError:
+            pass
 
     def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(timeout=10)
+        super().__exit__(*exc)
+        self._client.close()
 
 
 COUNTER_PATTERNS = {
