@@ -108,7 +108,11 @@ def block_lines(doc: dict, result_rel: str) -> list[str]:
 
 
 def readme_blocks(doc: dict, result_rel: str) -> dict[str, str]:
-    return {"SATURATING": "\n".join(block_lines(doc, result_rel))}
+    """The real run's block, and the simulated sweep's beside it (sim_sweep.py; its own result file, read here
+    because this is the module experiments.lab_docs renders the saturating part of the page from)."""
+    from experiments.vllm.c3_mixed_scheduling import sim_sweep
+
+    return {"SATURATING": "\n".join(block_lines(doc, result_rel)), "SATURATING-SIM": sim_sweep.readme_block()}
 
 
 def render_readme(doc: dict, readme: Path, result_rel: str) -> None:
