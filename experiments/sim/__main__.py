@@ -1,15 +1,20 @@
 """Virtual-clock simulator around vLLM's real Scheduler: `python -m experiments.sim [command]`.
 
-    (no command) / all   what `make sim` runs, from committed inputs, no engine start (~2-4 min):
-                         decisions + validate + benches + project + speed
+    (no command) / all   what `make sim` runs, from committed inputs, no engine start (~3-5 min):
+                         decisions + served-fit + validate + benches + project + speed
     decisions            replay the recorded real runs step by step: scheduled tokens identical?
-    validate             simulate the configurations of the committed real runs, compare (table + plot)
+    validate             simulate the configurations of the committed real runs, compare (table + plot),
+                         once with the in-process cost model (cpu) and once with the served one (cpu-served)
     benches              simulated benches (bench layout, 5 arrival seeds) of the validation points
     project              the same points on an H100 / H200 roofline (modeled, not measured)
     speed                wall time of one 256-request simulation and of a 30-point sweep
     calibrate            CPU cost: record real engine steps (2 engine starts) and fit the cost model;
                          `--points cap512` re-records only that point (after the patch series changed)
     real-runs            CPU cost: real `vllm serve` runs of the validation points (~15 min)
+    served               CPU cost: real `vllm serve` runs of the validation points with every EngineCore
+                         step timed inside the engine process (`--rates 16,inf --repeats 1`, ~20 min)
+    served-fit           from those runs: the TTFT split (client -> scheduler -> first token -> client),
+                         served step periods vs the in-process model, and the `cpu-served` cost model
 
 Outputs go to results/reference/sim/ (README there). Every simulated figure carries
 the label "simulated (cost model X)".
@@ -63,17 +68,42 @@ def cmd_validate(out: Path) -> dict:
     if not benches:
         raise SystemExit(f"no complete real runs under {rel(out / 'real')}: run `python -m experiments.sim real-runs`")
     benches += [REPO_ROOT / b for b in validate.REFERENCE_REAL if (REPO_ROOT / b / "manifest.json").is_file()]
-    comparison = {"benches": [validate.compare_bench(b) for b in benches]}
-    comparison["label"] = comparison["benches"][0]["label"]
-    rows = [r for b in comparison["benches"] for r in b["rows"]]
-    comparison["within"] = sum(r["within"] for r in rows)
-    comparison["rows"] = len(rows)
-    vdir = out / "validation"
-    write_json_atomic(vdir / "comparison.json", comparison)
-    (vdir / "comparison.md").write_text(validate.markdown(comparison))
-    validate.plot(comparison, vdir / "comparison.png", source=rel(vdir / "comparison.json"))
-    print(f"[sim validate] {comparison['within']}/{comparison['rows']} rows within max(10%, real spread)")
-    return comparison
+    from experiments.sim.cost_models import CPU_SERVED_MODEL_PATH
+
+    made = {}
+    for cost_model, stem in validate.COMPARISONS.items():
+        if cost_model == "cpu-served" and not CPU_SERVED_MODEL_PATH.is_file():
+            print(f"[sim validate] no {rel(CPU_SERVED_MODEL_PATH)}: the cpu-served comparison is skipped "
+                  "(`python -m experiments.sim served` then `served-fit`)")
+            continue
+        comparison = {"benches": [validate.compare_bench(b, cost_model) for b in benches]}
+        comparison["label"] = comparison["benches"][0]["label"]
+        comparison["cost_model"] = cost_model
+        rows = [r for b in comparison["benches"] for r in b["rows"]]
+        comparison["within"] = sum(r["within"] for r in rows)
+        comparison["rows"] = len(rows)
+        vdir = out / "validation"
+        write_json_atomic(vdir / f"{stem}.json", comparison)
+        (vdir / f"{stem}.md").write_text(validate.markdown(comparison))
+        validate.plot(comparison, vdir / f"{stem}.png", source=rel(vdir / f"{stem}.json"))
+        print(f"[sim validate] cost model {cost_model}: {comparison['within']}/{comparison['rows']} rows within "
+              "max(10%, real spread)")
+        made[cost_model] = comparison
+    return made
+
+
+def cmd_served_fit(out: Path) -> dict | None:
+    from experiments.sim import served_fit
+
+    if not any((out / "served").glob("*/manifest.json")):
+        print(f"[sim served-fit] no served runs under {rel(out / 'served')}: skipped "
+              "(`python -m experiments.sim served` records them)")
+        return None
+    model = served_fit.write(out)
+    ho = model.fit["held_out"]
+    print(f"[sim served-fit] cpu-served: held-out steps median |error| {ho['median_abs_rel_error']:.1%}, "
+          f"summed {ho['sum_rel_error']:+.1%}; frontend {json.dumps(model.frontend)}")
+    return model.to_json()
 
 
 def validation_configs(cost_model: str, rates=None) -> list[dict]:
@@ -144,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m experiments.sim", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("command", nargs="?", default="all",
-                    choices=["all", "decisions", "validate", "benches", "project", "speed", "calibrate", "real-runs"])
+                    choices=["all", "decisions", "validate", "benches", "project", "speed", "calibrate", "real-runs",
+                             "served", "served-fit"])
     ap.add_argument("--out", type=Path, default=OUT)
     args, rest = ap.parse_known_args(argv)
     out = args.out
@@ -158,8 +189,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "real-runs":
         from experiments.sim import real_runs
         return real_runs.main(["--out", str(out / "real"), *rest])
-    steps = {"decisions": cmd_decisions, "validate": cmd_validate, "benches": cmd_benches,
-             "project": cmd_project, "speed": cmd_speed}
+    if args.command == "served":
+        from experiments.sim import served
+        opts = dict(zip(rest[::2], rest[1::2]))
+        served.record(rates=opts.get("--rates", "16,inf").split(","), repeats=int(opts.get("--repeats", 1)),
+                      points=opts.get("--points", ",".join(served.VALIDATION_POINTS)).split(","),
+                      out=out / "served", argv=["python", "-m", "experiments.sim", "served", *rest])
+        return 0
+    steps = {"decisions": cmd_decisions, "served-fit": cmd_served_fit, "validate": cmd_validate,
+             "benches": cmd_benches, "project": cmd_project, "speed": cmd_speed}
     for name in (steps if args.command == "all" else [args.command]):
         steps[name](out)
     if out.resolve() == OUT.resolve():

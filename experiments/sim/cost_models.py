@@ -30,6 +30,7 @@ from tools.pins import REPO_ROOT
 FEATURES = ("prefill_tokens", "decode_seqs", "context_tokens")
 CALIBRATION_DIR = REPO_ROOT / "results" / "reference" / "sim" / "calibration"
 CPU_MODEL_PATH = CALIBRATION_DIR / "cost_model.json"
+CPU_SERVED_MODEL_PATH = CALIBRATION_DIR / "cost_model_served.json"
 
 
 def step_features(num_scheduled: dict[str, int], computed_before: dict[str, int],
@@ -92,6 +93,9 @@ class LinearStepCost:
     kind: str = "calibrated"
     source: str = ""
     fit: dict | None = None
+    # time outside the engine that a served request pays (fitted from `vllm serve` runs, else none):
+    # request_in_s per request through the API server (one at a time), token_out_s per token back
+    frontend: dict | None = None
 
     @property
     def label(self) -> str:
@@ -237,10 +241,13 @@ class ConstantStepCost:
 def load(spec: str, model: str | None = None):
     """A cost model by name: `cpu` (calibrated here), `roofline-h100|h200` (shape of `model`, or of
     the config-shaped JSON after a colon: `roofline-h100:experiments/sim/shapes/llama-3.1-8b.json`),
+    `cpu-served` (fitted on `vllm serve` runs, with the frontend they paid),
     `gpu-csv:<path>` (fitted from a GPU timing CSV), a path to a saved LinearStepCost JSON, or
     `constant-step` (decision replay only)."""
     if spec == "cpu":
         return load_linear(CPU_MODEL_PATH, "cpu")
+    if spec == "cpu-served":
+        return load_linear(CPU_SERVED_MODEL_PATH, "cpu-served", "python -m experiments.sim served-fit")
     if spec == "constant-step":
         return ConstantStepCost()
     if spec.startswith("roofline-"):
@@ -255,13 +262,17 @@ def load(spec: str, model: str | None = None):
         return LinearStepCost.from_csv(Path(spec.removeprefix("gpu-csv:")))
     if spec.endswith(".json"):
         return load_linear(Path(spec), spec)
-    raise SimInputError(f"unknown cost model {spec!r}; known: cpu, roofline-h100, roofline-h200, "
+    raise SimInputError(f"unknown cost model {spec!r}; known: cpu, cpu-served, roofline-h100, roofline-h200, "
                         "gpu-csv:<path>, <fitted model>.json, constant-step")
 
 
-def load_linear(path: Path, spec: str) -> LinearStepCost:
+def load_linear(path: Path, spec: str, how: str = "python -m experiments.sim calibrate") -> LinearStepCost:
     if not path.is_file():
         raise SimInputError(f"cost model {spec!r} is not calibrated: {path} does not exist "
-                            "(run `python -m experiments.sim calibrate` to record real steps and fit it)")
+                            f"(run `{how}` to record real steps and fit it)")
     data = json.loads(path.read_text())
+    missing = [k for k in ("name", "overhead_s", "coef") if k not in data] + \
+        [f"coef.{f}" for f in FEATURES if f not in data.get("coef", {})]
+    if missing:
+        raise SimInputError(f"cost model {spec!r} in {path} is not a fitted model: missing {missing} (run `{how}`)")
     return LinearStepCost(**data)

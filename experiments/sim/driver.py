@@ -32,16 +32,33 @@ def make_request(row: dict, hasher, arrival_time: float):
     return Request.from_engine_core_request(core, hasher)
 
 
+def reach_times(rows: list[dict], frontend: dict) -> list[dict]:
+    """When each request reaches the scheduler: `request_in_s` after its send, and, in send order, no
+    sooner than `request_in_serial_s` after the previous one (a burst passes the API server one by one).
+    Without a frontend (in-process cost models) at its send."""
+    fixed, serial = frontend.get("request_in_s", 0.0), frontend.get("request_in_serial_s", 0.0)
+    out, prev = [], float("-inf")
+    for row in sorted(rows, key=lambda r: (r["arrival_s"], r["request_id"])):
+        prev = max(row["arrival_s"] + fixed, prev + serial)
+        out.append({**row, "reach_s": prev})
+    return out
+
+
 def run(scheduler, hasher, rows: list[dict], cost_model, *, by_step: bool = False,
         stall_steps: int = 64, record_decisions: bool = False) -> dict:
     """Drive `scheduler` until every request in `rows` finished.
 
-    rows: request_id, prompt_token_ids, output_tokens and `arrival_s` (virtual seconds)
+    rows: request_id, prompt_token_ids, output_tokens and `arrival_s` (virtual seconds: the client's
+    send; the request reaches the scheduler after the cost model's frontend time, if it has one)
     or, with by_step, `arrival_step` (added just before that engine step).
     """
     from vllm.v1.outputs import ModelRunnerOutput
 
-    key = "arrival_step" if by_step else "arrival_s"
+    key = "arrival_step" if by_step else "reach_s"
+    frontend = getattr(cost_model, "frontend", None) or {}
+    token_out_s = frontend.get("token_out_s", 0.0)
+    if not by_step:
+        rows = reach_times(rows, frontend)
     pending = sorted(rows, key=lambda r: (r[key], r["request_id"]))
     reqs = {r["request_id"]: {"arrival_s": None, "prompt_len": len(r["prompt_token_ids"]), "token_times": [],
                               "finish_s": None} for r in rows}
@@ -50,7 +67,9 @@ def run(scheduler, hasher, rows: list[dict], cost_model, *, by_step: bool = Fals
     while nxt < len(pending) or scheduler.has_requests():
         while nxt < len(pending) and pending[nxt][key] <= (step_index if by_step else clock):
             row = pending[nxt]
-            reqs[row["request_id"]]["arrival_s"] = clock
+            # TTFT counts from the send (the client's clock): waiting in the frontend or for the step
+            # in flight is part of it
+            reqs[row["request_id"]]["arrival_s"] = clock if by_step else row["arrival_s"]
             scheduler.add_request(make_request(row, hasher, clock))
             nxt += 1
         if not scheduler.has_requests():
@@ -90,9 +109,9 @@ def run(scheduler, hasher, rows: list[dict], cost_model, *, by_step: bool = Fals
         for eco in engine_outputs.values():
             for o in eco.outputs:
                 rec = reqs[o.request_id]
-                rec["token_times"].extend([clock] * len(o.new_token_ids))
+                rec["token_times"].extend([clock + token_out_s] * len(o.new_token_ids))
                 if o.finish_reason is not None:
-                    rec["finish_s"] = clock
+                    rec["finish_s"] = clock + token_out_s
         step = {"index": step_index, "start_s": start, "seconds": cost, **feats,
                 "kv_usage": scheduler.kv_cache_manager.usage,
                 "waiting_after": len(scheduler.waiting), "running_after": len(scheduler.running)}

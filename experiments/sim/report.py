@@ -1,7 +1,8 @@
 """The generated section of results/reference/sim/README.md, rendered from the result files beside it.
 
     python -m experiments.sim.report      (also the last step of `make sim`)
-A test checks that the committed README equals this render.
+Also the before/after validation counts in experiments/sim/README.md. A test checks that both
+committed READMEs equal this render.
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from tools.pins import REPO_ROOT
 ROOT = REPO_ROOT / "results" / "reference" / "sim"
 README = ROOT / "README.md"
 BEGIN, END = "<!-- sim-results:begin (make sim) -->", "<!-- sim-results:end -->"
+PACKAGE_README = REPO_ROOT / "experiments" / "sim" / "README.md"
+PACKAGE_BEGIN, PACKAGE_END = "<!-- sim-validation:begin (make sim) -->", "<!-- sim-validation:end -->"
 BENCH_METRICS = ("output_throughput", "median_ttft_ms", "p90_ttft_ms", "short_p90_ttft_ms", "long_p90_ttft_ms",
                  "median_tpot_ms")
 
@@ -57,12 +60,65 @@ def decisions_part(root: Path) -> str:
     return "**Decisions** (`decisions.json`):\n\n" + "\n".join(lines) + "\n"
 
 
+def served_part(root: Path) -> str:
+    cm = _load(root / "calibration" / "cost_model_served.json")
+    bd = _load(root / "served" / "breakdown.json")
+    if cm is None or bd is None:
+        return "No served calibration yet (`python -m experiments.sim served`, then `served-fit`).\n"
+    fit, fe, rows = cm["fit"], cm["frontend"], bd["rows"]
+    ho, hp, tr = fit["held_out"], fit.get("held_out_points"), fit["train"]
+    coef = ", ".join(f"{k} {v * 1e6:.3g} us" for k, v in cm["coef"].items())
+    runs = fit["runs"]
+    shares = [r["others_share"] for r in runs if r["others_share"] is not None]
+    m = _load(Path(REPO_ROOT / cm["source"]) / runs[0]["bench"] / "manifest.json")["provenance"]["machine"]
+    out = [f"**Where the time goes in a real `vllm serve` run** ([`served/breakdown.md`](served/breakdown.md), from "
+           f"{len(runs)} runs under [`served/`](served/): {m['cpu_model']}, {m['cpu_count']} cores, other processes "
+           f"used {min(shares):.0%}-{max(shares):.0%} of the CPUs during the runs, load average "
+           f"{min(r['loadavg_1m_start'] for r in runs):.2f}-{max(r['loadavg_1m_start'] for r in runs):.2f} at start; "
+           f"measured, one bench repeat per point with {len(rows) // len(runs)} client passes each). Over "
+           f"{len(rows)} client passes, median over passes of the per-pass median (ms):"]
+    for rate in sorted({r["rate"] for r in rows}):
+        sel = [r for r in rows if r["rate"] == rate]
+        med = {k: statistics.median(r[k] for r in sel) for k in
+               ("median_ttft_s_ms", "median_inbound_s_ms", "median_engine_s_ms", "median_outbound_s_ms",
+                "median_period_ms", "period_over_cpu_model")}
+        out.append(f"- rate {rate} ({len(sel)} passes): client TTFT {med['median_ttft_s_ms']:,.1f} = inbound (client "
+                   f"send -> scheduler) {med['median_inbound_s_ms']:,.1f} + engine (-> first token's step end) "
+                   f"{med['median_engine_s_ms']:,.1f} + outbound (-> client) {med['median_outbound_s_ms']:,.1f} "
+                   f"(medians need not add up); step period {med['median_period_ms']:,.1f}; the served steps took "
+                   f"{med['period_over_cpu_model']:.2f}x [{min(r['period_over_cpu_model'] for r in sel):.2f}, "
+                   f"{max(r['period_over_cpu_model'] for r in sel):.2f}] what the in-process model predicts for "
+                   "the same steps.")
+    out.append(
+        f"\n**Served CPU cost model `cpu-served`** ([`calibration/cost_model_served.json`]"
+        f"(calibration/cost_model_served.json), plot `calibration/cost_model_served.png`): step period = "
+        f"{cm['overhead_s'] * 1e3:.3g} ms + per unit {coef}; fitted on {tr['n']} step periods of the "
+        f"{', '.join(fit['fit_points'])} runs. Held-out steps ({fit['holdout_rule']}, n={ho['n']}): median |error| "
+        f"{_pct(ho['median_abs_rel_error'])}, p90 {_pct(ho['p90_abs_rel_error'])}, summed time {ho['sum_rel_error']:+.1%}"
+        + (f"; steps of the held-out points ({', '.join(hp['points'])}, n={hp['n']}): median |error| "
+           f"{_pct(hp['median_abs_rel_error'])}, summed time {hp['sum_rel_error']:+.1%}" if hp else "")
+        + f". Frontend: a request reaches the scheduler {fe['request_in_s'] * 1e3:.3g} ms after it is sent, a burst "
+        f"passes at one per {fe['request_in_serial_s'] * 1e3:.3g} ms, every token reaches the client "
+        f"{fe['token_out_s'] * 1e3:.3g} ms after its step.\n")
+    return "\n".join(out)
+
+
 def validation_part(root: Path) -> str:
     c = _load(root / "validation" / "comparison.json")
     if c is None:
         return "No sim-vs-real comparison yet.\n"
-    out = [f"**Simulated vs real** ([`validation/comparison.md`](validation/comparison.md), plot "
-           f"`validation/comparison.png`; {c['label']}; the same points, workloads, rates and arrival seed as "
+    served = _load(root / "validation" / "comparison-cpu-served.json")
+    head = (f"**Timing validation before and after the served calibration**: with the in-process cost model "
+            f"`cpu` {c['within']} of {c['rows']} rows are within max(10%, the real runs' own spread)"
+            + (f"; with `cpu-served` {served['within']} of {served['rows']}." if served else
+               "; no `cpu-served` comparison yet.") + "\n")
+    return head + "\n".join(comparison_part(x, stem) for x, stem in ((c, "comparison"), (served, "comparison-cpu-served"))
+                            if x is not None)
+
+
+def comparison_part(c: dict, stem: str) -> str:
+    out = [f"**Simulated ({c.get('cost_model', 'cpu')}) vs real** ([`validation/{stem}.md`](validation/{stem}.md), plot "
+           f"`validation/{stem}.png`; {c['label']}; the same points, workloads, rates and arrival seed as "
            f"each real set): {c['within']} of {c['rows']} rows within max(10%, the real runs' own spread)."]
     for b in c["benches"]:
         rows, m = b["rows"], b["real_machine"]
@@ -114,7 +170,7 @@ def speed_part(root: Path) -> str:
 
 
 def render(root: Path = ROOT) -> str:
-    parts = [calibration_part(root), decisions_part(root), validation_part(root)]
+    parts = [calibration_part(root), decisions_part(root), served_part(root), validation_part(root)]
     for sub, title in (("benches", "**Simulated benches on the calibrated CPU model**"),
                        ("projection", "**Projected to a GPU (modeled from public specs, not measured)**")):
         benches = sorted(p.parent for p in (root / sub).glob("*/manifest.json")
@@ -125,8 +181,31 @@ def render(root: Path = ROOT) -> str:
     return "\n".join(parts)
 
 
-def write(root: Path = ROOT, readme: Path = README) -> bool:
-    return replace_between(readme, BEGIN, END, render(root))
+def render_package_summary(root: Path = ROOT) -> str:
+    """The before/after counts for experiments/sim/README.md (links relative to that file)."""
+    c = _load(root / "validation" / "comparison.json")
+    served = _load(root / "validation" / "comparison-cpu-served.json")
+    cm = _load(root / "calibration" / "cost_model_served.json")
+    if c is None:
+        return "No sim-vs-real comparison yet (`make sim`).\n"
+    link = "../../results/reference/sim/validation"
+    out = (f"Timing validation on the committed real sets ({c['rows']} rows: point x workload x rate x metric), "
+           f"a row within when its error is at most max(10%, the real runs' own spread):\n\n"
+           f"- before, in-process cost model `cpu`: **{c['within']} of {c['rows']}** "
+           f"([`comparison.md`]({link}/comparison.md));\n")
+    if served is None or cm is None:
+        return out + "- no served calibration yet (`python -m experiments.sim served`, then `make sim`).\n"
+    ho = cm["fit"]["held_out"]
+    return out + (f"- after, served calibration `cpu-served`: **{served['within']} of {served['rows']}** "
+                  f"([`comparison-cpu-served.md`]({link}/comparison-cpu-served.md)); its held-out step periods: "
+                  f"median |error| {_pct(ho['median_abs_rel_error'])}, summed time {ho['sum_rel_error']:+.1%} "
+                  f"(n={ho['n']}, [`cost_model_served.json`](../../results/reference/sim/calibration/cost_model_served.json)).\n")
+
+
+def write(root: Path = ROOT, readme: Path = README, package_readme: Path = PACKAGE_README) -> bool:
+    a = replace_between(readme, BEGIN, END, render(root))
+    b = replace_between(package_readme, PACKAGE_BEGIN, PACKAGE_END, render_package_summary(root))
+    return a and b
 
 
 if __name__ == "__main__":

@@ -18,6 +18,9 @@ from experiments.sim.arrivals import arrival_times
 
 METRICS = ("median_ttft_ms", "p90_ttft_ms", "median_tpot_ms", "output_throughput", "short_p90_ttft_ms")
 TOLERANCE = 0.10
+# cost model -> file stem under results/reference/sim/validation/: the in-process fit (before issue 11's
+# served calibration) and the served one, compared on the same real sets
+COMPARISONS = {"cpu": "comparison", "cpu-served": "comparison-cpu-served"}
 
 
 def run_values(bench_dir: Path, metrics=METRICS) -> dict:

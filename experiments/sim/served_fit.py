@@ -1,0 +1,238 @@
+"""What the served runs show, and the cost model fitted on them.
+
+Reads the bench sets `experiments.sim.served` wrote (results/reference/sim/served/<bench>/): per run
+the EngineCore's `served-steps-*.jsonl` and the client's `bench-serve-<workload>.json`
+(`--save-detailed`: per-request send time and TTFT on the same monotonic clock).
+
+Per request the client's TTFT splits exactly into
+    inbound    client send -> request reaches the scheduler (HTTP, API server, tokenise, IPC)
+    engine     reaches the scheduler -> end of the step that produced its first token
+    outbound   that step's end -> the client reads the token (IPC, detokenise, SSE, client loop)
+Per step: its period (start to next start while work is left: the step plus the busy loop around
+it) against what the in-process CPU model predicts for the same features.
+
+The served cost model (`calibration/cost_model_served.json`, name `cpu-served`) is a
+`LinearStepCost` fitted on those periods (baseline runs; every 5th step held out; the other
+points' steps are a second held-out set) plus the frontend the requests paid:
+    a request reaches the scheduler at max(send + request_in_s, previous arrival + request_in_serial_s),
+    and every token reaches the client token_out_s after its step (see `frontend`).
+"""
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+from experiments.common.results import write_json_atomic
+from experiments.sim.cost_models import CPU_SERVED_MODEL_PATH, LinearStepCost, load, relative_errors
+from experiments.sim.errors import SimInputError
+from experiments.sim.served import SERVED_DIR
+from tools.pins import REPO_ROOT
+
+
+FIT_POINTS = ("baseline",)
+HOLDOUT_EVERY = 5
+
+
+def read_events(run_dir: Path) -> tuple[list[dict], list[dict]]:
+    """(steps, adds) from the EngineCore's jsonl file(s) of one run, times on the monotonic clock."""
+    steps, adds = [], []
+    for path in sorted(run_dir.glob("served-steps-*.jsonl")):
+        for line in path.read_text().splitlines():
+            try:
+                ev = json.loads(line)
+            except json.JSONDecodeError:  # the server was killed mid-line
+                continue
+            (steps if ev["ev"] == "step" else adds if ev["ev"] == "add" else []).append(ev)
+    if not steps:
+        raise SimInputError(f"{run_dir}: no served-steps-*.jsonl with steps: was the server started with "
+                            "experiments/sim/served_hook first on PYTHONPATH and SIM_SERVED_STEPS=1?")
+    steps.sort(key=lambda s: s["t0"])
+    for a, b in zip(steps, steps[1:]):
+        a["period"] = b["t0"] - a["t0"] if a.get("more", True) else None
+    steps[-1]["period"] = None
+    return steps, sorted(adds, key=lambda a: a["t"])
+
+
+def match_requests(client: dict, adds: list[dict]) -> list[tuple[int, dict]]:
+    """Client request i -> its `add` event: in send order, the first unmatched add of the same prompt
+    length at or after the send (the API server may reorder requests sent together)."""
+    order = sorted(range(len(client["start_times"])), key=lambda i: client["start_times"][i])
+    free = list(adds)
+    pairs = []
+    for i in order:
+        t, plen = client["start_times"][i], client["input_lens"][i]
+        pick = next((a for a in free if a["plen"] == plen and a["t"] >= t), None) or \
+            next((a for a in free if a["t"] >= t), None)
+        if pick is None:
+            raise SimInputError(f"request {i} (sent at {t:.3f}) has no engine arrival after it")
+        free.remove(pick)
+        pairs.append((i, pick))
+    return pairs
+
+
+def workload_breakdown(client: dict, steps: list[dict], adds: list[dict]) -> dict:
+    """Per-request TTFT split and the steps that ran while this workload's requests were in flight."""
+    t_lo = min(client["start_times"])
+    t_hi = max(s + lat for s, lat in zip(client["start_times"], client["latencies"]))
+    mine = [a for a in adds if t_lo <= a["t"] <= t_hi]
+    step_end = {}
+    for s in steps:
+        for rid in s["first"]:
+            step_end[rid] = s["t0"] + s["s"]
+    rows = []
+    for i, add in match_requests(client, mine):
+        send, ttft = client["start_times"][i], client["ttfts"][i]
+        first = step_end.get(add["rid"])
+        if first is None:
+            raise SimInputError(f"request {add['rid']} never got a first token in the engine's log")
+        rows.append({"input_len": client["input_lens"][i], "ttft_s": ttft, "inbound_s": add["t"] - send,
+                     "engine_s": first - add["t"], "outbound_s": send + ttft - first, "send": send,
+                     "reach": add["t"]})
+    return {"requests": rows, "steps": [s for s in steps if t_lo <= s["t0"] <= t_hi]}
+
+
+def frontend(runs: list[dict]) -> dict:
+    """What the requests paid outside the engine, as the simulator's driver applies it
+    (`driver.reach_times`): reach = max(send + request_in_s, previous reach + request_in_serial_s),
+    every token + token_out_s.
+        request_in_s         median inbound of requests sent at a finite rate (they rarely queue)
+        request_in_serial_s  median over rate-inf passes of (last reach - first reach) / (n - 1): the pace
+                             at which the API server hands a burst of requests to the scheduler
+        token_out_s          median outbound over all requests"""
+    passes = [(r["rate"], w["requests"]) for r in runs for w in r["workloads"].values()]
+    finite = [q["inbound_s"] for rate, rows in passes if rate != "inf" for q in rows]
+    bursts = [(max(q["reach"] for q in rows) - min(q["reach"] for q in rows)) / (len(rows) - 1)
+              for rate, rows in passes if rate == "inf" and len(rows) > 1]
+    return {"request_in_s": statistics.median(finite) if finite else 0.0,
+            "request_in_serial_s": statistics.median(bursts) if bursts else 0.0,
+            "token_out_s": statistics.median(q["outbound_s"] for _, rows in passes for q in rows)}
+
+
+def client_files(run_dir: Path, workload: str) -> list[Path]:
+    """The client's JSON of each timed pass of `workload` (`bench-serve-<wl>.json` or `-passN.json`)."""
+    return sorted(p for p in run_dir.glob(f"bench-serve-{workload}*.json")
+                  if p.stem == f"bench-serve-{workload}" or p.stem.startswith(f"bench-serve-{workload}-pass"))
+
+
+def load_runs(root: Path = SERVED_DIR) -> list[dict]:
+    """Every run of every complete served bench: point, rate, machine load, per workload the breakdown."""
+    from experiments.bench.store import complete_benches
+
+    runs = []
+    for bench in complete_benches(root):
+        manifest = json.loads((bench / "manifest.json").read_text())
+        for rec_path in sorted((bench / "runs").glob("*.json")):
+            rec = json.loads(rec_path.read_text())
+            run_dir = rec_path.with_suffix("")
+            steps, adds = read_events(run_dir)
+            wls = {}
+            for wl in rec["result"]["workloads"]:
+                for path in client_files(run_dir, wl):  # one per timed pass of the client
+                    wls[f"{wl}/{path.stem.removeprefix(f'bench-serve-{wl}').lstrip('-') or 'pass1'}"] = \
+                        workload_breakdown(json.loads(path.read_text()), steps, adds)
+            runs.append({"bench": bench.name, "run": run_dir.name, "point": rec["variant"],
+                         "rate": str(next(iter(manifest["config"]["request_rate"].values()))),
+                         "machine": rec["machine"], "loadavg_1m_start": manifest["provenance"]["machine"]["loadavg_1m"],
+                         "busy_machine": manifest.get("busy_machine"), "workloads": wls})
+    if not runs:
+        raise SimInputError(f"no complete served runs under {root}: run `python -m experiments.sim served`")
+    return runs
+
+
+def _timed(runs: list[dict], points=None) -> list[dict]:
+    return [s for r in runs if points is None or r["point"] in points for w in r["workloads"].values()
+            for s in w["steps"] if s.get("period")]
+
+
+def fit(runs: list[dict], source: str) -> LinearStepCost:
+    train_steps = _timed(runs, FIT_POINTS)
+    model = LinearStepCost.fit_steps("cpu-served", train_steps, [s["period"] for s in train_steps], source=source,
+                                     holdout_every=HOLDOUT_EVERY)
+    other = _timed(runs, {r["point"] for r in runs} - set(FIT_POINTS))
+    if other:
+        model.fit["held_out_points"] = relative_errors([model.step_seconds(s) for s in other],
+                                                       [s["period"] for s in other])
+        model.fit["held_out_points"]["points"] = sorted({r["point"] for r in runs} - set(FIT_POINTS))
+    model.frontend = frontend(runs)
+    model.fit["target"] = ("period of an EngineCore step in a real `vllm serve` process: start of the step to "
+                           "the start of the next while work was left (schedule, forward, sample, update, "
+                           "output queue, input handling), single pass, on the shared cores as they were")
+    model.fit["fit_points"] = list(FIT_POINTS)
+    model.fit["runs"] = [{k: r[k] for k in ("bench", "run", "point", "rate", "loadavg_1m_start", "busy_machine")}
+                         | {"others_share": r["machine"].get("others_share"),
+                            "loadavg_1m_end": r["machine"].get("loadavg_1m_end")} for r in runs]
+    return model
+
+
+def breakdown(runs: list[dict], cpu_model=None) -> list[dict]:
+    """Per run and workload: medians of the TTFT parts; served step periods vs the in-process model."""
+    cpu_model = cpu_model or load("cpu")
+    out = []
+    for r in runs:
+        for wl, w in r["workloads"].items():
+            q = w["requests"]
+            timed = [s for s in w["steps"] if s.get("period")]
+            period = sum(s["period"] for s in timed)
+            out.append({"run": r["run"], "bench": r["bench"], "point": r["point"], "rate": r["rate"], "workload": wl,
+                        "requests": len(q), "others_share": r["machine"].get("others_share"),
+                        **{f"median_{k}_ms": statistics.median(x[k] for x in q) * 1e3
+                           for k in ("ttft_s", "inbound_s", "engine_s", "outbound_s")},
+                        **{f"mean_{k}_ms": statistics.fmean(x[k] for x in q) * 1e3
+                           for k in ("ttft_s", "inbound_s", "engine_s", "outbound_s")},
+                        "timed_steps": len(timed), "median_period_ms": statistics.median(s["period"] for s in timed) * 1e3,
+                        "median_step_ms": statistics.median(s["s"] for s in timed) * 1e3,
+                        "period_over_cpu_model": period / sum(cpu_model.step_seconds(s) for s in timed)})
+    return out
+
+
+def plot(model: LinearStepCost, runs: list[dict], path: Path, source: str) -> None:
+    from experiments.common.plots import plt, save_figure
+
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    for points, color, label in ((set(FIT_POINTS), "tab:blue", "fit points' steps"),
+                                 ({r["point"] for r in runs} - set(FIT_POINTS), "tab:red", "held-out points' steps")):
+        steps = _timed(runs, points)
+        ax.scatter([s["period"] * 1e3 for s in steps], [model.step_seconds(s) * 1e3 for s in steps], s=6,
+                   alpha=0.35, color=color, label=label)
+    top = max(s["period"] for s in _timed(runs)) * 1e3
+    ax.plot([0, top], [0, top], color="grey", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_title(f"served EngineCore step period vs the cpu-served model: held-out median |error| "
+                 f"{model.fit['held_out']['median_abs_rel_error']:.0%}", fontsize=8)
+    ax.set_xlabel("measured period in `vllm serve` (ms, log)")
+    ax.set_ylabel("predicted (ms, log)")
+    ax.legend(fontsize=7)
+    save_figure(fig, path, source=source)
+
+
+def markdown(rows: list[dict]) -> str:
+    head = ("| rate | point | workload/pass | others' CPU share | client TTFT median | inbound | engine | outbound "
+            "| mean TTFT = inbound + engine + outbound | step period median | served periods / in-process model |")
+    lines = [head, "|---" * (head.count("|") - 1) + "|"]
+    for r in rows:
+        lines.append(f"| {r['rate']} | {r['point']} | {r['workload']} | {r['others_share']:.0%} | "
+                     f"{r['median_ttft_s_ms']:,.1f} | {r['median_inbound_s_ms']:,.1f} | {r['median_engine_s_ms']:,.1f} | "
+                     f"{r['median_outbound_s_ms']:,.1f} | {r['mean_ttft_s_ms']:,.1f} = {r['mean_inbound_s_ms']:,.1f} + "
+                     f"{r['mean_engine_s_ms']:,.1f} + {r['mean_outbound_s_ms']:,.1f} | {r['median_period_ms']:,.1f} | "
+                     f"{r['period_over_cpu_model']:.2f}x |")
+    return ("Per pass of the client, medians (ms) of each request's TTFT and its three parts (inbound: client send "
+            "-> scheduler; engine: scheduler -> end of the first token's step; outbound: -> client), measured "
+            "in real `vllm serve` runs (EngineCore steps timed in the engine process).\n\n" + "\n".join(lines) + "\n")
+
+
+def write(out_root: Path) -> LinearStepCost:
+    """served/breakdown.{json,md}, calibration/cost_model_served.{json,png}, from the served runs under out_root."""
+    from experiments.sim.cost_models import CPU_MODEL_PATH, load_linear
+
+    model_path = out_root / "calibration" / CPU_SERVED_MODEL_PATH.name
+    runs = load_runs(out_root / "served")
+    rel = lambda p: str(p.resolve().relative_to(REPO_ROOT)) if p.resolve().is_relative_to(REPO_ROOT) else str(p)
+    model = fit(runs, source=rel(out_root / "served"))
+    write_json_atomic(model_path, model.to_json())
+    plot(model, runs, model_path.with_suffix(".png"), source=rel(model_path))
+    rows = breakdown(runs, load_linear(CPU_MODEL_PATH, "cpu"))
+    write_json_atomic(out_root / "served" / "breakdown.json", {"cpu_model": rel(CPU_MODEL_PATH), "rows": rows})
+    (out_root / "served" / "breakdown.md").write_text(markdown(rows))
+    return model
