@@ -102,28 +102,36 @@ def install(core_module) -> None:
     engine_core.step, engine_core.add_request = timed_step, timed_add_request
 
 
-class _AfterImport(importlib.abc.MetaPathFinder):
-    """Runs `install` on vllm.v1.engine.core as soon as it is executed (before EngineCore is built)."""
+class AfterImport(importlib.abc.MetaPathFinder):
+    """Calls `callback(module)` right after module `name` executes, before anything else uses it
+    (so a class can be wrapped before its first instance exists), without importing it early."""
+
+    def __init__(self, name: str, callback):
+        self.name, self.callback = name, callback
 
     def find_spec(self, name, path, target=None):
-        if name != TARGET:
+        if name != self.name:
             return None
-        sys.meta_path.remove(self)
+        sys.meta_path.remove(self)  # once, and the real finders below answer the lookup
         spec = importlib.util.find_spec(name)
         if spec is None or spec.loader is None:
             return spec
         exec_module = spec.loader.exec_module
 
-        def exec_and_install(module):
+        def exec_and_call(module):
             exec_module(module)
-            install(module)
+            self.callback(module)
 
-        spec.loader.exec_module = exec_and_install
+        spec.loader.exec_module = exec_and_call
         return spec
+
+    @classmethod
+    def arm(cls, name: str, callback) -> None:
+        if name in sys.modules:
+            callback(sys.modules[name])
+        elif not any(isinstance(f, cls) and f.name == name for f in sys.meta_path):
+            sys.meta_path.insert(0, cls(name, callback))
 
 
 def arm() -> None:
-    if TARGET in sys.modules:
-        install(sys.modules[TARGET])
-    elif not any(isinstance(f, _AfterImport) for f in sys.meta_path):
-        sys.meta_path.insert(0, _AfterImport())
+    AfterImport.arm(TARGET, install)

@@ -156,3 +156,17 @@ def test_step_hook_times_steps_and_arrivals(tmp_path, monkeypatch):
     assert [e["ev"] for e in events] == ["start", "add", "step"]
     assert events[2]["prefill_tokens"] == 8 and events[2]["first"] == ["a"] and events[2]["more"] is False
     assert name not in sys.modules
+
+
+def test_after_import_hook_runs_once_when_the_module_executes(tmp_path, monkeypatch):
+    (tmp_path / "sim_after_import_probe.py").write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    seen = []
+    served_steps.AfterImport.arm("sim_after_import_probe", lambda m: seen.append(m.VALUE))
+    import sim_after_import_probe  # noqa: F401
+
+    assert seen == [1]
+    assert not any(isinstance(f, served_steps.AfterImport) for f in sys.meta_path)
+    served_steps.AfterImport.arm("sim_after_import_probe", lambda m: seen.append(2))  # already imported: at once
+    assert seen == [1, 2]
+    sys.modules.pop("sim_after_import_probe")
