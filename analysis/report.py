@@ -262,7 +262,8 @@ def gpu_repro(bench: Path) -> str:
     for name in cfg["workloads"]:
         meta = {"jsonl": f"wl/{name}.jsonl", "num_requests": manifest["config"]["workloads"][name].get(
             "num_requests", _default_requests(name))}
-        lines.append("vllm " + " ".join(serve.client_args(cfg, name, meta, 8000, Path("out"))))
+        lines.append("vllm bench serve " + " ".join(serve.client_args(cfg, name, meta, 8000, Path("out"),
+                                                                    result_filename=f"bench-serve-{name}.json")))
     lines.append("```")
     return "\n".join(lines)
 

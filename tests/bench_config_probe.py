@@ -66,7 +66,7 @@ def probe(case: dict) -> dict:
         out["serve_error"] = f"{type(exc).__name__}: {exc}"[:2000]
     try:
         for args in case["client_args"]:
-            bench_serve_parser().parse_args(args[2:])  # drop "bench serve"
+            bench_serve_parser().parse_args(args)
         out["client_ok"] = True
     except (Exception, SystemExit) as exc:
         out["client_error"] = f"{type(exc).__name__}: {exc}"[:2000]

@@ -152,9 +152,11 @@ def test_gate_failure_aborts_the_bench(monkeypatch, fake_engine, tmp_path):
 
 
 def test_gate_statement_says_what_was_checked():
-    assert runner.gate_statement([{"mode": "serve", "variant": "baseline"}]).startswith("not run")
-    runs = [{"mode": "offline", "variant": v} for v in ("baseline", "patched", "baseline")]
-    assert runner.gate_statement(runs) == "greedy outputs identical across all 3 offline runs (baseline, patched)"
+    assert runner.gate_statement([{"mode": "serve", "variant": "baseline", "result": {}}]).startswith("not run")
+    runs = [{"mode": "offline", "variant": v, "result": {"gate_tokens": [[1]]}} for v in ("baseline", "patched", "baseline")]
+    assert runner.gate_statement(runs).startswith("greedy outputs identical across all 3 offline runs (baseline, patched)")
+    runs.append({"mode": "serve", "variant": "baseline", "result": {"gate_tokens": [[2]]}})
+    assert "4 offline and serve runs" in runner.gate_statement(runs)
 
 
 def test_pairs_compare_two_variants_directly_against_the_same_floor():

@@ -34,7 +34,7 @@ def cases_for(engine: str, backend: str = "cuda") -> list[dict]:
             out.append({"name": f"{preset}/{variant}", "model": MODEL, "seed": cfg["seed"],
                         "engine_args": {**cfg["engine_args"], **vdef["engine_args"]},
                         "server_args": serve.server_args(cfg, variant, port=8123),
-                        "client_args": [serve.client_args(cfg, n, m, 8123, Path("/tmp/r"))
+                        "client_args": [serve.client_args(cfg, n, m, 8123, Path("/tmp/r"), result_filename=f"{n}.json")
                                         for n, m in metas.items()]})
     return out
 

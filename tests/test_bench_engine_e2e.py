@@ -1,8 +1,11 @@
-"""End to end on the real CPU engine: baseline and patched, one engine start each.
+"""End to end on the real CPU engine, as `make bench` runs it: baseline and patched in serve
+mode (`vllm serve` + one load-client process), one server start each.
 
-Checks the result directory, the correctness gate, that each variant really
-imported its own engine, and that the patched profile holds patch 0001's
-EngineCore scopes while the baseline one has no EngineCore trace at all.
+Checks the result directory, the correctness gate through the completions API, the timed
+passes (each from an empty prefix cache, so each does the same work), that each variant
+really imported its own engine, and that the patched server's profile holds patch 0001's
+EngineCore scopes while the baseline one has no EngineCore trace at all. The offline mode
+runs end to end in tests/test_bench_uni_executor.py and tests/test_bench_distributed_e2e.py.
 """
 from __future__ import annotations
 
@@ -27,6 +30,9 @@ PATCH_0001_SCOPES = {
 def bench(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     cfg = presets.resolve("smoke")
+    cfg["modes"] = ["serve"]
+    cfg["serve_passes"] = 2
+    cfg["request_rate"] = {"shared_prefix_chat": "inf"}
     scopes = {"VLLM_CUSTOM_SCOPES_FOR_PROFILING": "1"}
     for v in cfg["variant_defs"].values():
         v["env"] = scopes
@@ -43,14 +49,21 @@ def test_result_directory_is_complete(bench):
     assert [r["variant"] for r in runs] == ["baseline", "patched"]
     for r in runs:
         res = r["result"]
-        assert res["engine_identity"]["patched_engine"] == (r["variant"] == "patched")
-        assert res["output_tokens"] == 16 * 16 and res["output_throughput"] > 0
-        assert res["peak_rss_bytes"] > 100 * 2**20
-    # The gate ran and both variants produced identical greedy tokens.
+        assert "--port" in res["server_cmd"] and res["peak_rss_bytes"] > 100 * 2**20
+        w = res["workloads"]["shared_prefix_chat"]
+        assert w["completed"] == 16 and w["total_output_tokens"] == 16 * 16 and w["output_throughput"] > 0
+        # two timed passes, both from an empty prefix cache: the same scheduled work each time
+        assert len(w["passes"]) == 2 and len(w["ttfts_s"]) == 2 * 16
+        passes = json.loads((final / "runs" / f"{r['index']:02d}-{r['variant']}-r1-serve" / "client-result.json")
+                            .read_text())["passes"]
+        assert passes[0]["scheduler"]["step_tokens"] == passes[1]["scheduler"]["step_tokens"] > 0
+        assert w["cpu_s_per_output_token"] > 0
+    # The gate ran through the server and both variants produced identical greedy tokens.
     assert runs[0]["result"]["gate_tokens"] == runs[1]["result"]["gate_tokens"]
     assert len(runs[0]["result"]["gate_tokens"][0]) == presets.COMMON["gate"]["max_tokens"]
+    assert "2 serve runs" in manifest["gate"]
     frame = store.summary_frame(final)
-    assert {"output_throughput", "peak_rss_mb"} <= set(frame["metric"])
+    assert {"output_throughput", "median_ttft_ms", "peak_rss_mb"} <= set(frame["metric"])
 
 
 def test_patched_profile_has_engine_core_scopes_baseline_has_none(bench):

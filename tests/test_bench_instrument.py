@@ -218,3 +218,42 @@ def test_engine_and_client_get_separate_cores_where_there_are_enough():
     finally:
         child.kill()
         child.wait()
+
+
+def test_client_plan_gates_warms_up_then_interleaves_timed_passes(tmp_path):
+    cfg = presets.resolve("default")
+    metas = {n: {"jsonl": f"/wl/{n}.jsonl", "num_requests": 64} for n in cfg["workloads"]}
+    plan = serve.client_plan(cfg, metas, 8123, tmp_path, server_pid=42)
+    assert plan["gate"] == cfg["gate"] and plan["reset_prefix_cache"] and plan["server_pid"] == 42
+    assert [a[a.index("--num-prompts") + 1] for a in plan["warmup"]] == ["8", "8"]
+    assert not any("--save-result" in a for a in plan["warmup"])  # warm-up passes are not recorded
+    assert [(p["workload"], p["pass"]) for p in plan["passes"]] == [
+        (n, k) for k in range(1, cfg["serve_passes"] + 1) for n in cfg["workloads"]]
+    assert len({p["result_file"] for p in plan["passes"]}) == len(plan["passes"])
+
+
+def test_one_client_process_runs_every_pass_against_a_server(tmp_path):
+    """experiments.bench.serve_client against the instant stub: one process, two recorded passes,
+    each workload's figure the median of its passes, per-request latencies pooled."""
+    from experiments.bench import workloads
+
+    wl = workloads.generate(workloads.make_spec("shared_prefix_chat", num_requests=8, output_tokens=4), seed=0)
+    meta = workloads.save(wl, tmp_path / "workloads")
+    port = serve.free_port()
+    server = processes.start([sys.executable, "-m", "experiments.bench.stub_server", "--port", str(port)],
+                             processes.variant_env("baseline"), tmp_path / "stub.log")
+    cfg = {"model": str(pins.REPO_ROOT / "models" / "tiny-llama"), "seed": 0, "request_rate": {},
+           "serve_passes": 2, "gate": None}
+    try:
+        serve.wait_ready(f"http://127.0.0.1:{port}", server, 60)
+        plan = {**serve.client_plan(cfg, {wl.name: meta}, port, tmp_path, server_pid=server.pid),
+                "reset_prefix_cache": False}  # the stub has no cache to reset
+        client = serve.run_client_plan(plan, tmp_path, server, timeout_s=300)
+    finally:
+        processes.kill_tree(server, grace_s=5)
+    assert [p["pass"] for p in client["passes"]] == [1, 2] and client["client_cpu_s"] > 0
+    assert all(p["server_cpu_s"] >= 0 for p in client["passes"])
+    summary = serve.summarize_workload(cfg, wl.name, meta, client["passes"], tmp_path)
+    assert summary["completed"] == 8 and len(summary["passes"]) == 2 and len(summary["ttfts_s"]) == 16
+    per_pass = [p["output_throughput"] for p in summary["passes"]]
+    assert summary["output_throughput"] == pytest.approx(sum(per_pass) / 2)  # median of two

