@@ -186,6 +186,39 @@ def breakdown(runs: list[dict], cpu_model=None) -> list[dict]:
     return out
 
 
+def ttft_split(runs: list[dict], cost_models=("cpu",)) -> list[dict]:
+    """Per (rate, point, workload): the real mean TTFT as mean inbound + engine + outbound (means add up),
+    next to the mean TTFT the simulator gives the same configuration and arrivals with each cost model;
+    `*_share_of_gap`: which part of (real - simulated) the frontend (inbound + outbound) and the engine
+    part explain."""
+    from experiments.sim import api
+    from experiments.sim.points import VALIDATION_POINTS, VALIDATION_WORKLOADS
+
+    groups: dict = {}
+    for r in runs:
+        for key, w in r["workloads"].items():
+            groups.setdefault((r["rate"], r["point"], key.split("/")[0]), []).extend(w["requests"])
+    keys = sorted(groups)
+    jobs = [api.make_job(VALIDATION_POINTS[p], None, wl, rate, 0, cm, workload_overrides=VALIDATION_WORKLOADS[wl])
+            for rate, p, wl in keys for cm in cost_models]
+    sims = iter(api.run_jobs(jobs))
+    out = []
+    for rate, point, wl in keys:
+        q = groups[(rate, point, wl)]
+        row = {"rate": rate, "point": point, "workload": wl, "requests": len(q),
+               **{f"mean_{k}_ms": statistics.fmean(x[f"{k}_s"] for x in q) * 1e3
+                  for k in ("ttft", "inbound", "engine", "outbound")}}
+        for cm in cost_models:
+            sim = next(sims)
+            sim_ttft = sim["summary"]["mean_ttft_ms"]
+            gap = row["mean_ttft_ms"] - sim_ttft
+            row[f"sim_{cm}_mean_ttft_ms"] = sim_ttft
+            row[f"sim_{cm}_frontend_share_of_gap"] = (row["mean_inbound_ms"] + row["mean_outbound_ms"]) / gap
+            row[f"sim_{cm}_engine_share_of_gap"] = (row["mean_engine_ms"] - sim_ttft) / gap
+        out.append(row)
+    return out
+
+
 def plot(model: LinearStepCost, runs: list[dict], path: Path, source: str) -> None:
     from experiments.common.plots import plt, save_figure
 
@@ -222,6 +255,20 @@ def markdown(rows: list[dict]) -> str:
             "in real `vllm serve` runs (EngineCore steps timed in the engine process).\n\n" + "\n".join(lines) + "\n")
 
 
+def split_markdown(split: list[dict]) -> str:
+    lines = ["| rate | point | workload | requests | real mean TTFT = inbound + engine + outbound | simulated (cpu) "
+             "mean TTFT | share of the gap: frontend / engine |", "|---|---|---|---|---|---|---|"]
+    for r in split:
+        lines.append(f"| {r['rate']} | {r['point']} | {r['workload']} | {r['requests']} | {r['mean_ttft_ms']:,.1f} = "
+                     f"{r['mean_inbound_ms']:,.1f} + {r['mean_engine_ms']:,.1f} + {r['mean_outbound_ms']:,.1f} | "
+                     f"{r['sim_cpu_mean_ttft_ms']:,.1f} | {r['sim_cpu_frontend_share_of_gap']:.0%} / "
+                     f"{r['sim_cpu_engine_share_of_gap']:.0%} |")
+    return ("The TTFT error of the in-process model split (all passes of a point pooled; means, ms; simulated with "
+            "the same configuration, workload and arrival seed): the frontend share is what the requests spent "
+            "outside the engine, which the `cpu` model does not have at all; the engine share is the engine part "
+            "(queueing behind and running slower steps) minus what the simulator gives.\n\n" + "\n".join(lines) + "\n")
+
+
 def write(out_root: Path) -> LinearStepCost:
     """served/breakdown.{json,md}, calibration/cost_model_served.{json,png}, from the served runs under out_root."""
     from experiments.sim.cost_models import CPU_MODEL_PATH, load_linear
@@ -233,6 +280,8 @@ def write(out_root: Path) -> LinearStepCost:
     write_json_atomic(model_path, model.to_json())
     plot(model, runs, model_path.with_suffix(".png"), source=rel(model_path))
     rows = breakdown(runs, load_linear(CPU_MODEL_PATH, "cpu"))
-    write_json_atomic(out_root / "served" / "breakdown.json", {"cpu_model": rel(CPU_MODEL_PATH), "rows": rows})
-    (out_root / "served" / "breakdown.md").write_text(markdown(rows))
+    split = ttft_split(runs)
+    write_json_atomic(out_root / "served" / "breakdown.json", {"cpu_model": rel(CPU_MODEL_PATH), "rows": rows,
+                                                                "ttft_split": split})
+    (out_root / "served" / "breakdown.md").write_text(markdown(rows) + "\n" + split_markdown(split))
     return model
