@@ -1,11 +1,15 @@
 """End to end on the real CPU engine, as `make bench` runs it: baseline and patched in serve
-mode (`vllm serve` + one load-client process), one server start each.
+mode (`vllm serve` + one load-client process), one server start each, through vLLM's own
+distributed engine: tensor_parallel_size=2 with the mp backend on `models/tiny-llama` (4 heads,
+dummy weights; VLLM_CPU_SIM_MULTI_NUMA=1 is set by the bench for more than one rank), so every
+rank runs the variant's engine. Functional, not speed: 2 cores are not a cluster.
 
 Checks the result directory, the correctness gate through the completions API, the timed
 passes (each from an empty prefix cache, so each does the same work), that each variant
-really imported its own engine, and that the patched server's profile holds patch 0001's
-EngineCore scopes while the baseline one has no EngineCore trace at all. The offline mode
-runs end to end in tests/test_bench_uni_executor.py and tests/test_bench_distributed_e2e.py.
+ran its own engine (the patched server's profile holds patch 0001's EngineCore scopes, the
+baseline one has no EngineCore trace at all), that both TP workers were traced, and that the
+manifest records the distributed settings. The offline mode runs end to end in
+tests/test_bench_uni_executor.py (one engine start shared by its tests).
 """
 from __future__ import annotations
 
@@ -15,7 +19,8 @@ import pytest
 
 from analysis import chrome_trace, phases
 from experiments.bench import store
-from experiments.bench import presets, runner
+from experiments.bench import distributed, presets, runner
+from tools import pins
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
@@ -26,16 +31,19 @@ PATCH_0001_SCOPES = {
 }
 
 
+MODEL = str(pins.REPO_ROOT / "models" / "tiny-llama")
+
+
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    cfg = presets.resolve("smoke")
+    cfg = presets.resolve("smoke", model=MODEL, distributed=distributed.engine_args(MODEL, tp=2, backend="mp"))
     cfg["modes"] = ["serve"]
     cfg["serve_passes"] = 2
     cfg["request_rate"] = {"shared_prefix_chat": "inf"}
     scopes = {"VLLM_CUSTOM_SCOPES_FOR_PROFILING": "1"}
     for v in cfg["variant_defs"].values():
-        v["env"] = scopes
+        v["env"] = {**v["env"], **scopes}
     cfg["profile_dir"] = str(out / "traces")
     final = runner.run_bench(cfg, out / "results", argv=["pytest", __file__])
     return final, out / "traces"
@@ -45,6 +53,7 @@ def test_result_directory_is_complete(bench):
     final, _ = bench
     manifest = store.load_manifest(final)
     assert manifest["status"] == "complete" and manifest["engine_version"].startswith("0.32.0")
+    assert manifest["distributed"] == {"tensor_parallel_size": 2, "distributed_executor_backend": "mp"}
     runs = store.load_runs(final)
     assert [r["variant"] for r in runs] == ["baseline", "patched"]
     for r in runs:
@@ -74,6 +83,7 @@ def test_patched_profile_has_engine_core_scopes_baseline_has_none(bench):
     patched = chrome_trace.load_profiler_dir(by_variant["patched"], categories=(chrome_trace.USER_ANNOTATION,))
     core = patched[patched["file"].str.contains("engine_core")]
     assert PATCH_0001_SCOPES <= set(core["name"])
+    assert patched[~patched["file"].str.contains("engine_core")]["file"].nunique() >= 2  # both TP workers
     shares = phases.phase_shares(core)
     assert shares["share"].sum() == pytest.approx(1.0, abs=1e-6)
     assert shares.set_index("phase").loc["schedule", "share"] > 0
