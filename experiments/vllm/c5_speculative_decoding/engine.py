@@ -12,11 +12,23 @@ from __future__ import annotations
 import time
 
 NGRAM = {"method": "ngram", "num_speculative_tokens": 4, "prompt_lookup_max": 4, "prompt_lookup_min": 2}
+# (row name, prompt set, temperature): every prompt set greedy and sampled
+CASES = [("repetitive", "repetitive", 0.0), ("non_repetitive", "non_repetitive", 0.0),
+         ("repetitive_t1", "repetitive", 1.0), ("non_repetitive_t1", "non_repetitive", 1.0)]
+
+
+COUNTERS = ("num_drafts", "num_draft_tokens", "num_accepted_tokens", "engine_steps")
 
 
 def spec_counters(llm) -> dict:
-    out = {"num_drafts": 0.0, "num_draft_tokens": 0.0, "num_accepted_tokens": 0.0, "accepted_per_pos": []}
+    """The spec-decode counters, and the engine's step count: `vllm:iteration_tokens_total` is observed once per
+    engine step the front end receives, so its histogram count is the number of steps."""
+    out = {"num_drafts": 0.0, "num_draft_tokens": 0.0, "num_accepted_tokens": 0.0, "engine_steps": 0.0,
+           "accepted_per_pos": []}
     for m in llm.get_metrics():
+        if m.name == "vllm:iteration_tokens_total":
+            out["engine_steps"] += float(m.count)
+            continue
         name = m.name.removeprefix("vllm:spec_decode_")
         if name in ("num_drafts", "num_draft_tokens", "num_accepted_tokens"):
             out[name] += float(m.value)
@@ -28,7 +40,7 @@ def spec_counters(llm) -> dict:
 
 
 def diff(after: dict, before: dict) -> dict:
-    d = {k: after[k] - before[k] for k in ("num_drafts", "num_draft_tokens", "num_accepted_tokens")}
+    d = {k: after[k] - before[k] for k in COUNTERS}
     bp = before["accepted_per_pos"] or [0.0] * len(after["accepted_per_pos"])
     d["accepted_per_pos"] = [a - b for a, b in zip(after["accepted_per_pos"], bp)]
     return d
@@ -53,11 +65,12 @@ def run(cfg: dict) -> dict:
 
     generate([cfg["workloads"]["non_repetitive"][0][:16]])  # warm-up
     result = {"startup_s": startup_s, "speculative": cfg["speculative"], "runs": []}
-    # greedy workloads, plus the non-repetitive prompts sampled at temperature 1 (seeded per request):
-    # a tiny greedy model falls into loops that n-gram lookup predicts; sampling breaks most of them
-    variants = [("repetitive", "repetitive", None), ("non_repetitive", "non_repetitive", None)]
-    if cfg.get("sampled", True):
-        variants.append(("non_repetitive_t1", "non_repetitive", 1.0))
+    # greedy workloads, plus both prompt sets sampled at temperature 1 (seeded per request): a tiny greedy model
+    # falls into loops that n-gram lookup predicts whatever the prompt; sampling breaks them, and shows whether
+    # the model copies a continuation that is in its prompt (the copy prompts at temperature 1)
+    variants = [(name, source, temp or None) for name, source, temp in cfg.get("cases", CASES)]
+    if not cfg.get("sampled", True):
+        variants = [v for v in variants if v[2] is None]
     for name, source, temperature in variants:
         prompts = cfg["workloads"][source]
         if temperature is None:

@@ -71,7 +71,9 @@ def test_answer_words_follow_the_numbers():
 
     doc, _ = _committed_doc()
     text = " ".join(answer_markdown(doc).split())  # undo the line wrapping
-    assert "*halved*" in text and "rose x" in text and "7-9% of steps" in text
+    assert "rose x" in text and "throughput fell" in text and "drafts per engine step" in text
+    assert "`vllm:iteration_tokens_total`" in text  # the step cost is measured, not implied
+    assert "Which workloads make drafts land" in text
     slow = copy.deepcopy(doc)
     for r in slow["results"]["engine"]["rows"]:
         r["spec_tok_s_median"] = r["base_tok_s_median"] * 0.8
@@ -94,3 +96,93 @@ def test_phase_split_per_token_adds_up():
     us = P.per_token_us({"output_tokens": 100, "wall_s": 0.1, "cpu_s": 0.1, "phases": ph})
     assert us["_model_forward"] == 100.0 and abs(us["other in step"] - 200.0) < 1e-9
     assert abs(us["outside steps"] - 200.0) < 1e-9 and abs(sum(us.values()) - 1000.0) < 1e-9
+
+
+def _row(workload, acc, rep3, temperature, concurrency=1):
+    return {"workload": workload, "concurrency": concurrency, "draft_acceptance_rate": acc,
+            "output_repeated_3gram_fraction": rep3, "temperature": temperature}
+
+
+def test_workloads_paragraph_says_which_side_decides_acceptance():
+    from experiments.vllm.c5_speculative_decoding.spec_decoding import workloads_paragraph
+
+    no_copy = [_row("repetitive", 0.95, 0.95, 0.0), _row("non_repetitive", 0.95, 0.95, 0.0),
+               _row("repetitive_t1", 0.01, 0.02, 1.0), _row("non_repetitive_t1", 0.0, 0.02, 1.0)]
+    text = workloads_paragraph(no_copy)
+    assert "does not continue a text" in text and "really differs" in text and "falls into loops" in text
+    copies = copy_rows = [dict(r) for r in no_copy]
+    copy_rows[2]["draft_acceptance_rate"] = 0.9
+    text = workloads_paragraph(copies)
+    assert "does not continue a text" not in text and "really differs" not in text
+    assert "lacks" in workloads_paragraph(no_copy[:2])
+
+
+def test_step_time_comes_from_the_engines_step_count():
+    from experiments.vllm.c5_speculative_decoding.spec_decoding import summarise
+
+    def run(wall, steps, drafts=0):
+        return {"workload": "w", "concurrency": 1, "temperature": 1.0, "wall_s": wall,
+                "output_tokens_per_s": 128 / wall, "token_ids": [[1]],
+                "spec": {"num_drafts": drafts, "num_draft_tokens": 4 * drafts, "num_accepted_tokens": 0,
+                         "engine_steps": steps, "accepted_per_pos": [0, 0, 0, 0]}}
+
+    (r,) = summarise({"runs": [run(1.0, 128), run(1.2, 128)]}, {"runs": [run(2.0, 128, 13), run(2.2, 128, 13)]})
+    assert r["base_steps"] == r["spec_steps"] == 256
+    assert abs(r["step_ratio_measured"] - (2.1 / 1.1)) < 1e-9 and abs(r["drafts_per_step"] - 26 / 256) < 1e-12
+    assert r["speedup_median"] < 1
+
+
+def test_phase_timers_count_the_forward_wait_only_directly_under_the_step():
+    """'wait for forward' is FutureWrapper.result: the blocking RPCs call it too, inside their own timers."""
+    from experiments.vllm.c5_speculative_decoding import phases as P
+
+    class Future:
+        def result(self):
+            return 1
+
+    class Engine:
+        def __init__(self):
+            self.f = Future()
+
+        def rpc(self):
+            return self.f.result()
+
+        def step(self):
+            self.f.result()
+            return self.rpc()
+
+    totals: dict = {}
+    P.install_timers(totals, [("step", Engine, "step"), ("sample_tokens RPC", Engine, "rpc"),
+                              ("wait for forward", Future, "result")])
+    e = Engine()
+    for _ in range(3):
+        e.step()
+    assert totals["step"][1] == 3 and totals["sample_tokens RPC"][1] == 3
+    assert totals["wait for forward"][1] == 3  # the 3 calls inside rpc() are not counted
+
+
+def test_steps_with_drafts_are_timed_apart():
+    """A step whose SchedulerOutput carries draft tokens is recorded under DRAFTED, phase by phase."""
+    from types import SimpleNamespace
+
+    from experiments.vllm.c5_speculative_decoding import phases as P
+
+    class Runner:
+        def execute_model(self, scheduler_output):
+            return self._sample(None)
+
+        def _sample(self, logits):
+            return 1
+
+    totals: dict = {}
+    P.install_timers(totals, [("execute_model", Runner, "execute_model"), ("_sample", Runner, "_sample")])
+    r = Runner()
+    for drafts in ({}, {"a": [1, 2]}, {}, {}):
+        r.execute_model(SimpleNamespace(scheduled_spec_decode_tokens=drafts))
+    assert totals["execute_model"][1] == 3 and totals["execute_model" + P.DRAFTED][1] == 1
+    assert totals["_sample"][1] == 3 and totals["_sample" + P.DRAFTED][1] == 1
+    case = {"output_tokens": 4, "wall_s": 1.0, "cpu_s": 1.0,
+            "phases": {k: {"s": v[0], "calls": v[1], "cpu_s": v[2]} for k, v in totals.items()}}
+    assert P.engine_steps(case, "uni") == 4
+    split = P.step_split(case, "uni")
+    assert split["steps_with_drafts"] == 1 and split["steps_without"] == 3
