@@ -205,6 +205,14 @@ def engine_steps(case: dict, layout: str) -> int:
     return sum(case["phases"].get(k, {"calls": 0})["calls"] for k in (key, key + DRAFTED))
 
 
+def per_call_ms(case: dict, key: str) -> str:
+    """'wall / CPU' ms per call of one timed phase, '-' where it was never called."""
+    x = case["phases"].get(key)
+    if not x or not x["calls"]:
+        return "-"
+    return f"{x['s'] / x['calls'] * 1e3:.2f} / {x['cpu_s'] / x['calls'] * 1e3:.2f}"
+
+
 def step_split(case: dict, layout: str) -> dict | None:
     """Mean wall ms per step of each phase, steps with drafts vs steps without (None when no step had drafts)."""
     phases, totals = phase_names(layout)
@@ -325,6 +333,15 @@ def block(doc: dict, rel: str) -> str:
                   md_table(["layout", "workload", "steps with / without drafts", "ms per step with / without",
                             "sampling ms with / without", "forward ms with / without", "drafting or draft RPC ms "
                             "with / without"], split_rows), ""]
+    if "uni" in res["runs"] and {"no_spec", "ngram"} <= set(res["runs"]["uni"]):
+        lines += ["Sampling per step in the `uni` layout, where the model runner runs on the timed thread: wall ms / "
+                  "that thread's CPU ms (CPU time grows only with work the thread does, not with waiting for a core):",
+                  "", md_table(["workload", "_sample, no speculation", "_sample, n-gram engine, steps without drafts",
+                                "_sample, n-gram engine, steps with drafts"],
+                               [[case, *(per_call_ms(res["runs"]["uni"][v][case], k)
+                                         for v, k in (("no_spec", "_sample"), ("ngram", "_sample"),
+                                                      ("ngram", "_sample" + DRAFTED)))]
+                                for case in case_keys(doc)]), ""]
     lines += ["n-gram vs no speculation, same layout and case (extra µs per token = n-gram minus no speculation):",
               "", md_table(["layout", "workload", "tok/s n-gram / none", "ms per step n-gram / none",
                             "µs per token none", "µs per token n-gram", "largest extra (µs per token)"],
