@@ -75,17 +75,19 @@ def served_part(root: Path) -> str:
            f"{len(runs)} runs under [`served/`](served/): {m['cpu_model']}, {m['cpu_count']} cores, other processes "
            f"used {min(shares):.0%}-{max(shares):.0%} of the CPUs during the runs, load average "
            f"{min(r['loadavg_1m_start'] for r in runs):.2f}-{max(r['loadavg_1m_start'] for r in runs):.2f} at start; "
-           f"measured, one bench repeat per point with {len(rows) // len(runs)} client passes each). Over "
+           f"measured, one bench repeat per point, {len(rows) // len(runs)} client passes per run over "
+           f"{len({r['workload'].split('/')[0] for r in rows})} workloads). Over "
            f"{len(rows)} client passes, median over passes of the per-pass median (ms):"]
     for rate in sorted({r["rate"] for r in rows}):
         sel = [r for r in rows if r["rate"] == rate]
         med = {k: statistics.median(r[k] for r in sel) for k in
                ("median_ttft_s_ms", "median_inbound_s_ms", "median_engine_s_ms", "median_outbound_s_ms",
                 "median_period_ms", "period_over_cpu_model")}
-        out.append(f"- rate {rate} ({len(sel)} passes): client TTFT {med['median_ttft_s_ms']:,.1f} = inbound (client "
-                   f"send -> scheduler) {med['median_inbound_s_ms']:,.1f} + engine (-> first token's step end) "
-                   f"{med['median_engine_s_ms']:,.1f} + outbound (-> client) {med['median_outbound_s_ms']:,.1f} "
-                   f"(medians need not add up); step period {med['median_period_ms']:,.1f}; the served steps took "
+        out.append(f"- rate {rate} ({len(sel)} passes): client TTFT {med['median_ttft_s_ms']:,.1f}; its parts: inbound "
+                   f"(client send -> scheduler) {med['median_inbound_s_ms']:,.1f}, engine (-> end of the first token's "
+                   f"step) {med['median_engine_s_ms']:,.1f}, outbound (-> client) {med['median_outbound_s_ms']:,.1f} "
+                   f"(medians, so they need not add up; the means do, in the breakdown); step period "
+                   f"{med['median_period_ms']:,.1f}; the served steps took "
                    f"{med['period_over_cpu_model']:.2f}x [{min(r['period_over_cpu_model'] for r in sel):.2f}, "
                    f"{max(r['period_over_cpu_model'] for r in sel):.2f}] what the in-process model predicts for "
                    "the same steps.")
@@ -111,7 +113,7 @@ def validation_part(root: Path) -> str:
     head = (f"**Timing validation before and after the served calibration**: with the in-process cost model "
             f"`cpu` {c['within']} of {c['rows']} rows are within max(10%, the real runs' own spread)"
             + (f"; with `cpu-served` {served['within']} of {served['rows']}." if served else
-               "; no `cpu-served` comparison yet.") + "\n")
+               "; no `cpu-served` comparison yet.") + "\n\n")
     return head + "\n".join(comparison_part(x, stem) for x, stem in ((c, "comparison"), (served, "comparison-cpu-served"))
                             if x is not None)
 

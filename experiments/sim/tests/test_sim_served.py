@@ -85,6 +85,7 @@ def test_committed_served_model_reproduces_its_fitted_points():
     assert refit.overhead_s == pytest.approx(committed.overhead_s, rel=1e-9)
     assert refit.coef == pytest.approx(committed.coef, rel=1e-9)
     assert refit.frontend == pytest.approx(committed.frontend, rel=1e-9)
+    assert refit.fit["held_out_points"].pop("points") == committed.fit["held_out_points"].pop("points")
     for part in ("train", "held_out", "held_out_points"):
         assert refit.fit[part] == pytest.approx(committed.fit[part], rel=1e-9)
     assert committed.fit["held_out"]["n"] > 20 and committed.fit["held_out_points"]["n"] > 20
