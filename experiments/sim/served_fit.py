@@ -234,7 +234,7 @@ def plot(model: LinearStepCost, runs: list[dict], path: Path, source: str) -> No
     ax.set_yscale("log")
     ax.set_title(f"served EngineCore step period vs the cpu-served model: held-out median |error| "
                  f"{model.fit['held_out']['median_abs_rel_error']:.0%}", fontsize=8)
-    ax.set_xlabel("measured period in `vllm serve` (ms, log)")
+    ax.set_xlabel("measured period in vllm serve (ms, log)")
     ax.set_ylabel("predicted (ms, log)")
     ax.legend(fontsize=7)
     save_figure(fig, path, source=source)
