@@ -25,6 +25,7 @@ engine's step count is the number of `EngineCore.step` calls that ran the model.
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import time
 from pathlib import Path
@@ -44,6 +45,13 @@ BENCHMARK_VERSION = 3
 PHASES = ["_update_states", "_prepare_inputs", "_model_forward", "_sample", "_bookkeeping_sync",
           "propose_draft_token_ids"]
 TOTALS = ["execute_model", "sample_tokens"]
+# inside `_sample` (uni layout only; nested, so not part of the per-token split): vLLM's Sampler and its CPU sampler
+SAMPLER_PHASES = [("Sampler.forward", "vllm.v1.sample.sampler:Sampler.forward"),
+                  ("apply_logits_processors", "vllm.v1.sample.sampler:Sampler.apply_logits_processors"),
+                  ("Sampler.sample", "vllm.v1.sample.sampler:Sampler.sample"),
+                  ("greedy_sample", "vllm.v1.sample.sampler:Sampler.greedy_sample"),
+                  ("apply_temperature", "vllm.v1.sample.sampler:Sampler.apply_temperature"),
+                  ("TopKTopPSampler.forward_cpu", "vllm.v1.sample.ops.topk_topp_sampler:TopKTopPSampler.forward_cpu")]
 # EngineCore-side parts of a step in the `mp` layout: (name, "module:Class.method")
 MP_PHASES = [("schedule", "vllm.v1.core.sched.scheduler:Scheduler.schedule"),
              ("send execute_model", "vllm.v1.executor.multiproc_executor:MultiprocExecutor.execute_model"),
@@ -84,15 +92,21 @@ def install_timers(totals: dict, targets: list[tuple[str, object, str]]) -> None
     state = {"drafted": False}
     for name, cls, meth in targets:
         orig = getattr(cls, meth)
+        static = isinstance(inspect.getattr_static(cls, meth), staticmethod)
 
-        def timed(self, *args, _orig=orig, _name=name, **kwargs):
+        def timed(*args, _orig=orig, _name=name, _static=static, **kwargs):
+            self_args = args if _static else args[1:]  # what the method sees after self
             parent = stack[-1] if stack else None
-            if _name in STEP_OPENERS and args:
-                state["drafted"] = bool(getattr(args[0], "scheduled_spec_decode_tokens", None))
+            if _name in STEP_OPENERS and self_args:
+                state["drafted"] = bool(getattr(self_args[0], "scheduled_spec_decode_tokens", None))
+            if _name == "_sample" and self_args and hasattr(self_args[0], "shape"):  # logits rows: positions sampled
+                rows = totals.setdefault("_sample logits rows" + (DRAFTED if state["drafted"] else ""), [0.0, 0, 0.0])
+                rows[0] += float(self_args[0].shape[0])
+                rows[1] += 1
             stack.append(_name)
             t, c = time.perf_counter(), time.thread_time()
             try:
-                return _orig(self, *args, **kwargs)
+                return _orig(*args, **kwargs)
             finally:
                 stack.pop()
                 if COUNT_ONLY_UNDER.get(_name, parent) == parent:
@@ -101,14 +115,15 @@ def install_timers(totals: dict, targets: list[tuple[str, object, str]]) -> None
                     slot[1] += 1
                     slot[2] += time.thread_time() - c
 
-        setattr(cls, meth, timed)
+        setattr(cls, meth, staticmethod(timed) if static else timed)
 
 
 def timer_targets(layout: str) -> list[tuple[str, object, str]]:
     if layout == "uni":
         from vllm.v1.worker.gpu_model_runner import GPUModelRunner
 
-        return [(n, GPUModelRunner, n) for n in PHASES + TOTALS]
+        return ([(n, GPUModelRunner, n) for n in PHASES + TOTALS]
+                + [(name, *_resolve(spec)) for name, spec in SAMPLER_PHASES])
     return [(name, *_resolve(spec)) for name, spec in MP_PHASES + MP_TOTALS]
 
 
@@ -203,6 +218,19 @@ def engine_steps(case: dict, layout: str) -> int:
     that ran the model; EngineCore.step also returns early when nothing is scheduled)."""
     key = "execute_model" if layout == "uni" else "post_step"
     return sum(case["phases"].get(k, {"calls": 0})["calls"] for k in (key, key + DRAFTED))
+
+
+def rows_per_step(case: dict) -> str:
+    x = case["phases"].get("_sample logits rows")  # recorded as a phase: "s" holds the summed rows
+    return f"{x['s'] / x['calls']:.1f}" if x and x["calls"] else "-"
+
+
+def per_step_ms(case: dict, key: str) -> str:
+    """'wall / CPU' ms of a nested phase per draft-free step of the model runner ('-' where never called)."""
+    x, steps = case["phases"].get(key), case["phases"].get("execute_model", {"calls": 0})["calls"]
+    if not x or not steps:
+        return "-"
+    return f"{x['s'] / steps * 1e3:.2f} / {x['cpu_s'] / steps * 1e3:.2f}"
 
 
 def per_call_ms(case: dict, key: str) -> str:
@@ -342,6 +370,14 @@ def block(doc: dict, rel: str) -> str:
                                          for v, k in (("no_spec", "_sample"), ("ngram", "_sample"),
                                                       ("ngram", "_sample" + DRAFTED)))]
                                 for case in case_keys(doc)]), ""]
+        inner = [n for n, _ in SAMPLER_PHASES]
+        if any(k in res["runs"]["uni"]["ngram"][case_keys(doc)[0]]["phases"] for k in inner):
+            lines += ["Inside `_sample` on steps without drafts (`uni` layout), wall / CPU ms per step, no speculation "
+                      "-> n-gram engine; logits rows = positions the sampler was given per step:", "",
+                      md_table(["workload", "logits rows", *inner],
+                               [[case, " -> ".join(rows_per_step(res["runs"]["uni"][v][case]) for v in ("no_spec", "ngram")),
+                                 *(" -> ".join(per_step_ms(res["runs"]["uni"][v][case], k) for v in ("no_spec", "ngram"))
+                                   for k in inner)] for case in case_keys(doc)]), ""]
     lines += ["n-gram vs no speculation, same layout and case (extra µs per token = n-gram minus no speculation):",
               "", md_table(["layout", "workload", "tok/s n-gram / none", "ms per step n-gram / none",
                             "µs per token none", "µs per token n-gram", "largest extra (µs per token)"],

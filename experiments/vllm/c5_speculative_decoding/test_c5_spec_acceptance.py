@@ -186,3 +186,20 @@ def test_steps_with_drafts_are_timed_apart():
     assert P.engine_steps(case, "uni") == 4
     split = P.step_split(case, "uni")
     assert split["steps_with_drafts"] == 1 and split["steps_without"] == 3
+
+
+def test_timers_keep_static_methods_static():
+    from experiments.vllm.c5_speculative_decoding import phases as P
+
+    class S:
+        @staticmethod
+        def greedy(x):
+            return x + 1
+
+        def forward(self, x):
+            return self.greedy(x)
+
+    totals: dict = {}
+    P.install_timers(totals, [("forward", S, "forward"), ("greedy", S, "greedy")])
+    assert S().forward(1) == 2 and S.greedy(2) == 3
+    assert totals["forward"][1] == 1 and totals["greedy"][1] == 2
