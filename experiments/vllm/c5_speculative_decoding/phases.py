@@ -86,8 +86,8 @@ def install_timers(totals: dict, targets: list[tuple[str, object, str]]) -> None
     """Wrap each (name, class, method) so every call adds its wall time, engine-thread CPU time and a count.
 
     Calls made during a step in which some request had draft tokens to verify are kept apart, under
-    name + DRAFTED: the model runner then verifies k + 1 positions and runs the rejection sampler instead of the
-    plain sampler (GPUModelRunner._sample), so those steps cost differently from the rest."""
+    name + DRAFTED: the model runner then verifies k + 1 positions per drafting request, so those steps cost
+    differently from the rest."""
     stack: list[str] = []
     state = {"drafted": False}
     for name, cls, meth in targets:
