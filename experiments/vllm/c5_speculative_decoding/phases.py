@@ -46,7 +46,8 @@ PHASES = ["_update_states", "_prepare_inputs", "_model_forward", "_sample", "_bo
           "propose_draft_token_ids"]
 TOTALS = ["execute_model", "sample_tokens"]
 # inside `_sample` (uni layout only; nested, so not part of the per-token split): vLLM's Sampler and its CPU sampler
-SAMPLER_PHASES = [("Sampler.forward", "vllm.v1.sample.sampler:Sampler.forward"),
+SAMPLER_PHASES = [("RejectionSampler.forward", "vllm.v1.sample.rejection_sampler:RejectionSampler.forward"),
+                  ("Sampler.forward", "vllm.v1.sample.sampler:Sampler.forward"),
                   ("apply_logits_processors", "vllm.v1.sample.sampler:Sampler.apply_logits_processors"),
                   ("Sampler.sample", "vllm.v1.sample.sampler:Sampler.sample"),
                   ("greedy_sample", "vllm.v1.sample.sampler:Sampler.greedy_sample"),
