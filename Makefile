@@ -43,6 +43,7 @@ format-patches: source ## regenerate patches/ from the llm-infra/patched branch
 	@$(PY) -m tools.patches format
 
 BENCH_OUT ?= results/bench
+TEST_WORKERS ?= 2
 bench: apply-patches ## baseline vs patched, then traces and the PR draft (PRESET=default|smoke|overhead-0001|aa|prefill-cap, REPEATS=N, NO_TRACE=1, TP= PP= DP= DISTRIBUTED_BACKEND=mp|ray, BENCH_ARGS=--allow-busy)
 	@$(PY) -m experiments.bench --preset $(PRESET) $(if $(REPEATS),--repeats $(REPEATS)) --out $(BENCH_OUT) $(if $(TP),--tp $(TP)) $(if $(PP),--pp $(PP)) $(if $(DP),--dp $(DP)) $(if $(DISTRIBUTED_BACKEND),--distributed-backend $(DISTRIBUTED_BACKEND)) $(BENCH_ARGS)
 	@$(if $(NO_TRACE),true,$(PY) -m experiments.trace $(TRACE_ARGS) || echo "[bench] the trace step failed (exit $$?; its cause is printed above): the bench result stands and the report is still written" >&2)
@@ -55,8 +56,8 @@ gpu-evidence: ## per-step forward time of a Llama-3-8B shape on this GPU -> $$OU
 bench-smoke: PRESET=smoke
 bench-smoke: bench ## the <2 min smoke preset
 
-test: apply-patches ## the whole test suite (CI runs this)
-	@$(PY) -m pytest -q --durations=25
+test: apply-patches ## the whole test suite (CI runs this), test files spread over 2 workers (TEST_WORKERS=0: one process)
+	@$(PY) -m pytest -q --durations=25 -n $(TEST_WORKERS) --dist loadfile
 
 test-vllm-upstream: apply-patches ## vLLM's own unit tests (tools/upstream_tests.txt) on the patched engine, CPU, offline
 	@$(PY) -m tools.upstream_tests

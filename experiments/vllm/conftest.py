@@ -41,13 +41,30 @@ C1_CFG = {"max_num_seqs": 8, "repeats": 1, "prefill_lengths": [40, 300], "decode
           "batching": {"slots": 2, "prompt_lengths": [30, 40, 50, 60, 70], "output_lengths": [2, 9, 3, 3, 5]}}
 
 
-@pytest.fixture(scope="session")
-def engine_session() -> dict:
-    from tools import pins
-
-    if not (pins.REPO_ROOT / MODEL_WEIGHTS).exists():
-        pytest.skip("no trained weights: run `python -m tools.train_tiny_model`")
+def run_session() -> dict:
     jobs = session_jobs()
     extras = {k: jobs.pop(k)[1] for k in list(jobs) if k.startswith("_")}
     results = run_jobs(list(jobs.values()), timeout=900)
     return {**dict(zip(jobs, results)), **extras}
+
+
+@pytest.fixture(scope="session")
+def engine_session(tmp_path_factory, worker_id) -> dict:
+    """Once per test run, also when `make test` spreads the files over pytest-xdist workers: the
+    first worker that needs it runs the session under a file lock, the others read its JSON
+    (pytest-xdist's documented recipe for a session fixture that must run once)."""
+    import json
+
+    from filelock import FileLock
+
+    from tools import pins
+
+    if not (pins.REPO_ROOT / MODEL_WEIGHTS).exists():
+        pytest.skip("no trained weights: run `python -m tools.train_tiny_model`")
+    if worker_id == "master":  # plain pytest, no workers
+        return run_session()
+    shared = tmp_path_factory.getbasetemp().parent / "clab-engine-session.json"
+    with FileLock(str(shared) + ".lock"):
+        if not shared.exists():
+            shared.write_text(json.dumps(run_session()))
+        return json.loads(shared.read_text())
