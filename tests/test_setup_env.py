@@ -81,6 +81,8 @@ def test_cuda_requirements_pin_what_the_cuda_wheel_requires():
     common = (pins.REPO_ROOT / "requirements" / "common.txt").read_text()
     assert "nvtx==0.2.15" in cuda and "nvtx==0.2.10" in cpu and "nvtx" not in common
     assert f"vllm=={pins.VLLM_VERSION}" in cuda and "nvidia-ml-py==" in cuda
+    # b2/b3's numba kernels: numba-cuda plus libNVVM (the driver does not ship it), CUDA set only
+    assert "numba-cuda==" in cuda and "nvidia-nvvm==" in cuda and "numba-cuda" not in cpu + common
 
 
 @pytest.mark.slow
@@ -99,6 +101,7 @@ def test_dry_run_resolves_the_cuda_set_on_a_cuda13_driver(tmp_path):
     got = {i["metadata"]["name"].lower(): i["metadata"]["version"]
            for i in json.loads(report.read_text())["install"]}
     assert got["vllm"] == pins.VLLM_VERSION and "+cpu" not in got["torch"]  # the public CUDA torch
+    assert "numba-cuda" in got and got["nvidia-nvvm"].startswith("13.0.")  # libNVVM of torch's CUDA line
     assert (pins.REPO_ROOT / ".venv" / "lib").stat().st_mtime == venv_mtime  # nothing installed
 
 

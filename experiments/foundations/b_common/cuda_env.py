@@ -70,7 +70,7 @@ def numba_cuda_skip_reason() -> str | None:
     if simulator_active():
         return "numba.cuda was loaded as the CPU simulator in this process (NUMBA_ENABLE_CUDASIM=1)"
     if not _has_device(cuda):
-        return "numba.cuda sees no GPU (install numba-cuda matching the driver, e.g. numba-cuda[cu12])"
+        return "numba.cuda sees no GPU (make setup BACKEND=cuda installs numba-cuda and libNVVM, requirements/engine-cuda.txt)"
     return nvvm_skip_reason()
 
 
@@ -83,7 +83,7 @@ def nvvm_skip_reason() -> str | None:
         from numba.cuda.cudadrv import nvvm
 
         if hasattr(nvvm, "is_available") and not nvvm.is_available():
-            return "numba.cuda finds no libNVVM (install the CUDA toolkit or cuda-nvcc / nvidia-cuda-nvcc)"
+            return "numba.cuda finds no libNVVM (make setup BACKEND=cuda installs the nvidia-nvvm wheel; or the CUDA toolkit)"
         nvvm.NVVM()  # loads the library; raises with the reason when it cannot
     except Exception as exc:  # noqa: BLE001 - any failure here means kernels cannot be compiled
         return f"numba.cuda cannot load libNVVM: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
