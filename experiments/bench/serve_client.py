@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 
 from experiments.bench import processes
-from experiments.bench.engine_offline import gate_prompts
+from experiments.bench.engine_offline import counter_delta, gate_prompts
 
 
 def reset_prefix_cache(base_url: str) -> None:
@@ -69,11 +69,7 @@ def measured_pass(base_url: str, server_pid: int | None, args: list[str]) -> dic
     out: dict = {}
     if server_pid:
         out["server_cpu_s"] = processes.tree_cpu_seconds(server_pid) - cpu0
-    after = read_counters(base_url)
-    sched = {k: after[k] - before[k] for k in after}
-    if sched["steps"]:
-        sched["tokens_per_step"] = sched["step_tokens"] / sched["steps"]
-    out["scheduler"] = sched
+    out["scheduler"] = counter_delta(read_counters(base_url), before)  # the offline runs' own delta
     return out
 
 
