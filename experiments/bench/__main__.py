@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=runner.DEFAULT_OUT, help="results root")
     ap.add_argument("--profile-dir", type=Path, help="also capture torch profiler traces here (adds overhead)")
     ap.add_argument("--allow-busy", action="store_true",
-                    help=f"measure even if other processes keep more than {machine.BUSY_SHARE_LIMIT:.0%} of the "
+                    help=f"measure even if other processes keep more than {machine.BUSY_SHARE_LIMIT * 100:.0f}%% of the "
                          "CPUs busy before the start (the manifest then marks the bench busy)")
     dist = ap.add_argument_group("vLLM distributed engine (every variant, every rank)")
     dist.add_argument("--tp", type=int, default=1, help="tensor_parallel_size (TP=)")

@@ -1,8 +1,8 @@
 """How the labs write numbers, tables, spreads and the machine line in generated README blocks: one module.
 
-Each function here is the only definition of its format; the lab plumbing
-(a_common.lab, b_common.lab, c-lab reports) imports it under the name its labs
-use. Two number styles exist because the committed READMEs use both and their
+Each function here is the only definition of its format; the labs (a-labs
+directly, b_common.lab and the c-lab reports under the names their labs use)
+import it. Two number styles exist because the committed READMEs use both and their
 figures must not change when only the code moves: `sig` (week 1: "0.0051",
 "1,442") and `fixed` (week 2: "0.00510", "1,442", "2.68e+07").
 """

@@ -22,6 +22,16 @@ from unittest import mock
 
 from experiments.common.provenance import REPO_ROOT
 
+# The embedded tiny Llama with trained weights every c-lab engine runs (tools/train_tiny_model.py makes it).
+TRAINED_MODEL = REPO_ROOT / "models" / "tiny-llama-trained"
+
+
+def trained_model_missing(args) -> int | None:
+    """A lab's early exit: exit code 1 with the fix when a measuring run has no trained weights."""
+    if not args.render_only and not (TRAINED_MODEL / "model.safetensors").exists():
+        print(f"no trained weights in {TRAINED_MODEL}: run `python -m tools.train_tiny_model` first")
+        return 1
+    return None
 
 
 def run_jobs(jobs: list[tuple[str, dict]] | list[tuple[str, dict, dict]], *, in_process: bool = True,

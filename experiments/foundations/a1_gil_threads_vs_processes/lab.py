@@ -1,9 +1,10 @@
 """Measure threads vs processes on four kinds of work; plot throughput and per-core CPU use.
 
-    python -m experiments.foundations.a1_gil_threads_vs_processes [--quick]
+    python -m experiments.foundations.a1_gil_threads_vs_processes [--quick] [--render-only] [--workers N ...] [--repeats N]
 """
 from __future__ import annotations
 
+import argparse
 import multiprocessing as mp
 import os
 import statistics
@@ -13,16 +14,18 @@ from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from experiments.common.fmt import machine_short as machine_line
+from experiments.common.fmt import md_table
+from experiments.common.fmt import sig as fmt
+from experiments.common.lab import LabFiles, run_lab
 from experiments.common.plots import plt, save_figure
 from experiments.common.stats import summarize
 from experiments.foundations.a1_gil_threads_vs_processes.workloads import WORKLOADS, warm_up_worker
 from experiments.foundations.a_common.cpu_sampler import CpuSampler, tree_cpu_seconds
-from experiments.foundations.a_common.lab import (
-    base_parser, fmt, machine_line, md_table, publish, resolve_out_dir,
-)
 
+LAB_DIR = Path(__file__).resolve().parent
 BENCHMARK_VERSION = 1
-RESULT_NAME = "a1_threads_vs_processes.json"
+RESULT = "a1_threads_vs_processes"  # results/a1_threads_vs_processes.json
 EXECUTORS = ("threads", "processes")
 
 
@@ -192,20 +195,30 @@ def readme_tables(doc: dict) -> str:
     return f"Measured on: {machine_line(doc)}.\n\nKey figures (speed-up of the median wall time, and cores used):\n\n{key}\n\n{table}"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = base_parser(__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, nargs="+", help="worker counts to sweep")
     parser.add_argument("--repeats", type=int)
-    args = parser.parse_args(argv)
+
+
+def run_cpu(files: LabFiles, args: argparse.Namespace) -> None:
     cfg = Config.quick() if args.quick else Config()
     if args.workers:
         cfg.workers = sorted(args.workers)
     if args.repeats:
         cfg.repeats = args.repeats
-    out = resolve_out_dir(args, __file__)
     print(f"a1: {os.cpu_count()} CPUs, config {cfg}", file=sys.stderr)
-    publish(args, __file__, out, RESULT_NAME, lambda: measure(cfg), config=asdict(cfg),
-            benchmark_version=BENCHMARK_VERSION, extra_packages=["psutil"],
-            plots={"a1_throughput_and_cores.png": plot_throughput, "a1_cpu_timeline.png": plot_timeline},
-            readme_block="a1-results", readme_tables=readme_tables)
-    return 0
+    files.write(RESULT, measure(cfg), config=asdict(cfg), benchmark_version=BENCHMARK_VERSION,
+                extra_packages=["psutil"])
+
+
+def render(files: LabFiles) -> dict[str, str]:
+    """Plots and tables read the result file, not the in-memory results: the README shows what the JSON holds."""
+    doc = files.require(RESULT)
+    source = files.rel(files.result_path(RESULT))
+    plot_throughput(doc, files.plot_path("a1_throughput_and_cores"), source)
+    plot_timeline(doc, files.plot_path("a1_cpu_timeline"), source)
+    return {"a1-results": readme_tables(doc)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_lab(argv, doc=__doc__, lab_dir=LAB_DIR, run_cpu=run_cpu, render=render, add_arguments=add_arguments)

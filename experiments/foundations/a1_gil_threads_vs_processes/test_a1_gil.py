@@ -16,15 +16,17 @@ from experiments.foundations.a1_gil_threads_vs_processes import lab
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("a1")
+    readme = (lab.LAB_DIR / "README.md").read_text()
     assert lab.main(["--quick", "--out-dir", str(out)]) == 0
-    return out, json.loads((out / lab.RESULT_NAME).read_text())
+    assert (lab.LAB_DIR / "README.md").read_text() == readme  # only a full run into the lab folder renders it
+    return out, json.loads((out / "results" / f"{lab.RESULT}.json").read_text())
 
 
 def test_writes_result_and_plots(quick_run):
     out, doc = quick_run
     assert doc["provenance"]["machine"]["cpu_count"]
-    assert (out / "a1_throughput_and_cores.png").stat().st_size > 0
-    assert (out / "a1_cpu_timeline.png").stat().st_size > 0
+    assert (out / "plots" / "a1_throughput_and_cores.png").stat().st_size > 0
+    assert (out / "plots" / "a1_cpu_timeline.png").stat().st_size > 0
     rows = doc["results"]["rows"]
     assert len(rows) == len(doc["config"]["workloads"]) * 2 * len(doc["config"]["workers"])
 

@@ -1,23 +1,26 @@
 """Run the streaming request queue in threading, multiprocessing and asyncio; compare latency and accounting.
 
-    python -m experiments.foundations.a2_producer_consumer_queues [--quick]
+    python -m experiments.foundations.a2_producer_consumer_queues [--quick] [--render-only] [--models M ...] [--duration S]
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from experiments.common.fmt import machine_short as machine_line
+from experiments.common.fmt import md_table
+from experiments.common.fmt import sig as fmt
+from experiments.common.lab import LabFiles, run_lab
 from experiments.common.plots import plt, save_figure
 from experiments.foundations.a2_producer_consumer_queues.scenario import Scenario
 from experiments.foundations.a2_producer_consumer_queues.service_models import MODELS
-from experiments.foundations.a_common.lab import (
-    base_parser, fmt, machine_line, md_table, publish, resolve_out_dir,
-)
 
+LAB_DIR = Path(__file__).resolve().parent
 BENCHMARK_VERSION = 2  # 2: cpu_step spins on thread CPU time (was a wall-clock deadline); Little's law
-RESULT_NAME = "a2_producer_consumer.json"
+RESULT = "a2_producer_consumer"  # results/a2_producer_consumer.json
 
 
 @dataclass
@@ -129,19 +132,27 @@ def readme_tables(doc: dict) -> str:
             f"S = nominal service time of one request):\n\n{little}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = base_parser(__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", nargs="+", choices=list(MODELS))
     parser.add_argument("--duration", type=float, help="arrival window per run, seconds")
-    args = parser.parse_args(argv)
+
+
+def run_cpu(files: LabFiles, args: argparse.Namespace) -> None:
     cfg = Config.quick() if args.quick else Config()
     if args.models:
         cfg.models = args.models
     if args.duration:
         cfg.duration_s = args.duration
-    out = resolve_out_dir(args, __file__)
     print(f"a2: config {cfg}", file=sys.stderr)
-    publish(args, __file__, out, RESULT_NAME, lambda: measure(cfg), config=asdict(cfg),
-            benchmark_version=BENCHMARK_VERSION, plots={"a2_latency_by_model.png": plot},
-            readme_block="a2-results", readme_tables=readme_tables)
-    return 0
+    files.write(RESULT, measure(cfg), config=asdict(cfg), benchmark_version=BENCHMARK_VERSION)
+
+
+def render(files: LabFiles) -> dict[str, str]:
+    """Plots and tables read the result file, not the in-memory results: the README shows what the JSON holds."""
+    doc = files.require(RESULT)
+    plot(doc, files.plot_path("a2_latency_by_model"), files.rel(files.result_path(RESULT)))
+    return {"a2-results": readme_tables(doc)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_lab(argv, doc=__doc__, lab_dir=LAB_DIR, run_cpu=run_cpu, render=render, add_arguments=add_arguments)

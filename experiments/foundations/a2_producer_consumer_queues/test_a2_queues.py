@@ -16,8 +16,8 @@ from experiments.foundations.a2_producer_consumer_queues.service_models import M
 def quick_rows(tmp_path_factory):
     out = tmp_path_factory.mktemp("a2")
     assert lab.main(["--quick", "--duration", "1.0", "--out-dir", str(out)]) == 0
-    assert (out / "a2_latency_by_model.png").stat().st_size > 0
-    return json.loads((out / lab.RESULT_NAME).read_text())["results"]["rows"]
+    assert (out / "plots" / "a2_latency_by_model.png").stat().st_size > 0
+    return json.loads((out / "results" / f"{lab.RESULT}.json").read_text())["results"]["rows"]
 
 
 def test_every_run_accounts_for_every_request(quick_rows):

@@ -1,25 +1,28 @@
 """Load a generated safetensors file with read(), mmap, numpy.memmap and safetensors; cold vs warm cache.
 
-    python -m experiments.foundations.a3_read_vs_mmap [--quick]
+    python -m experiments.foundations.a3_read_vs_mmap [--quick] [--render-only] [--tensors N] [--tensor-mib N]
 """
 from __future__ import annotations
 
+import argparse
 import multiprocessing as mp
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from experiments.common.fmt import machine_short as machine_line
+from experiments.common.fmt import md_table
+from experiments.common.fmt import sig as fmt
+from experiments.common.lab import LabFiles, run_lab
 from experiments.common.plots import plt, save_figure
 from experiments.common.provenance import REPO_ROOT
 from experiments.common.stats import summarize
 from experiments.foundations.a3_read_vs_mmap import loaders, memory_probes as probes
 from experiments.foundations.a3_read_vs_mmap.probe_child import probe_loader, share_file
-from experiments.foundations.a_common.lab import (
-    base_parser, fmt, machine_line, md_table, publish, rel, resolve_out_dir,
-)
 
+LAB_DIR = Path(__file__).resolve().parent
 BENCHMARK_VERSION = 1
-RESULT_NAME = "a3_read_vs_mmap.json"
+RESULT = "a3_read_vs_mmap"  # results/a3_read_vs_mmap.json
 MIB = 1 << 20
 # Every measurement runs in a freshly spawned interpreter: a forked child would inherit the
 # parent's heap (freed but resident memory that a read() could reuse without a page fault).
@@ -114,7 +117,7 @@ def measure_sharing(path: Path) -> list[dict]:
 def measure(cfg: Config, log=print) -> dict:
     path = loaders.generate_weights(cfg.weights_path(), cfg.n_tensors, cfg.tensor_mib)
     size = path.stat().st_size
-    log(f"weights file {rel(path)}: {size / MIB:.1f} MiB")
+    log(f"weights file {path.relative_to(REPO_ROOT)}: {size / MIB:.1f} MiB")
     cold_check = probes.drop_from_page_cache(str(path))
     rows = measure_loaders(cfg, path, log)
     check_checksums(rows)
@@ -199,22 +202,37 @@ def readme_tables(doc: dict) -> str:
             f"block-device read-ahead {res['read_ahead_kb']} KiB; {doc['config']['repeats']} repeats, counters are medians.\n\n{table}\n\n{share}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = base_parser(__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tensors", type=int, help="number of tensors in the generated file")
     parser.add_argument("--tensor-mib", type=int, help="MiB per tensor")
-    args = parser.parse_args(argv)
-    if not sys.platform.startswith("linux"):
+
+
+def linux_only(args: argparse.Namespace) -> int | None:
+    """Measuring needs /proc, mincore and posix_fadvise; redrawing from the committed JSON does not."""
+    if not args.render_only and not sys.platform.startswith("linux"):
         print("a3: needs Linux (/proc, mincore, posix_fadvise); skipping")
         return 0
+    return None
+
+
+def run_cpu(files: LabFiles, args: argparse.Namespace) -> None:
     cfg = Config.quick() if args.quick else Config()
     if args.tensors:
         cfg.n_tensors = args.tensors
     if args.tensor_mib:
         cfg.tensor_mib = args.tensor_mib
-    out = resolve_out_dir(args, __file__)
     print(f"a3: config {cfg}", file=sys.stderr)
-    publish(args, __file__, out, RESULT_NAME, lambda: measure(cfg), config=asdict(cfg),
-            benchmark_version=BENCHMARK_VERSION, extra_packages=["safetensors"],
-            plots={"a3_read_vs_mmap.png": plot}, readme_block="a3-results", readme_tables=readme_tables)
-    return 0
+    files.write(RESULT, measure(cfg), config=asdict(cfg), benchmark_version=BENCHMARK_VERSION,
+                extra_packages=["safetensors"])
+
+
+def render(files: LabFiles) -> dict[str, str]:
+    """Plots and tables read the result file, not the in-memory results: the README shows what the JSON holds."""
+    doc = files.require(RESULT)
+    plot(doc, files.plot_path("a3_read_vs_mmap"), files.rel(files.result_path(RESULT)))
+    return {"a3-results": readme_tables(doc)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_lab(argv, doc=__doc__, lab_dir=LAB_DIR, run_cpu=run_cpu, render=render, add_arguments=add_arguments,
+                   early_exit=linux_only)

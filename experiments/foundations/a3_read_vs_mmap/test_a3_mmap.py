@@ -14,8 +14,8 @@ MIB = 1 << 20
 def quick_doc(tmp_path_factory):
     out = tmp_path_factory.mktemp("a3")
     assert lab.main(["--quick", "--out-dir", str(out)]) == 0
-    assert (out / "a3_read_vs_mmap.png").stat().st_size > 0
-    return json.loads((out / lab.RESULT_NAME).read_text())["results"]
+    assert (out / "plots" / "a3_read_vs_mmap.png").stat().st_size > 0
+    return json.loads((out / "results" / f"{lab.RESULT}.json").read_text())["results"]
 
 
 def test_all_loaders_agree(quick_doc):

@@ -1,10 +1,11 @@
 """Exercise the mock inference service on loopback: connections, HTTP vs gRPC, streaming, overload, breaker, retries.
 
-    python -m experiments.foundations.a4_mock_inference_service [--quick]
+    python -m experiments.foundations.a4_mock_inference_service [--quick] [--render-only]
     python -m experiments.foundations.a4_mock_inference_service --serve   # just run the service on 127.0.0.1:8000
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import random
 import sys
@@ -14,20 +15,22 @@ from pathlib import Path
 
 import httpx
 
+from experiments.common.fmt import machine_short as machine_line
+from experiments.common.fmt import md_table
+from experiments.common.fmt import sig as fmt
+from experiments.common.lab import LabFiles, run_lab
 from experiments.common.plots import plt, save_figure
 from experiments.foundations.a4_mock_inference_service.client import (
     measure_connection_reuse, measure_stream, post_with_retries,
 )
 from experiments.foundations.a4_mock_inference_service.grpc_mock import measure_grpc, serve_grpc
 from experiments.foundations.a4_mock_inference_service.service import ServiceConfig, create_app
-from experiments.foundations.a_common.lab import (
-    base_parser, fmt, machine_line, md_table, publish, resolve_out_dir,
-)
 from experiments.foundations.a_common.load import LoadSpec, run_load
 from experiments.foundations.a_common.loopback import serve_in_process
 
+LAB_DIR = Path(__file__).resolve().parent
 BENCHMARK_VERSION = 1
-RESULT_NAME = "a4_mock_service.json"
+RESULT = "a4_mock_service"  # results/a4_mock_service.json
 SMALL = {"model": "mock", "prompt": "hello world", "max_tokens": 1}
 
 
@@ -249,18 +252,33 @@ def readme_tables(doc: dict) -> str:
             f"**Retries**: {retries}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = base_parser(__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--serve", action="store_true", help="run the service on 127.0.0.1:8000 until Ctrl-C")
-    args = parser.parse_args(argv)
-    if args.serve:
-        import uvicorn
-        uvicorn.run(create_app(), host="127.0.0.1", port=8000)
-        return 0
-    cfg = Config.quick() if args.quick else Config()
-    out = resolve_out_dir(args, __file__)
-    print(f"a4: config {cfg}", file=sys.stderr)
-    publish(args, __file__, out, RESULT_NAME, lambda: measure(cfg), config=asdict(cfg),
-            benchmark_version=BENCHMARK_VERSION, extra_packages=["fastapi", "uvicorn", "httpx", "grpcio", "pydantic"],
-            plots={"a4_overload_and_breaker.png": plot}, readme_block="a4-results", readme_tables=readme_tables)
+
+
+def serve(args: argparse.Namespace) -> int | None:
+    """--serve: the service alone, nothing measured or rendered."""
+    if not args.serve:
+        return None
+    import uvicorn
+    uvicorn.run(create_app(), host="127.0.0.1", port=8000)
     return 0
+
+
+def run_cpu(files: LabFiles, args: argparse.Namespace) -> None:
+    cfg = Config.quick() if args.quick else Config()
+    print(f"a4: config {cfg}", file=sys.stderr)
+    files.write(RESULT, measure(cfg), config=asdict(cfg), benchmark_version=BENCHMARK_VERSION,
+                extra_packages=["fastapi", "uvicorn", "httpx", "grpcio", "pydantic"])
+
+
+def render(files: LabFiles) -> dict[str, str]:
+    """Plots and tables read the result file, not the in-memory results: the README shows what the JSON holds."""
+    doc = files.require(RESULT)
+    plot(doc, files.plot_path("a4_overload_and_breaker"), files.rel(files.result_path(RESULT)))
+    return {"a4-results": readme_tables(doc)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_lab(argv, doc=__doc__, lab_dir=LAB_DIR, run_cpu=run_cpu, render=render, add_arguments=add_arguments,
+                   early_exit=serve)

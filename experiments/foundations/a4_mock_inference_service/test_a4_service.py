@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import random
-from pathlib import Path
 
 import httpx
 import pytest
@@ -202,8 +201,8 @@ def test_no_retry_on_422_and_backoff_is_bounded():
 def quick_doc(tmp_path_factory):
     out = tmp_path_factory.mktemp("a4")
     assert lab.main(["--quick", "--out-dir", str(out)]) == 0
-    assert (out / "a4_overload_and_breaker.png").stat().st_size > 0
-    return json.loads((out / lab.RESULT_NAME).read_text())["results"]
+    assert (out / "plots" / "a4_overload_and_breaker.png").stat().st_size > 0
+    return json.loads((out / "results" / f"{lab.RESULT}.json").read_text())["results"]
 
 
 def test_load_test_loses_nothing_and_sheds_with_429(quick_doc):
@@ -257,7 +256,7 @@ def test_help_runs():
 
 
 def test_readme_flags_a_limiter_that_admitted_more_than_its_budget():
-    doc = json.loads((Path(lab.__file__).parent / "results" / lab.RESULT_NAME).read_text())
+    doc = json.loads((lab.LAB_DIR / "results" / f"{lab.RESULT}.json").read_text())
     assert "more than its budget" not in lab.readme_tables(doc)
     row = next(r for r in doc["results"]["overload"] if r["limiter"] and r["offered_rps"] == 400)
     row["statuses"]["200"] = 1028  # what a re-run on a slower 2-core machine admitted

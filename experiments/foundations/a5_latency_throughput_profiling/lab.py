@@ -1,9 +1,10 @@
 """Latency percentiles and throughput of the a4 service, a profile of its hot path, and a dynamic batcher sweep.
 
-    python -m experiments.foundations.a5_latency_throughput_profiling [--quick]
+    python -m experiments.foundations.a5_latency_throughput_profiling [--quick] [--render-only]
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from dataclasses import asdict, dataclass, field
@@ -11,20 +12,23 @@ from pathlib import Path
 
 import httpx
 
+from experiments.common.fmt import machine_short as machine_line
+from experiments.common.fmt import md_table
+from experiments.common.fmt import sig as fmt
+from experiments.common.lab import LabFiles, run_lab
 from experiments.common.plots import plt, save_figure
 from experiments.foundations.a4_mock_inference_service.service import ServiceConfig
 from experiments.foundations.a5_latency_throughput_profiling.batcher import StepCost, run_open_loop
 from experiments.foundations.a5_latency_throughput_profiling.timing_middleware import (
     create_profiled_app, create_timed_app,
 )
-from experiments.foundations.a_common.lab import (
-    base_parser, fmt, machine_line, md_table, publish, resolve_out_dir,
-)
 from experiments.foundations.a_common.load import LoadSpec, run_load
 from experiments.foundations.a_common.loopback import serve_in_process
 
+LAB_DIR = Path(__file__).resolve().parent
 BENCHMARK_VERSION = 1
-RESULT_NAME = "a5_latency_throughput.json"
+RESULT = "a5_latency_throughput"  # results/a5_latency_throughput.json
+# The profiler's reports are measurements, not drawings: they sit next to the JSON in results/.
 PROFILE_HTML = "a5_profile_hot_path.html"
 PROFILE_TEXT = "a5_profile_hot_path.txt"
 
@@ -186,13 +190,20 @@ def readme_tables(doc: dict) -> str:
             f"{fmt(cfg['batch_max_wait_ms'])} ms, {fmt(cfg['batch_duration_s'])} s of arrivals per point):\n\n{batch}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = base_parser(__doc__.splitlines()[0])
-    args = parser.parse_args(argv)
+def run_cpu(files: LabFiles, args: argparse.Namespace) -> None:
     cfg = Config.quick() if args.quick else Config()
-    out = resolve_out_dir(args, __file__)
     print(f"a5: config {cfg}", file=sys.stderr)
-    publish(args, __file__, out, RESULT_NAME, lambda: measure(cfg, out), config=asdict(cfg),
-            benchmark_version=BENCHMARK_VERSION, extra_packages=["fastapi", "uvicorn", "httpx", "pyinstrument"],
-            plots={"a5_latency_and_batching.png": plot}, readme_block="a5-results", readme_tables=readme_tables)
-    return 0
+    files.results.mkdir(parents=True, exist_ok=True)  # the profiler writes its reports there while measuring
+    files.write(RESULT, measure(cfg, files.results), config=asdict(cfg), benchmark_version=BENCHMARK_VERSION,
+                extra_packages=["fastapi", "uvicorn", "httpx", "pyinstrument"])
+
+
+def render(files: LabFiles) -> dict[str, str]:
+    """Plots and tables read the result file, not the in-memory results: the README shows what the JSON holds."""
+    doc = files.require(RESULT)
+    plot(doc, files.plot_path("a5_latency_and_batching"), files.rel(files.result_path(RESULT)))
+    return {"a5-results": readme_tables(doc)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_lab(argv, doc=__doc__, lab_dir=LAB_DIR, run_cpu=run_cpu, render=render)

@@ -76,10 +76,10 @@ def test_a_failed_step_fails_only_its_batch():
 def quick_doc(tmp_path_factory):
     out = tmp_path_factory.mktemp("a5")
     assert lab.main(["--quick", "--out-dir", str(out)]) == 0
-    assert (out / "a5_latency_and_batching.png").stat().st_size > 0
-    html = (out / lab.PROFILE_HTML).read_text()
+    assert (out / "plots" / "a5_latency_and_batching.png").stat().st_size > 0
+    html = (out / "results" / lab.PROFILE_HTML).read_text()  # the profiler's reports sit next to the JSON
     assert "pyinstrument" in html.lower()
-    return json.loads((out / lab.RESULT_NAME).read_text())["results"]
+    return json.loads((out / "results" / f"{lab.RESULT}.json").read_text())["results"]
 
 
 def test_load_run_reports_percentiles_and_loses_nothing(quick_doc):

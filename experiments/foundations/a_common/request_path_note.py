@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import sys
 
+from experiments.common.docs import fill_blocks
+from experiments.common.fmt import md_table
+from experiments.common.fmt import sig as fmt
 from experiments.common.provenance import REPO_ROOT
 from experiments.common.results import read_result
-from experiments.foundations.a_common.lab import fmt, md_table, render_readme_block
 
 NOTE = REPO_ROOT / "docs" / "notes" / "day06-07-request-path.zh.md"
 LABS = REPO_ROOT / "experiments" / "foundations"
@@ -129,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"request_path_note: run the labs first; missing {missing}", file=sys.stderr)
         return 1
     docs = {k: read_result(p) for k, p in FILES.items()}
-    render_readme_block(NOTE, "request-path-figures", render(docs))
+    NOTE.write_text(fill_blocks(NOTE.read_text(), {"request-path-figures": render(docs)}))
     print(f"updated {NOTE.relative_to(REPO_ROOT)}")
     return 0
 

@@ -11,11 +11,13 @@ on the device, whose step sits at the L2 size.
 
 from __future__ import annotations
 
+import argparse
 import time
 from pathlib import Path
 
 import numpy as np
 
+from experiments.common.lab import LabFiles, run_lab
 from experiments.common.plots import plt, save_figure
 from experiments.common.stats import summarize
 from experiments.foundations.b_common import lab
@@ -291,7 +293,8 @@ def plot_sweep(doc: dict, path: Path, source: str, *, levels: dict, title: str,
 
 
 # ---------------------------------------------------------------- halves
-def run_cpu(files: lab.LabFiles, quick: bool) -> None:
+def run_cpu(files: LabFiles, args: argparse.Namespace) -> None:
+    quick = args.quick
     s = structure_from_spec()
     config = {"source": s["source"]}
     files.write(
@@ -322,7 +325,8 @@ def run_cpu(files: lab.LabFiles, quick: bool) -> None:
     )
 
 
-def run_gpu(files: lab.LabFiles, quick: bool) -> bool:
+def run_gpu(files: LabFiles, args: argparse.Namespace) -> bool:
+    quick = args.quick
     reason = torch_cuda_skip_reason()
     if reason:
         lab.skip(reason, "b1 GPU half (device properties, GPU working-set sweep)")
@@ -352,7 +356,7 @@ def run_gpu(files: lab.LabFiles, quick: bool) -> bool:
     return True
 
 
-def render(files: lab.LabFiles) -> dict[str, str]:
+def render(files: LabFiles) -> dict[str, str]:
     """Redraw every plot from the result files and return the README blocks."""
     blocks = {}
     spec_doc = files.read("structure_spec_h100_sxm")
@@ -466,8 +470,9 @@ def render(files: lab.LabFiles) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return lab.lab_main(
+    return run_lab(
         argv,
+        extra_packages=lab.EXTRA_PACKAGES,
         doc=__doc__,
         lab_dir=LAB_DIR,
         run_cpu=run_cpu,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from experiments.common.lab import LabFiles
 from experiments.foundations.b1_gpu_structure import structure as S
+from experiments.foundations.b_common.testing import run_gpu_half
 from experiments.foundations.b_common.cuda_env import torch_cuda_skip_reason
 from experiments.foundations.b_common.specs import KiB, MiB
 
@@ -30,7 +32,7 @@ def test_quick_run_reads_only_the_working_set(tmp_path):
     # README. What is checked: every sample read the buffer reps times (the measurement verifies the sum)
     # and touched nothing else but a 4 KiB accumulator.
     assert S.main(["--quick", "--out-dir", str(tmp_path)]) == 0
-    doc = S.lab.LabFiles(S.LAB_DIR, tmp_path).read("cpu_working_set_sweep")
+    doc = LabFiles(S.LAB_DIR, tmp_path).read("cpu_working_set_sweep")
     for r in doc["results"]["sweep"]:
         assert r["accumulator_bytes"] == 4 * KiB < r["working_set_bytes"]
         assert r["reads_per_sample"] * r["working_set_bytes"] == doc["config"]["bytes_per_sample"]
@@ -44,10 +46,6 @@ def test_read_check_catches_a_size_it_cannot_tile():
 
 @pytest.mark.gpu
 def test_gpu_half(tmp_path):
-    reason = torch_cuda_skip_reason()
-    if reason:
-        pytest.skip(reason)
-    files = S.lab.LabFiles(S.LAB_DIR, tmp_path)
-    assert S.run_gpu(files, quick=True)
+    files = run_gpu_half(S.run_gpu, S.LAB_DIR, tmp_path, torch_cuda_skip_reason)
     s = files.read("structure_gpu")["results"]["structure"]
     assert s["sm_count"] > 0 and s["L2_cache_size"] > 0

@@ -12,11 +12,13 @@ to the model's predicted slowdown.
 
 from __future__ import annotations
 
+import argparse
 import time
 from pathlib import Path
 
 import numpy as np
 
+from experiments.common.lab import LabFiles, run_lab
 from experiments.common.plots import plt, save_figure
 from experiments.foundations.b2_warp_divergence import kernels as K
 from experiments.foundations.b_common import lab
@@ -81,7 +83,8 @@ def check_kernel(cuda, pattern: dict, n: int, work: int, *, threads_per_block: i
     }
 
 
-def run_cpu(files: lab.LabFiles, quick: bool) -> None:
+def run_cpu(files: LabFiles, args: argparse.Namespace) -> None:
+    quick = args.quick
     cuda = K.cuda
     sim_threads, sim_work = (256, 3) if quick else (1024, 8)
     model_threads = 2**12 if quick else 2**18
@@ -120,7 +123,8 @@ def run_cpu(files: lab.LabFiles, quick: bool) -> None:
     )
 
 
-def run_gpu(files: lab.LabFiles, quick: bool) -> bool:
+def run_gpu(files: LabFiles, args: argparse.Namespace) -> bool:
+    quick = args.quick
     reason = numba_cuda_skip_reason()
     if reason:
         lab.skip(reason, "b2 GPU half (divergence timings)")
@@ -216,7 +220,7 @@ def plot_gpu(doc: dict, path: Path, source: str) -> Path:
     return save_figure(fig, path, source=source)
 
 
-def render(files: lab.LabFiles) -> dict[str, str]:
+def render(files: LabFiles) -> dict[str, str]:
     blocks = {}
     cpu_doc = files.read("cpu_simulator_and_model")
     if cpu_doc:
@@ -295,8 +299,9 @@ def render(files: lab.LabFiles) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return lab.lab_main(
+    return run_lab(
         argv,
+        extra_packages=lab.EXTRA_PACKAGES,
         doc=__doc__,
         lab_dir=LAB_DIR,
         run_cpu=run_cpu,

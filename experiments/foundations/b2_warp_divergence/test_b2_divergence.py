@@ -7,6 +7,7 @@ import pytest
 
 from experiments.foundations.b2_warp_divergence import divergence as D
 from experiments.foundations.b2_warp_divergence import kernels as K
+from experiments.foundations.b_common.testing import run_gpu_half
 from experiments.foundations.b_common.cuda_env import numba_cuda_skip_reason
 from experiments.foundations.b_common.warp_model import divergence, expected_paths_random_branch
 
@@ -47,10 +48,6 @@ def test_random_branch_formula_matches_model():
 
 @pytest.mark.gpu
 def test_gpu_half(tmp_path):
-    reason = numba_cuda_skip_reason()
-    if reason:
-        pytest.skip(reason)
-    files = D.lab.LabFiles(D.LAB_DIR, tmp_path)
-    assert D.run_gpu(files, quick=True)
+    files = run_gpu_half(D.run_gpu, D.LAB_DIR, tmp_path, numba_cuda_skip_reason)
     rows = files.read("gpu_divergence_timings")["results"]["patterns"]
     assert all(r["spot_check_ok"] for r in rows)

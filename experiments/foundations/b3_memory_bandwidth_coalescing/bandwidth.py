@@ -12,11 +12,13 @@ events, warm-up, repeats, L2 flushed, achieved GB/s against the device's peak.
 
 from __future__ import annotations
 
+import argparse
 import time
 from pathlib import Path
 
 import numpy as np
 
+from experiments.common.lab import LabFiles, run_lab
 from experiments.common.plots import plt, save_figure
 from experiments.common.stats import summarize
 from experiments.foundations.b3_memory_bandwidth_coalescing import kernels as K
@@ -220,7 +222,8 @@ def kv_analysis(spec: dict) -> dict:
 
 
 # ---------------------------------------------------------------- halves
-def run_cpu(files: lab.LabFiles, quick: bool) -> None:
+def run_cpu(files: LabFiles, args: argparse.Namespace) -> None:
+    quick = args.quick
     big = (64 if quick else 256) * MiB
     repeats = 3 if quick else 7
     print("simulator checks ...")
@@ -261,7 +264,8 @@ def run_cpu(files: lab.LabFiles, quick: bool) -> None:
     )
 
 
-def run_gpu(files: lab.LabFiles, quick: bool) -> bool:
+def run_gpu(files: LabFiles, args: argparse.Namespace) -> bool:
+    quick = args.quick
     reason = numba_cuda_skip_reason()
     if reason:
         lab.skip(reason, "b3 GPU half (achieved GB/s per access pattern)")
@@ -500,7 +504,7 @@ def plot_gpu(doc: dict, path: Path, source: str) -> Path:
     return save_figure(fig, path, source=source)
 
 
-def render(files: lab.LabFiles) -> dict[str, str]:
+def render(files: LabFiles) -> dict[str, str]:
     blocks = {}
     cpu = files.read("cpu_access_patterns")
     if cpu:
@@ -681,8 +685,9 @@ def render(files: lab.LabFiles) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return lab.lab_main(
+    return run_lab(
         argv,
+        extra_packages=lab.EXTRA_PACKAGES,
         doc=__doc__,
         lab_dir=LAB_DIR,
         run_cpu=run_cpu,

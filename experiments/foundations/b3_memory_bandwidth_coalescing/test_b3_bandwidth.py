@@ -6,6 +6,7 @@ import pytest
 
 from experiments.foundations.b3_memory_bandwidth_coalescing import bandwidth as B
 from experiments.foundations.b3_memory_bandwidth_coalescing import kv_cache as KV
+from experiments.foundations.b_common.testing import run_gpu_half
 from experiments.foundations.b_common.cuda_env import numba_cuda_skip_reason
 from experiments.foundations.b_common.specs import H100_SXM, MiB, ridge_point
 from experiments.foundations.b_common.warp_model import mean_request, warp_request
@@ -79,10 +80,6 @@ def test_kv_arithmetic_by_hand():
 
 @pytest.mark.gpu
 def test_gpu_half(tmp_path):
-    reason = numba_cuda_skip_reason()
-    if reason:
-        pytest.skip(reason)
-    files = B.lab.LabFiles(B.LAB_DIR, tmp_path)
-    assert B.run_gpu(files, quick=True)
+    files = run_gpu_half(B.run_gpu, B.LAB_DIR, tmp_path, numba_cuda_skip_reason)
     r = files.read("gpu_access_patterns")["results"]
     assert r["gather"]["random"]["useful_GBps"]["median"] < r["gather"]["contiguous"]["useful_GBps"]["median"]

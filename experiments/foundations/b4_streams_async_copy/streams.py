@@ -11,9 +11,11 @@ worker threads play the copy engine and the SMs, on real timestamps.
 
 from __future__ import annotations
 
+import argparse
 import time
 from pathlib import Path
 
+from experiments.common.lab import LabFiles, run_lab
 from experiments.common.plots import plt, save_figure
 from experiments.common.stats import summarize
 from experiments.foundations.b4_streams_async_copy import cpu_analogue
@@ -176,7 +178,8 @@ def calibrate(chunk, dev, repeats: int = 5) -> dict:
     return {"copy_ms": copy_ms, "compute_step_ms": step_ms, "compute_reps": max(1, round(copy_ms / step_ms))}
 
 
-def run_gpu(files: lab.LabFiles, quick: bool) -> bool:
+def run_gpu(files: LabFiles, args: argparse.Namespace) -> bool:
+    quick = args.quick
     reason = torch_cuda_skip_reason()
     if reason:
         lab.skip(reason, "b4 (streams, events and pinned memory need CUDA)")
@@ -251,7 +254,8 @@ def plot_h2d(doc: dict, path: Path, source: str) -> Path:
     return save_figure(fig, path, source=source)
 
 
-def run_cpu(files: lab.LabFiles, quick: bool) -> None:
+def run_cpu(files: LabFiles, args: argparse.Namespace) -> None:
+    quick = args.quick
     n_chunks, chunk_bytes, repeats, pin_bytes = (3, 8 * MiB, 2, 16 * MiB) if quick else (8, 64 * MiB, 7, 256 * MiB)
     print(f"b4 CPU analogue: {n_chunks} chunks of {chunk_bytes // MiB} MiB, {repeats} repeats")
     files.write(
@@ -284,7 +288,7 @@ def plot_pinning(doc: dict, path: Path, source: str) -> Path:
     return save_figure(fig, path, source=source)
 
 
-def render_cpu(files: lab.LabFiles) -> str:
+def render_cpu(files: LabFiles) -> str:
     doc = files.read("cpu_analogue")
     if not doc:
         return f"CPU analogue: not yet measured; run `python -m {files.module}`."
@@ -333,11 +337,11 @@ def render_cpu(files: lab.LabFiles) -> str:
     )
 
 
-def render(files: lab.LabFiles) -> dict[str, str]:
+def render(files: LabFiles) -> dict[str, str]:
     return {"cpu": render_cpu(files), "gpu": render_gpu(files)}
 
 
-def render_gpu(files: lab.LabFiles) -> str:
+def render_gpu(files: LabFiles) -> str:
     doc = files.read("gpu_streams")
     if not doc:
         return lab.gpu_not_measured(files.module)
@@ -392,8 +396,9 @@ def render_gpu(files: lab.LabFiles) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return lab.lab_main(
+    return run_lab(
         argv,
+        extra_packages=lab.EXTRA_PACKAGES,
         doc=__doc__,
         lab_dir=LAB_DIR,
         run_cpu=run_cpu,

@@ -9,6 +9,7 @@ import numpy as np
 from experiments.foundations.b4_streams_async_copy import cpu_analogue as CA
 from experiments.foundations.b4_streams_async_copy import streams as ST
 from experiments.foundations.b4_streams_async_copy import timeline as TL
+from experiments.foundations.b_common.testing import run_gpu_half
 from experiments.foundations.b_common.cuda_env import torch_cuda_skip_reason
 
 
@@ -147,11 +148,7 @@ def test_without_cuda_it_skips_in_one_line(capsys, tmp_path):
 
 @pytest.mark.gpu
 def test_gpu_half(tmp_path):
-    reason = torch_cuda_skip_reason()
-    if reason:
-        pytest.skip(reason)
-    files = ST.lab.LabFiles(ST.LAB_DIR, tmp_path)
-    assert ST.run_gpu(files, quick=True)
+    files = run_gpu_half(ST.run_gpu, ST.LAB_DIR, tmp_path, torch_cuda_skip_reason)
     sc = files.read("gpu_streams")["results"]["scenarios"]
     assert (
         sc["two streams, pinned"]["overlap_fraction"]["median"]

@@ -13,7 +13,7 @@ from experiments.foundations.b5_launch_overhead_trace import nsys_cpu
 from experiments.foundations.b5_launch_overhead_trace import trace as T
 from experiments.foundations.b5_launch_overhead_trace.tiny_model import TinyConfig, make_model, make_tokens
 from experiments.foundations.b_common.cuda_env import torch_cuda_skip_reason
-from experiments.foundations.b_common.testing import assert_readme_matches_results
+from experiments.foundations.b_common.testing import assert_readme_matches_results, run_gpu_half
 
 SMALL = TinyConfig(d_model=64, n_heads=2, n_layers=2, seq_len=8, vocab=128)
 
@@ -141,10 +141,6 @@ def test_readme_matches_committed_results(tmp_path):
 
 @pytest.mark.gpu
 def test_gpu_half(tmp_path):
-    reason = torch_cuda_skip_reason()
-    if reason:
-        pytest.skip(reason)
-    files = T.lab.LabFiles(T.LAB_DIR, tmp_path)
-    assert T.run_gpu(files, quick=True)
+    files = run_gpu_half(T.run_gpu, T.LAB_DIR, tmp_path, torch_cuda_skip_reason)
     g = files.read("gpu_launch_overhead")["results"]["cuda_graph"]
     assert g["max_abs_diff"] < 1e-3

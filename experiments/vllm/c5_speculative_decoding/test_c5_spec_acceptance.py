@@ -45,11 +45,12 @@ def test_repeated_ngram_fraction():
 
 
 def _committed_doc():
+    from experiments.common.provenance import REPO_ROOT
     from experiments.common.results import read_result
-    from experiments.vllm.c5_speculative_decoding.spec_decoding import LAB_DIR, REPO
+    from experiments.vllm.c5_speculative_decoding.spec_decoding import LAB_DIR
 
     path = LAB_DIR / "results" / "spec_decoding_cpu.json"
-    return read_result(path), str(path.relative_to(REPO))
+    return read_result(path), str(path.relative_to(REPO_ROOT))
 
 
 def test_answer_lives_inside_the_generated_block():
