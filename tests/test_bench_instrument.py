@@ -257,3 +257,13 @@ def test_one_client_process_runs_every_pass_against_a_server(tmp_path):
     assert summary["completed"] == 8 and len(summary["passes"]) == 2 and len(summary["ttfts_s"]) == 16
     per_pass = [p["output_throughput"] for p in summary["passes"]]
     assert summary["output_throughput"] == pytest.approx(sum(per_pass) / 2)  # median of two
+
+
+def test_bench_help_prints(capsys):
+    """`python -m experiments.bench --help` once crashed on a bare % in a help string (argparse formats them)."""
+    from experiments.bench.__main__ import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    assert "more than 25% of the CPUs busy" in " ".join(capsys.readouterr().out.split())
