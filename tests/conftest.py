@@ -33,3 +33,17 @@ def make_fake_release(root: Path, version: str = pins.VLLM_VERSION) -> Path:
 @pytest.fixture
 def fake_release(tmp_path: Path) -> Path:
     return make_fake_release(tmp_path)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Longest files first, so `make test`'s xdist workers (--dist loadfile hands out files in this order)
+    do not end on one long engine test while the other worker idles: files with tests marked both vllm
+    and slow, then vllm, then slow, then the rest; collection order inside each group."""
+    def weight(item) -> int:
+        marks = {m.name for m in item.iter_markers()}
+        return 2 * ("vllm" in marks) + ("slow" in marks)
+
+    by_file: dict = {}
+    for item in items:
+        by_file[item.path] = max(by_file.get(item.path, 0), weight(item))
+    items.sort(key=lambda item: -by_file[item.path])  # stable: collection order within a group

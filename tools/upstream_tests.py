@@ -1,6 +1,6 @@
 """Run a selection of vLLM's own unit tests against the PATCHED engine, CPU-only and offline.
 
-    python -m tools.upstream_tests [--list FILE] [--json OUT] [-- extra pytest args]
+    python -m tools.upstream_tests [--list FILE] [--json OUT] [--skip-slow] [-- extra pytest args]
 
 What it does:
 - exports `tests/` of the vLLM source tree at branch llm-infra/patched (so the
@@ -61,25 +61,25 @@ HF_CONFIGS = {
 }
 
 
-def parse_list(path: Path) -> tuple[list[str], list[str], list[str]]:
-    """(test paths / node ids, deselect prefixes, ignored paths); `#` starts a comment line.
+def parse_list(path: Path) -> tuple[list[str], list[str], list[str], list[str]]:
+    """(test paths / node ids, deselect prefixes, ignored paths, slow node ids); `#` starts a comment line.
 
-    `deselect X  # reason` and `ignore X  # reason` must say why: a list that drops a test
-    without a reason is refused."""
-    tests, deselects, ignores = [], [], []
+    `deselect X  # reason`, `ignore X  # reason` and `slow X  # reason` must say why: a list
+    that drops a test without a reason is refused. Slow tests run unless --skip-slow (make test)."""
+    tests, deselects, ignores, slow = [], [], [], []
     for n, raw in enumerate(path.read_text().splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
         entry, _, reason = line.partition("#")
         kind, _, target = entry.strip().partition(" ")
-        if kind in ("deselect", "ignore"):
+        if kind in ("deselect", "ignore", "slow"):
             if not reason.strip() or not target.strip():
                 raise SystemExit(f"{path}:{n}: `{line}` needs a target and a `# reason`")
-            (deselects if kind == "deselect" else ignores).append(target.strip())
+            {"deselect": deselects, "ignore": ignores, "slow": slow}[kind].append(target.strip())
         else:
             tests.append(entry.strip())
-    return tests, deselects, ignores
+    return tests, deselects, ignores, slow
 
 
 def export_tests(dest: Path, src: Path = pins.SOURCE_DIR, ref: str = pins.PATCHED_BRANCH) -> None:
@@ -121,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ref", default=pins.PATCHED_BRANCH, help="vLLM tree ref whose tests/ are run")
     ap.add_argument("--json", type=Path, help="write the counts and timing here")
     ap.add_argument("--timeout", type=int, default=600, help="wall-clock limit for pytest, seconds")
+    ap.add_argument("--skip-slow", action="store_true",
+                    help="also deselect the list's `slow` tests (make test; make test-vllm-upstream runs them)")
     ap.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     args = ap.parse_args(argv)
 
@@ -128,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     if not (engine / "vllm" / "__init__.py").exists():
         print(f"upstream-tests: {engine}/vllm missing: run `make apply-patches` first", file=sys.stderr)
         return 2
-    tests, deselects, ignores = parse_list(args.list)
+    tests, deselects, ignores, slow = parse_list(args.list)
+    skipped_slow = slow if args.skip_slow else []
     with tempfile.TemporaryDirectory(prefix="vllm-upstream-tests-") as tmp:
         tmp = Path(tmp)
         work = tmp / "tree"
@@ -148,10 +151,10 @@ def main(argv: list[str] | None = None) -> int:
         xml = tmp / "junit.xml"
         cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--noconftest", "-q", "-rfE",
                "--tb=short", f"--junitxml={xml}", "-o", "junit_family=xunit2",
-               *[f"--deselect={d}" for d in deselects], *[f"--ignore={i}" for i in ignores],
+               *[f"--deselect={d}" for d in deselects + skipped_slow], *[f"--ignore={i}" for i in ignores],
                *tests, *args.pytest_args]
         print(f"upstream-tests: vllm = {where}; {len(tests)} path(s), {len(deselects)} deselect(s), "
-              f"{len(ignores)} ignored module(s)", flush=True)
+              f"{len(ignores)} ignored module(s), {len(skipped_slow)} slow test(s) skipped", flush=True)
         t0 = time.time()
         try:
             rc = subprocess.run(cmd, cwd=work, env=env, timeout=args.timeout).returncode
@@ -160,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         wall = time.time() - t0
         counts = junit_counts(xml)
     result = {"returncode": rc, "wall_s": round(wall, 1), "engine": str(engine), "ref": args.ref,
-              "paths": tests, "deselected": deselects, "ignored": ignores, **counts}
+              "paths": tests, "deselected": deselects, "ignored": ignores, "skipped_slow": skipped_slow, **counts}
     ok = rc == 0 and counts["tests"] > 0
     result["ok"] = ok
     if args.json:
