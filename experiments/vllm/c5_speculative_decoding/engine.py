@@ -1,8 +1,8 @@
 """One vLLM engine, with or without n-gram speculation, over the c5 workloads.
 
-Run by `experiments.vllm.engine_child` in a fresh child process per configuration,
-so each configuration gets a fresh engine and its counters start at zero; the
-parent compares the two. Spec-decode counters come from `llm.get_metrics()`
+Run by `experiments.vllm.engine_child`: both configurations in one child process,
+each on a fresh engine; the counters are read before and after every run, so a
+run counts only its own drafts. The parent compares the two. Spec-decode counters come from `llm.get_metrics()`
 (needs `disable_log_stats=False`): `vllm:spec_decode_num_drafts`,
 `vllm:spec_decode_num_draft_tokens`, `vllm:spec_decode_num_accepted_tokens`
 (Counters) and `vllm:spec_decode_num_accepted_tokens_per_pos` (Vector).

@@ -65,11 +65,14 @@ def transformers_greedy(prompts: list[list[int]], max_tokens: int, dtype: str) -
     return outs
 
 
-def run_engine(cfg: dict) -> dict:
-    """One engine config in a fresh child process (its spec-decode counters start at zero), EngineCore in its
-    own process as `LLM` runs it by default."""
+def run_engines_pair(base_cfg: dict, spec_cfg: dict) -> tuple[dict, dict]:
+    """Both engine configs one after the other in one child process (one vLLM import), each on a fresh
+    engine with EngineCore in its own process as `LLM` runs it by default; the spec-decode counters are
+    read before and after every run, so each run counts only its own drafts."""
     env = {"VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
-    return run_jobs([("experiments.vllm.c5_speculative_decoding.engine", cfg, env)], in_process=False)[0]
+    module = "experiments.vllm.c5_speculative_decoding.engine"
+    base, spec = run_jobs([(module, base_cfg, env), (module, spec_cfg, env)], in_process=False)
+    return base, spec
 
 
 def repeated_ngram_fraction(prompt: list[int], output: list[int], n: int = 3) -> float:
@@ -137,8 +140,7 @@ def run_engines(quick: bool, dtype: str) -> dict:
     files = workloads.pop("_files")
     cfg = {"model": str(MODEL_DIR), "dtype": dtype, "max_tokens": max_tokens, "workloads": workloads,
            "concurrency": [1, n_prompts], "repeats": 1 if quick else 5, "max_num_seqs": 16}
-    base = run_engine({**cfg, "speculative": False})
-    spec = run_engine({**cfg, "speculative": True})
+    base, spec = run_engines_pair({**cfg, "speculative": False}, {**cfg, "speculative": True})
     rows = summarise(base, spec)
     for r in rows:
         outs = next(x["token_ids"] for x in base["runs"] if x["workload"] == r["workload"] and x["token_ids"])

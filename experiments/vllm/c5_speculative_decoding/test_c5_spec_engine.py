@@ -1,4 +1,4 @@
-"""Real vLLM engines on the trained tiny model: two starts (no speculation, n-gram k=4)."""
+"""Real vLLM engines on the trained tiny model: two starts (no speculation, n-gram k=4) in one child process."""
 import pytest
 
 from experiments.vllm.c5_speculative_decoding import spec_decoding as S
@@ -16,8 +16,7 @@ def runs(tmp_path_factory):
     w.pop("_files")
     cfg = {"model": str(S.MODEL_DIR), "dtype": "float32", "max_tokens": 24, "workloads": w,
            "concurrency": [2], "repeats": 1, "max_num_seqs": 4, "sampled": False}
-    base = S.run_engine({**cfg, "speculative": False})
-    spec = S.run_engine({**cfg, "speculative": True})
+    base, spec = S.run_engines_pair({**cfg, "speculative": False}, {**cfg, "speculative": True})
     return w, base, spec
 
 
