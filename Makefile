@@ -74,7 +74,7 @@ trace: apply-patches ## baseline + patched under a profiler -> nsys_traces/<run>
 nsys: ## install Nsight Systems (Debian 12 + root: apt non-free, ~1 min); a no-op when present
 	@bash tools/install_nsys.sh
 
-report: $(VENV)/.setup-stamp ## from committed results: analysis/pr_draft/, README figures, patch 0002 results
+report: $(VENV)/.setup-stamp ## from committed results: docs/pr_draft/, README figures, patch 0002 results
 	@$(PY) -m analysis.report $(REPORT_ARGS)
 	@$(PY) -m analysis.readme_figures
 	@$(PY) -m experiments.patch0002.readme
@@ -92,10 +92,10 @@ labs-week2: $(VENV)/.setup-stamp ## regenerate week-2 CPU results (GPU halves: m
 gpu-labs: $(VENV)/.setup-stamp ## on an NVIDIA machine: the GPU half of every week-2 lab (`make gpu-labs --dry-run` anywhere: imports + would-run/skip check)
 	+@$(PY) -m experiments.foundations.b_common.run_gpu_labs $(if $(findstring n,$(firstword -$(MAKEFLAGS))),--dry-run)
 
-docs: $(VENV)/.setup-stamp ## re-render every generated block of the lab READMEs and notes from the committed results
+docs: $(VENV)/.setup-stamp ## re-render every generated block (lab READMEs, notes, product READMEs) from the committed results
 	@$(PY) -m experiments.lab_docs
 
-docs-check: $(VENV)/.setup-stamp ## fail (naming the block) if any generated lab block differs from its render; writes nothing
+docs-check: $(VENV)/.setup-stamp ## fail (naming the block) if any generated block differs from its render; writes nothing
 	@$(PY) -m experiments.lab_docs --check
 
 tiny-model: $(VENV)/.setup-stamp ## train models/tiny-llama-trained on stdlib sources (~8 min wall, 2 threads)

@@ -8,7 +8,7 @@ on a gigabyte. Run:
 
     .venv/bin/python -m analysis.bench_nsys_speed --size-mb 1000
 
-The result (with provenance) goes to analysis/results/nsys_speed_<size>mb.json. It also
+The result (with provenance) goes to results/reference/nsys_speed/nsys_speed_<size>mb.json. It also
 times how the kernels' integer columns leave SQLite: nsys_sqlite.int_columns (one
 group_concat string per chunk) against fetching the same columns row by row
 (--no-row-fetch skips that). A run that writes the default 1000 MB result also
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from experiments.common.provenance import REPO_ROOT
-from experiments.common.readme import replace_between
+from experiments.common.docs import fill_file
 from experiments.common.results import read_result, write_result
 from experiments.common.timing import time_repeats
 
@@ -38,14 +38,15 @@ DEFAULT_SCRATCH = REPO_ROOT / "build" / "analysis"  # /build/ is gitignored
 HERE = Path(__file__).resolve().parent
 DEFAULT_SIZE_MB = 1000.0
 README = HERE / "README.md"
-BEGIN = "<!-- BEGIN nsys-speed (python -m analysis.bench_nsys_speed --render-only) -->"
-END = "<!-- END nsys-speed -->"
+# generated results live under results/, outside the source package
+RESULTS_DIR = REPO_ROOT / "results" / "reference" / "nsys_speed"
+BLOCK = "nsys-speed"  # the README's generated block (experiments.common.docs markers)
 # the kernel columns stream_gap_summary reads (with int_columns' NULL -> -1 convention)
 GAP_COLUMNS = {"device_id": '"deviceId"', "stream_id": '"streamId"', "start": "start", "end": '"end"'}
 
 
 def result_path(size_mb: float) -> Path:
-    return HERE / "results" / f"nsys_speed_{int(size_mb)}mb.json"
+    return RESULTS_DIR / f"nsys_speed_{int(size_mb)}mb.json"
 
 
 DEFAULT_RESULT = result_path(DEFAULT_SIZE_MB)
@@ -189,7 +190,7 @@ def render(doc: dict, result: Path = DEFAULT_RESULT, readme: Path = README) -> s
 
 def write_readme(result: Path = DEFAULT_RESULT, readme: Path = README) -> bool:
     """Re-render the README's speed section from `result`; False (untouched) without markers."""
-    return replace_between(readme, BEGIN, END, render(read_result(result), result, readme))
+    return fill_file(readme, {BLOCK: render(read_result(result), result, readme)})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -202,15 +203,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-row-fetch", action="store_true",
                     help="skip timing int_columns against fetching the kernel columns row by row")
     ap.add_argument("--result", type=Path, default=None,
-                    help="result JSON (default analysis/results/nsys_speed_<size>mb.json)")
+                    help="result JSON (default results/reference/nsys_speed/nsys_speed_<size>mb.json)")
     ap.add_argument("--render-only", action="store_true",
                     help="measure nothing: re-render analysis/README.md's speed section from --result "
-                         "(default analysis/results/nsys_speed_1000mb.json)")
+                         "(default results/reference/nsys_speed/nsys_speed_1000mb.json)")
     args = ap.parse_args(argv)
     if args.render_only:
         src = args.result or DEFAULT_RESULT
         if not write_readme(src):
-            print(f"{README}: no {BEGIN} ... {END} markers", file=sys.stderr)
+            print(f"{README}: no generated block {BLOCK!r} (experiments.common.docs markers)", file=sys.stderr)
             return 1
         print(f"rendered {README} from {src}")
         return 0

@@ -13,12 +13,12 @@ from pathlib import Path
 from analysis import report
 from experiments.bench import store
 from experiments.bench.presets import PRESETS
-from experiments.common.readme import replace_between
+from experiments.common.docs import fill_file
 from experiments.common.results import read_result
 from tools import pins
 
 README = pins.REPO_ROOT / "README.md"
-BEGIN, END = "<!-- reference-results:begin (make report) -->", "<!-- reference-results:end -->"
+BLOCK = "reference-results"  # the top README's generated block (experiments.common.docs markers)
 # Headline metrics per preset; the full tables are in each bench's summary.md and the PR drafts.
 HEADLINES = {
     "default": ("output_throughput", "median_ttft_ms", "median_tpot_ms", "peak_rss_mb"),
@@ -67,7 +67,7 @@ def render(root: Path) -> str:
 
 def write(root: Path = report.REFERENCE_ROOT, readme: Path = README) -> bool:
     """Rewrite the section between the markers; False (and nothing written) if the README has none."""
-    return replace_between(readme, BEGIN, END, render(root))
+    return fill_file(readme, {BLOCK: render(root)})
 
 
 def main() -> int:

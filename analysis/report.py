@@ -27,7 +27,7 @@ REFERENCE_ROOT = pins.REPO_ROOT / "results" / "reference"
 TRACE_ROOT = pins.REPO_ROOT / "nsys_traces"
 # Scope names of the EngineCore process (step phases, scheduler, KV block pool).
 ENGINE_CORE_SCOPE_PREFIXES = ("engine_core:", "schedule:", "block_pool:")
-OUT_DIR = pins.REPO_ROOT / "analysis" / "pr_draft"
+OUT_DIR = pins.REPO_ROOT / "docs" / "pr_draft"
 
 # Which bench presets are evidence for which patch (by patch number prefix).
 # 0002/0003: the long_docs comparison (documents several times the step budget), where the problem occurs;
@@ -454,7 +454,7 @@ def pr_draft(patch: Path, benches: list[Path], out: Path, trace: Path | None = N
 def write_report(root: Path = REFERENCE_ROOT, out: Path = OUT_DIR, benches: list[Path] | None = None,
                  trace: Path | None = None) -> list[Path]:
     """One PR draft per patch. `benches` given: use exactly those (e.g. the bench just run).
-    (The days 26-28 summary, analysis/pr_draft/LEARNER_SUMMARY.md, is written by hand; its figures are
+    (The days 26-28 summary, docs/pr_draft/LEARNER_SUMMARY.md, is written by hand; its figures are
     checked against the result files it cites by tests/test_learner_summary.py.)
 
     `trace` (a `make trace` run dir) goes into the draft of the profiling patch (0001)."""

@@ -1,4 +1,5 @@
-"""Every lab page with generated blocks, and the command that renders or checks them all.
+"""Every page with generated blocks (labs, notes, the product's READMEs), and the command that renders or
+checks them all.
 
     python -m experiments.lab_docs            # re-render every block from the committed result files
     python -m experiments.lab_docs --check    # write nothing; exit 1 naming every stale block (make docs-check)
@@ -72,8 +73,30 @@ def request_path_note_page() -> Page:
     return Page(note.NOTE, render, sources=tuple(note.FILES.values()))
 
 
+def product_pages() -> list[Page]:
+    """The product's pages with generated blocks (rendered by make report / make sim, checked here too)."""
+    from analysis import bench_nsys_speed, readme_figures, report
+    from experiments.patch0002 import readme as patch0002
+    from experiments.sim import report as sim
+    from tools import train_tiny_model
+
+    model = train_tiny_model.DEFAULT_OUT
+    return [
+        Page(readme_figures.README, lambda: {readme_figures.BLOCK: readme_figures.render(report.REFERENCE_ROOT)},
+             versions=("12.9", "22.04", "3.10", "3.11")),  # CUDA, Ubuntu and Python versions in the set-up prose
+        Page(bench_nsys_speed.README, lambda: {bench_nsys_speed.BLOCK: bench_nsys_speed.render(
+            read_result(bench_nsys_speed.DEFAULT_RESULT))}, sources=(bench_nsys_speed.DEFAULT_RESULT,)),
+        Page(sim.README, lambda: {sim.BLOCK: sim.render()}),
+        Page(sim.PACKAGE_README, lambda: {sim.PACKAGE_BLOCK: sim.render_package_summary()},
+             versions=("3.1",)),  # Llama-3.1-8B
+        Page(patch0002.README, lambda: {patch0002.BLOCK: patch0002.render(REPO_ROOT / "results")}),
+        Page(model / "README.md", lambda: {train_tiny_model.README_BLOCK: train_tiny_model.readme_figures(model)}),
+    ]
+
+
 def pages() -> list[Page]:
-    return [lab_page(folder, modules) for folder, modules in LABS.items()] + [request_path_note_page()]
+    return ([lab_page(folder, modules) for folder, modules in LABS.items()] + [request_path_note_page()]
+            + product_pages())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     code = run(pages(), check=args.check, root=REPO_ROOT)
     if args.check and code == 0:
-        print(f"all generated blocks of {len(pages())} lab pages are up to date")
+        print(f"all generated blocks of {len(pages())} pages are up to date")
     return code
 
 

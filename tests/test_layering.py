@@ -81,3 +81,30 @@ def test_no_import_cycles_in_the_product():
         if node not in state:
             visit(node, [node])
     assert not cycles, cycles
+
+
+def test_no_generated_documents_inside_source_packages():
+    """PR drafts, result JSON and plots of the product live under docs/ and results/, not in analysis/ or
+    another product package (the labs keep their own results/ and plots/ beside their READMEs)."""
+    found = []
+    for package in ("analysis", "tools", "experiments/bench", "experiments/trace", "experiments/sim",
+                    "experiments/patch0002", "experiments/gpu_evidence", "experiments/common"):
+        for sub in ("pr_draft", "results"):
+            if (ROOT / package / sub).exists():
+                found.append(f"{package}/{sub}")
+    assert not found, found
+
+
+def test_one_marker_form_for_generated_blocks():
+    """No second block mechanism comes back: every generated block is written by experiments.common.docs."""
+    import re
+
+    other = re.compile(r"<!-- (?!BEGIN GENERATED |END GENERATED )[\w.-]+:(?:begin|end)\b|<!-- (?:BEGIN|END) (?!GENERATED )[\w.-]+")
+    bad = []
+    for p in ROOT.rglob("*.md"):
+        parts = p.relative_to(ROOT).parts
+        if any(part in (".venv", "build", "vllm", "node_modules") or part.startswith(".") for part in parts):
+            continue
+        if other.search(p.read_text(errors="replace")):
+            bad.append(str(p.relative_to(ROOT)))
+    assert not bad, bad

@@ -1,4 +1,4 @@
-"""Days 26-28 (analysis/pr_draft/LEARNER_SUMMARY.md) is written by hand; every figure in it must
+"""Days 26-28 (docs/pr_draft/LEARNER_SUMMARY.md) is written by hand; every figure in it must
 be in a result file the same paragraph, bullet or table row cites."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tools import pins
 
-DOC = pins.REPO_ROOT / "analysis" / "pr_draft" / "LEARNER_SUMMARY.md"
+DOC = pins.REPO_ROOT / "docs" / "pr_draft" / "LEARNER_SUMMARY.md"
 # Decimals and percentages: the figures a reader could mistake for measurements (integers such as
 # "2 cores" or "4-7 steps" are settings, named by the cited configuration).
 FIGURE = re.compile(r"(?<![\w.])[+-]?\d[\d,]*\.\d+%?|(?<![\w.,])[+-]?\d+(?:\.\d+)?%")

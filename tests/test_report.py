@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from analysis import report
+from experiments.common import docs
 from experiments.bench import store
 from experiments.bench import runner
 from experiments.bench.table import fmt
@@ -101,10 +102,11 @@ def test_readme_section_is_rendered_from_the_newest_benches(two_benches, tmp_pat
     page = tmp_path / "README.md"
     page.write_text("intro\n")
     assert not readme_figures.write(root, page) and page.read_text() == "intro\n"  # no markers: untouched
-    page.write_text(f"intro\n{readme_figures.BEGIN}\nold\n{readme_figures.END}\nrest\n")
+    end = docs.end_marker(readme_figures.BLOCK)
+    page.write_text(f"intro\n{docs.begin_marker(readme_figures.BLOCK)}\nold\n{end}\nrest\n")
     assert readme_figures.write(root, page)
     text = page.read_text()
-    assert "old" not in text and text.endswith(f"{readme_figures.END}\nrest\n")
+    assert "old" not in text and text.endswith(f"{end}\nrest\n")
     for preset, bench in dirs.items():
         table, _ = report.claims_table(store.summary(bench), readme_figures.HEADLINES[preset])
         assert f"PRESET={preset}" in text and table in text

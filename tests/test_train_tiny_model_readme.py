@@ -23,8 +23,10 @@ def test_readme_block_is_what_replot_writes(tmp_path):
 
 def test_no_figures_outside_the_generated_block():
     text = (ttm.DEFAULT_OUT / "README.md").read_text()
-    a, b = text.index(ttm.README_BEGIN), text.index(ttm.README_END)
-    outside = text[:a] + text[b + len(ttm.README_END):]
+    from experiments.common import docs
+
+    assert ttm.README_BLOCK in docs.find_blocks(text)
+    outside = docs.prose_of(text)
     hit = FIGURE.search(outside)
     assert not hit, f"hand-typed figure outside the generated block: {hit}"
 

@@ -36,8 +36,7 @@ SOURCE_DIR = REPO_ROOT / "models" / "tiny-llama"
 DEFAULT_OUT = REPO_ROOT / "models" / "tiny-llama-trained"
 SHAPE_OVERRIDES = {"hidden_size": 192, "intermediate_size": 512, "num_attention_heads": 3,
                    "num_key_value_heads": 3, "head_dim": 64, "tie_word_embeddings": True}
-README_BEGIN = "<!-- BEGIN tiny-model-figures (python -m tools.train_tiny_model --replot) -->"
-README_END = "<!-- END tiny-model-figures -->"
+README_BLOCK = "tiny-model-figures"  # the model README's generated block (experiments.common.docs markers)
 REPO_FILE_CAP_MB = 20  # the repo's policy for a committed file, not a measurement
 DTYPE_SHORT = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
 CORPUS_RULE = ("CPython standard library: sorted(stdlib.glob('*.py')) then sorted(stdlib.glob('*/*.py')), "
@@ -233,10 +232,10 @@ def readme_figures(model_dir: Path) -> str:
 
 def write_readme(model_dir: Path, readme: Path | None = None) -> None:
     """Rewrite the figure block of model_dir/README.md (or `readme`) from model_dir's files; draws nothing."""
-    from experiments.common.readme import replace_between
+    from experiments.common.docs import fill_file
 
     readme = readme or model_dir / "README.md"
-    if not replace_between(readme, README_BEGIN, README_END, readme_figures(model_dir)):
+    if not fill_file(readme, {README_BLOCK: readme_figures(model_dir)}):
         raise SystemExit(f"{readme}: tiny-model-figures markers missing")
 
 

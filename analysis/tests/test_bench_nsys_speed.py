@@ -25,13 +25,15 @@ def test_tiny_run_writes_result(tmp_path, capsys):
 
 
 def _block(text: str) -> str:
-    b, e = bench_nsys_speed.BEGIN, bench_nsys_speed.END
-    assert b in text and e in text, "analysis/README.md lost its nsys-speed markers"
-    return text.split(b, 1)[1].split(e, 1)[0].removeprefix("\n")
+    from experiments.common.docs import find_blocks
+
+    blocks = find_blocks(text)
+    assert bench_nsys_speed.BLOCK in blocks, "analysis/README.md lost its nsys-speed markers"
+    return blocks[bench_nsys_speed.BLOCK]
 
 
 def test_readme_section_matches_committed_result():
     doc = read_result(bench_nsys_speed.DEFAULT_RESULT)
-    assert _block(bench_nsys_speed.README.read_text()) == bench_nsys_speed.render(doc), (
-        "analysis/README.md's speed section differs from analysis/results/nsys_speed_1000mb.json: "
+    assert _block(bench_nsys_speed.README.read_text()) == bench_nsys_speed.render(doc).strip("\n"), (
+        "analysis/README.md's speed section differs from results/reference/nsys_speed/nsys_speed_1000mb.json: "
         "run `python -m analysis.bench_nsys_speed --render-only`")

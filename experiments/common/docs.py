@@ -10,7 +10,8 @@ on lines of their own; `name` is unique within its file. The prose around the
 blocks is written by hand; what is between the markers is never edited by hand.
 
 - `find_blocks(text)`: {name: body} of every block in a text.
-- `fill_blocks(text, bodies)`: the text with each named block's body replaced.
+- `fill_blocks(text, bodies)`: the text with each named block's body replaced
+  (`fill_file(path, bodies)` does it to a file: the product pages' renderers use it).
 - `run(pages, check=...)`: render every page's blocks and write them, or with
   check=True write nothing and report every block that differs from its render
   and every decimal figure in the hand-written prose that neither a block nor a
@@ -70,14 +71,27 @@ def fill_blocks(text: str, bodies: dict[str, str]) -> str:
     return _BLOCK.sub(replace, text)
 
 
+def fill_file(path: Path, bodies: dict[str, str]) -> bool:
+    """Write each named block's body into the file; False (file untouched) when a block has no markers."""
+    text = path.read_text()
+    if not set(bodies) <= set(find_blocks(text)):
+        return False
+    new = fill_blocks(text, bodies)
+    if new != text:
+        path.write_text(new)
+    return True
+
+
 @dataclass(frozen=True)
 class Page:
     """A hand-written file with generated blocks and the function that renders them from result files.
 
-    `sources`: the result files (and cited spec tables) the page's prose may quote figures from."""
+    `sources`: the result files (and cited spec tables) the page's prose may quote figures from;
+    `versions`: decimals in the prose that name a version (Python 3.11, CUDA 12.9), not a measurement."""
     path: Path
     render: Callable[[], dict[str, str]]
     sources: tuple[Path, ...] = ()
+    versions: tuple[str, ...] = ()
 
 
 _DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+(?![\w.])")
@@ -96,7 +110,7 @@ def unbacked_figures(page: Page) -> list[str]:
     holds, as written. Integers are not checked (counts of things, list positions, years)."""
     text = page.path.read_text()
     backing = "\n".join([*find_blocks(text).values(), *(p.read_text() for p in page.sources if p.exists())])
-    return sorted({f for f in _DECIMAL.findall(prose_of(text)) if f not in backing})
+    return sorted({f for f in _DECIMAL.findall(prose_of(text)) if f not in backing and f not in page.versions})
 
 
 def stale_blocks(page: Page) -> list[str]:

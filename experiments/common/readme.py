@@ -1,23 +1,13 @@
-"""Generated sections of hand-written READMEs: replace the text between two marker lines."""
+"""Generated prose in hand-written READMEs: wrap a generated paragraph like the prose around it.
+
+The blocks themselves are written with experiments.common.docs (one marker form)."""
 from __future__ import annotations
 
 import re
 import textwrap
-from pathlib import Path
 
 # A wrapped line starting like this would turn into a list item, quote, heading, table row or setext rule.
 _MARKDOWN_LINE_START = re.compile(r"(\d+[.)]\s|[-+*>#|]|=)")
-
-
-def replace_between(path: Path, begin: str, end: str, body: str) -> bool:
-    """Rewrite what lies between `begin` and `end` in the file; False (file untouched) without markers."""
-    text = path.read_text()
-    if begin not in text or end not in text:
-        return False
-    head, rest = text.split(begin, 1)
-    _, tail = rest.split(end, 1)
-    path.write_text(f"{head}{begin}\n{body}{end}{tail}")
-    return True
 
 
 def wrap_paragraph(text: str, width: int) -> str:

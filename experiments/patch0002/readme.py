@@ -15,10 +15,10 @@ from pathlib import Path
 
 from analysis import report
 from experiments.bench import store
-from experiments.common.readme import replace_between
+from experiments.common.docs import fill_file
 
 README = Path(__file__).with_name("README.md")
-BEGIN, END = "<!-- results:begin (python -m experiments.patch0002.readme) -->", "<!-- results:end -->"
+BLOCK = "results"  # the README's generated block (experiments.common.docs markers)
 METRICS = report.COMPARISON_METRICS
 
 
@@ -41,7 +41,7 @@ def render(root: Path) -> str:
 
 
 def write(root: Path, readme: Path = README) -> None:
-    if not replace_between(readme, BEGIN, END, render(root)):
+    if not fill_file(readme, {BLOCK: render(root)}):
         raise SystemExit(f"{readme}: result markers missing")
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from analysis import report
+from experiments.common import docs
 from experiments.bench import store
 from experiments.bench import presets, runner, serve
 from experiments.patch0002 import readme
@@ -29,10 +30,11 @@ def test_results_section_comes_from_the_newest_long_docs_bench(monkeypatch, tmp_
     cfg["workloads"] = {"long_docs": {"num_requests": 8}}
     bench = runner.run_bench(cfg, tmp_path / "results" / "cpu", argv=["test"])
     page = tmp_path / "README.md"
-    page.write_text(f"# t\n\n{readme.BEGIN}\nstale\n{readme.END}\ntail\n")
+    end = docs.end_marker(readme.BLOCK)
+    page.write_text(f"# t\n\n{docs.begin_marker(readme.BLOCK)}\nstale\n{end}\ntail\n")
     readme.write(tmp_path / "results", page)
     text = page.read_text()
-    assert "stale" not in text and text.endswith(f"{readme.END}\ntail\n")
+    assert "stale" not in text and text.endswith(f"{end}\ntail\n")
     assert bench.name in text and report.comparison_section(bench) in text
     _, claims = report.claims_table(store.summary(bench), readme.METRICS)
     assert any(c.sentence in text for c in claims)

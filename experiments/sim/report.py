@@ -10,15 +10,15 @@ import json
 import statistics
 from pathlib import Path
 
-from experiments.common.readme import replace_between
+from experiments.common.docs import fill_file
 from experiments.sim.validate import run_values
 from tools.pins import REPO_ROOT
 
 ROOT = REPO_ROOT / "results" / "reference" / "sim"
 README = ROOT / "README.md"
-BEGIN, END = "<!-- sim-results:begin (make sim) -->", "<!-- sim-results:end -->"
+BLOCK = "sim-results"  # generated blocks (experiments.common.docs markers)
 PACKAGE_README = REPO_ROOT / "experiments" / "sim" / "README.md"
-PACKAGE_BEGIN, PACKAGE_END = "<!-- sim-validation:begin (make sim) -->", "<!-- sim-validation:end -->"
+PACKAGE_BLOCK = "sim-validation"
 BENCH_METRICS = ("output_throughput", "median_ttft_ms", "p90_ttft_ms", "short_p90_ttft_ms", "long_p90_ttft_ms",
                  "median_tpot_ms")
 
@@ -205,8 +205,8 @@ def render_package_summary(root: Path = ROOT) -> str:
 
 
 def write(root: Path = ROOT, readme: Path = README, package_readme: Path = PACKAGE_README) -> bool:
-    a = replace_between(readme, BEGIN, END, render(root))
-    b = replace_between(package_readme, PACKAGE_BEGIN, PACKAGE_END, render_package_summary(root))
+    a = fill_file(readme, {BLOCK: render(root)})
+    b = fill_file(package_readme, {PACKAGE_BLOCK: render_package_summary(root)})
     return a and b
 
 
