@@ -49,7 +49,8 @@ def _run_plan(node, record_function, own: dict[str, float], scale: float) -> Non
         t0 = time.perf_counter()
         time.sleep(own_ms * scale / 1e3)
         if name == "gpu_model_runner: forward":
-            torch.mm(torch.ones(32, 32), torch.ones(32, 32))  # a real cpu_op inside the forward scope
+            # a real cpu_op inside the forward scope; big enough to stay the largest op under load
+            torch.mm(torch.ones(128, 128), torch.ones(128, 128))
         own[name] = own.get(name, 0.0) + (time.perf_counter() - t0) * 1e6
         for child in children:
             _run_plan(child, record_function, own, scale)

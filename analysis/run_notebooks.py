@@ -15,8 +15,9 @@ from pathlib import Path
 
 import nbformat
 
+from tools.pins import REPO_ROOT
+
 ANALYSIS_DIR = Path(__file__).resolve().parent
-REPO_ROOT = ANALYSIS_DIR.parent
 KERNEL_NAME = "python3"
 
 

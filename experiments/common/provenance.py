@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tools.pins import REPO_ROOT  # noqa: F401 - the one repo-root constant, re-exported for the labs
 
 
 def _git(*args: str) -> str | None:
