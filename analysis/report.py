@@ -19,7 +19,8 @@ from pathlib import Path
 
 from experiments.bench import store
 from experiments.bench.presets import PRESETS
-from experiments.bench.table import fmt
+from experiments.common.fmt import bench_range
+from experiments.common.fmt import bench_value as fmt
 from tools import pins
 from tools.patches import series_files, series_hash
 
@@ -120,8 +121,8 @@ def claims_table(summary: list[dict], metrics: tuple[str, ...] | None = None) ->
             label = v if against == "baseline" else f"{v} vs {against}"
             floor = "-" if row["noise_floor"] is None else f"{row['noise_floor'] * 100:.1f}%"
             lines.append(f"| {row['mode']} / {row['workload']} | {row['metric']} | {label} | "
-                         f"{fmt(b['median'])} [{fmt(b['min'])}, {fmt(b['max'])}] | "
-                         f"{fmt(s['median'])} [{fmt(s['min'])}, {fmt(s['max'])}] | {fmt(cmp['delta'], pct=True)} | "
+                         f"{bench_range(b)} | "
+                         f"{bench_range(s)} | {fmt(cmp['delta'], pct=True)} | "
                          f"{floor} | {b['n']} + {s['n']} | {cmp['verdict']} |")
             if cmp["verdict"] in ("better", "worse"):
                 claims.append(Claim(v, f"{label}: {row['metric']} ({row['mode']}, {row['workload']}) "
@@ -177,7 +178,7 @@ def comparison_section(bench: Path) -> str:
             cells = []
             for metric in COMPARISON_METRICS:
                 s = rows.get((workload, metric), {}).get("variants", {}).get(arm)
-                cells.append(f"{fmt(s['median'])} [{fmt(s['min'])}, {fmt(s['max'])}]" if s else "-")
+                cells.append(bench_range(s) if s else "-")
             if any(c != "-" for c in cells):
                 out.append(f"| {what} | {manifest['config']['variant_defs'][arm]['engine']} | " + " | ".join(cells) + " |")
         out.append("")

@@ -9,7 +9,7 @@ from analysis import report
 from experiments.common import docs
 from experiments.bench import store
 from experiments.bench import runner
-from experiments.bench.table import fmt
+from experiments.common.fmt import bench_value as fmt
 from tests.test_bench_aggregation import fake_offline, small_cfg
 
 

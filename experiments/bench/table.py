@@ -3,23 +3,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from experiments.common.fmt import bench_ci, bench_range
+from experiments.common.fmt import bench_value as fmt
 from experiments.common.plots import plt, save_figure
 
 HEADLINE = ("output_throughput", "total_token_throughput", "median_ttft_ms", "p99_ttft_ms",
             "short_p90_ttft_ms", "median_tpot_ms", "median_itl_ms", "peak_rss_mb", "kv_cache_usage_max",
             "cpu_ms_per_output_token", "peak_gpu_mem_mb", "tokens_per_step", "steal_share", "others_cpu_share")
-
-
-def fmt(x: float | None, pct: bool = False) -> str:
-    if x is None:
-        return "-"
-    if pct:
-        return f"{x * 100:+.1f}%"
-    return f"{x:,.1f}" if abs(x) >= 10 else f"{x:.3g}"
-
-
-def fmt_ci(ci) -> str:
-    return "-" if not ci else f"[{fmt(ci[0], pct=True)}, {fmt(ci[1], pct=True)}]"
 
 
 def rows_for_table(summary: list[dict], reference: str = "baseline", headline_only: bool = False) -> list[list[str]]:
@@ -32,10 +22,9 @@ def rows_for_table(summary: list[dict], reference: str = "baseline", headline_on
         for v, against, cmp in comparisons:
             ref, s = row["variants"][against], row["variants"][v]
             out.append([row["mode"], row["workload"], row["metric"],
-                        f"{fmt(ref['median'])} [{fmt(ref['min'])}, {fmt(ref['max'])}]"
-                        + ("" if against == reference else f" ({against})"),
-                        f"{fmt(s['median'])} [{fmt(s['min'])}, {fmt(s['max'])}]" + ("" if v == "patched" else f" ({v})"),
-                        fmt(cmp["delta"], pct=True), fmt_ci(cmp.get("ci95")),
+                        bench_range(ref) + ("" if against == reference else f" ({against})"),
+                        bench_range(s) + ("" if v == "patched" else f" ({v})"),
+                        fmt(cmp["delta"], pct=True), bench_ci(cmp.get("ci95")),
                         "-" if row["noise_floor"] is None else f"{row['noise_floor'] * 100:.1f}%",
                         cmp["verdict"], str(s["n"])])
     return out

@@ -69,6 +69,26 @@ def range_brackets(a: dict, digits: int = 0, pct: bool = False) -> str:
     return f"{f(a['median'])} [{f(a['min'])}-{f(a['max'])}]"
 
 
+def bench_value(x: float | None, pct: bool = False) -> str:
+    """The bench's figures (summary tables, PR drafts, README reference figures): '1,442.1', '0.0512',
+    a delta as '+3.2%'; '-' for none."""
+    if x is None:
+        return "-"
+    if pct:
+        return f"{x * 100:+.1f}%"
+    return f"{x:,.1f}" if abs(x) >= 10 else f"{x:.3g}"
+
+
+def bench_range(s: dict) -> str:
+    """'median [min, max]' of a bench variant's summary."""
+    return f"{bench_value(s['median'])} [{bench_value(s['min'])}, {bench_value(s['max'])}]"
+
+
+def bench_ci(ci) -> str:
+    """A delta's confidence interval, '[-1.2%, +3.4%]'; '-' for none."""
+    return "-" if not ci else f"[{bench_value(ci[0], pct=True)}, {bench_value(ci[1], pct=True)}]"
+
+
 def machine_short(doc: dict) -> str:
     """Where and when a result file was measured, as the week-1 labs write it after 'Measured on:'."""
     prov = doc["provenance"]
