@@ -684,18 +684,12 @@ def render(files: LabFiles) -> dict[str, str]:
     return blocks
 
 
+GPU_HELP = "run the GPU half instead (achieved GB/s per pattern, L2 flushed); skips with a reason without CUDA"
+
+
 def main(argv: list[str] | None = None) -> int:
-    return run_lab(
-        argv,
-        extra_packages=lab.EXTRA_PACKAGES,
-        doc=__doc__,
-        lab_dir=LAB_DIR,
-        run_cpu=run_cpu,
-        run_gpu=run_gpu,
-        render=render,
-        gpu_help="run the GPU half instead (achieved GB/s per pattern, L2 flushed); "
-        "skips with a reason without CUDA",
-    )
+    return run_lab(argv, doc=__doc__, lab_dir=LAB_DIR, run_cpu=run_cpu, run_gpu=run_gpu, render=render,
+                   gpu_help=GPU_HELP, extra_packages=lab.EXTRA_PACKAGES)
 
 
 if __name__ == "__main__":

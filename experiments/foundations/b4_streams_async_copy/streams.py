@@ -395,17 +395,12 @@ def render_gpu(files: LabFiles) -> str:
     )
 
 
+GPU_HELP = "run the GPU measurements (streams, events, pinned memory; without CUDA, skip with a reason)"
+
+
 def main(argv: list[str] | None = None) -> int:
-    return run_lab(
-        argv,
-        extra_packages=lab.EXTRA_PACKAGES,
-        doc=__doc__,
-        lab_dir=LAB_DIR,
-        run_cpu=run_cpu,
-        run_gpu=run_gpu,
-        render=render,
-        gpu_help="run the GPU measurements (streams, events, pinned memory; without CUDA, skip with a reason)",
-    )
+    return run_lab(argv, doc=__doc__, lab_dir=LAB_DIR, run_cpu=run_cpu, run_gpu=run_gpu, render=render,
+                   gpu_help=GPU_HELP, extra_packages=lab.EXTRA_PACKAGES)
 
 
 if __name__ == "__main__":

@@ -583,20 +583,13 @@ def render(files: LabFiles) -> dict[str, str]:
     return blocks
 
 
+GPU_HELP = "run the GPU half instead (CUDA kernels in the trace, CUDA Graph, nsys if present); skips with a reason without CUDA"
+
+
 def main(argv: list[str] | None = None) -> int:
-    return run_lab(
-        argv,
-        extra_packages=lab.EXTRA_PACKAGES,
-        doc=__doc__,
-        lab_dir=LAB_DIR,
-        run_cpu=run_cpu,
-        run_gpu=run_gpu,
-        render=render,
-        gpu_help="run the GPU half instead (CUDA kernels in the trace, CUDA Graph, nsys if present); "
-        "skips with a reason without CUDA",
-        add_arguments=_add_arguments,
-        early_exit=_early_exit,
-    )
+    return run_lab(argv, doc=__doc__, lab_dir=LAB_DIR, run_cpu=run_cpu, run_gpu=run_gpu, render=render,
+                   gpu_help=GPU_HELP, extra_packages=lab.EXTRA_PACKAGES, add_arguments=_add_arguments,
+                   early_exit=_early_exit)
 
 
 def _add_arguments(p) -> None:
