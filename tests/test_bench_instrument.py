@@ -267,3 +267,35 @@ def test_bench_help_prints(capsys):
         main(["--help"])
     assert exc.value.code == 0
     assert "more than 25% of the CPUs busy" in " ".join(capsys.readouterr().out.split())
+
+
+def test_core_layouts_on_two_cores():
+    """reserved: frontend and client on the core vLLM's CPU worker leaves free, the worker bound to the rest."""
+    assert processes.core_layout("reserved", {0, 1}) == {"server": {1}, "client": {1},
+                                                        "env": {"VLLM_CPU_OMP_THREADS_BIND": "0"}}
+    assert processes.core_layout("reserved", {0, 1, 2, 3})["env"] == {"VLLM_CPU_OMP_THREADS_BIND": "0,1,2"}
+    assert processes.core_layout("shared", {0, 1, 2, 3}) == {"server": None, "client": None, "env": {}}
+    assert processes.core_layout("auto", {0, 1}) == {"server": None, "client": None, "env": {}}
+    assert processes.core_layout("auto", {0, 1, 2, 3})["client"] == {3}
+    with pytest.raises(SystemExit, match="unknown core layout 'pinned'"):
+        processes.core_layout("pinned")
+
+
+def test_core_layout_check_order_and_spread():
+    from experiments.bench import core_layout_check as C
+
+    runs = [{"layout": layout, "passes": [{"output_throughput": t, "step_tokens": 100} for t in tput]}
+            for layout, tput in (("shared", [90, 100, 110]), ("reserved", [100, 100, 100]),
+                                 ("reserved", [95, 100, 105]), ("shared", [100, 120, 110]))]
+    s = C.summarise(runs)
+    assert s["shared"]["within_server_spread"] == [0.2, 20 / 110]
+    assert s["reserved"]["run_medians_tok_s"] == [100, 100] and s["reserved"]["across_servers_spread"] == 0
+    assert s["shared"]["step_tokens_per_pass"] == [100]
+
+
+def test_reserved_layout_refuses_more_than_one_rank(capsys):
+    from experiments.bench.__main__ import main
+
+    assert main(["--preset", "smoke", "--model", str(presets.REPO_ROOT / "models" / "tiny-llama"), "--tp", "2",
+                 "--core-layout", "reserved"]) == 2
+    assert "needs TP = PP = DP = 1" in capsys.readouterr().err

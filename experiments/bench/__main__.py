@@ -6,14 +6,8 @@ import os
 import sys
 from pathlib import Path
 
-from experiments.bench import distributed, machine, presets, runner
-
-
-def detect_backend() -> str:
-    backend_file = Path(sys.prefix) / ".backend"
-    if os.environ.get("BACKEND"):
-        return os.environ["BACKEND"]
-    return backend_file.read_text().strip() if backend_file.exists() else "cpu"
+from experiments.bench import distributed, machine, presets, processes, runner
+from experiments.bench.presets import detect_backend
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,6 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--allow-busy", action="store_true",
                     help=f"measure even if other processes keep more than {machine.BUSY_SHARE_LIMIT * 100:.0f}%% of the "
                          "CPUs busy before the start (the manifest then marks the bench busy)")
+    ap.add_argument("--core-layout", choices=processes.CORE_LAYOUTS, default="auto",
+                    help="where serve runs put their processes (experiments.bench.processes.core_layout; "
+                         "reserved: one rank only, see results/observations/README.md)")
     dist = ap.add_argument_group("vLLM distributed engine (every variant, every rank)")
     dist.add_argument("--tp", type=int, default=1, help="tensor_parallel_size (TP=)")
     dist.add_argument("--pp", type=int, default=1, help="pipeline_parallel_size (PP=)")
@@ -50,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     cfg = presets.resolve(args.preset, repeats=args.repeats, model=model, backend=detect_backend(),
                           variants=args.variants.split(",") if args.variants else None, distributed=dist_args)
+    if args.core_layout == "reserved" and args.tp * args.pp * args.dp > 1:
+        print("[bench] refused: --core-layout reserved binds one worker; it needs TP = PP = DP = 1", file=sys.stderr)
+        return 2
+    cfg["core_layout"] = args.core_layout
     if args.profile_dir:
         cfg["profile_dir"] = str(args.profile_dir.resolve())
     cfg["machine_before"] = machine.sample_idle_machine()

@@ -11,11 +11,20 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
 from pathlib import Path
 
 from tools.pins import REPO_ROOT
 
 EMBEDDED_MODEL = str(REPO_ROOT / "models" / "tiny-llama-trained")
+
+
+def detect_backend() -> str:
+    """cpu or cuda: BACKEND if set, else what `make setup` recorded in the venv (.backend), else cpu."""
+    if os.environ.get("BACKEND"):
+        return os.environ["BACKEND"]
+    backend_file = Path(sys.prefix) / ".backend"
+    return backend_file.read_text().strip() if backend_file.exists() else "cpu"
 
 # Engine arguments shared by every variant of a preset (passed to LLM(...) and
 # as `vllm serve` flags). CPU: enforce_eager because torch.compile warm-up costs

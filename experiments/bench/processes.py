@@ -190,6 +190,29 @@ def core_split(available: set[int] | None = None) -> tuple[set[int] | None, set[
     return set(cores[:-1]), {cores[-1]}
 
 
+CORE_LAYOUTS = ("auto", "shared", "reserved")
+
+
+def core_layout(layout: str = "auto", available: set[int] | None = None) -> dict:
+    """Where a serve run's processes go: {"server": cores, "client": cores, "env": server env}.
+
+    auto: core_split (the client alone on the last core where the machine has 4 or more);
+    shared: no pinning; reserved (CPU engine, one rank): the API server, EngineCore and the load
+    client on the last core, which vLLM's CPU worker leaves free (its OMP binding reserves it for
+    the frontend), and the model worker's OMP thread(s) bound to all the other cores. Pinning is
+    applied before the server spawns EngineCore, so they inherit it; the worker rebinds itself."""
+    if layout not in CORE_LAYOUTS:
+        raise SystemExit(f"unknown core layout {layout!r}; one of {', '.join(CORE_LAYOUTS)}")
+    cores = sorted(available if available is not None else os.sched_getaffinity(0))
+    if layout == "auto":
+        server, client = core_split(set(cores))
+        return {"server": server, "client": client, "env": {}}
+    if layout == "shared" or len(cores) < 2:
+        return {"server": None, "client": None, "env": {}}
+    return {"server": {cores[-1]}, "client": {cores[-1]},
+            "env": {"VLLM_CPU_OMP_THREADS_BIND": ",".join(str(c) for c in cores[:-1])}}
+
+
 def pin(pid: int, cores: set[int] | None) -> None:
     """Pin a just-started process (its later children inherit it); no-op without cores."""
     if cores:

@@ -47,7 +47,7 @@ def sweep_config(arms: list[str], repeats: int, quick: bool, rate: str | None = 
 
 
 def presets_backend() -> str:
-    from experiments.bench.__main__ import detect_backend
+    from experiments.bench.presets import detect_backend
     return detect_backend()
 
 

@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.repeats < 1:
         raise SystemExit("--repeats must be >= 1")
-    from experiments.bench.__main__ import detect_backend
+    from experiments.bench.presets import detect_backend
     from experiments.common.provenance import provenance
 
     backend = detect_backend()

@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profiler", choices=("auto", "torch"), default="auto",
                     help="auto: by backend (nsys where installed); torch: force vLLM's torch profiler")
     args = ap.parse_args(argv)
-    from experiments.bench.__main__ import detect_backend
+    from experiments.bench.presets import detect_backend
     from experiments.common.provenance import provenance
 
     t_start = time.time()
