@@ -154,6 +154,18 @@ PRESETS: dict[str, dict] = {
         "workloads": {"shared_prefix_chat": {}, "mixed_long_short": {}},
         "request_rate": {"shared_prefix_chat": "inf", "mixed_long_short": 16},
     },
+    # Fewer, longer measurements of the headline only: is the floor the machine's, or the 3 passes'?
+    "aa-8pass": {
+        "description": "A/A on the throughput headline only (shared_prefix_chat, rate inf): 8 timed passes "
+                       "per server start, 3 repeats in A B B A order",
+        "variants": ["baseline", "baseline-aa"],
+        "repeats": 3,
+        "modes": ["serve"],
+        "serve_passes": 8,
+        "offline_workload": "shared_prefix_chat",
+        "workloads": {"shared_prefix_chat": {}},
+        "request_rate": {"shared_prefix_chat": "inf"},
+    },
 }
 
 COMMON = {
