@@ -279,18 +279,8 @@ def test_core_layouts_on_two_cores():
     assert processes.core_layout("auto", {0, 1, 2, 3})["client"] == {3}
     with pytest.raises(SystemExit, match="unknown core layout 'pinned'"):
         processes.core_layout("pinned")
-
-
-def test_core_layout_check_order_and_spread():
-    from experiments.bench import core_layout_check as C
-
-    runs = [{"layout": layout, "passes": [{"output_throughput": t, "step_tokens": 100} for t in tput]}
-            for layout, tput in (("shared", [90, 100, 110]), ("reserved", [100, 100, 100]),
-                                 ("reserved", [95, 100, 105]), ("shared", [100, 120, 110]))]
-    s = C.summarise(runs)
-    assert s["shared"]["within_server_spread"] == [0.2, 20 / 110]
-    assert s["reserved"]["run_medians_tok_s"] == [100, 100] and s["reserved"]["across_servers_spread"] == 0
-    assert s["shared"]["step_tokens_per_pass"] == [100]
+    with pytest.raises(SystemExit, match="needs TP = PP = DP = 1"):
+        processes.core_layout("reserved", {0, 1}, ranks=2)
 
 
 def test_reserved_layout_refuses_more_than_one_rank(capsys):

@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
                          "CPUs busy before the start (the manifest then marks the bench busy)")
     ap.add_argument("--core-layout", choices=processes.CORE_LAYOUTS, default="auto",
                     help="where serve runs put their processes (experiments.bench.processes.core_layout; "
-                         "reserved: one rank only, see results/observations/README.md)")
+                         "reserved: one rank only; PRESET=core-layout compares it, see results/observations/)")
     dist = ap.add_argument_group("vLLM distributed engine (every variant, every rank)")
     dist.add_argument("--tp", type=int, default=1, help="tensor_parallel_size (TP=)")
     dist.add_argument("--pp", type=int, default=1, help="pipeline_parallel_size (PP=)")
@@ -47,8 +47,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     cfg = presets.resolve(args.preset, repeats=args.repeats, model=model, backend=detect_backend(),
                           variants=args.variants.split(",") if args.variants else None, distributed=dist_args)
-    if args.core_layout == "reserved" and args.tp * args.pp * args.dp > 1:
-        print("[bench] refused: --core-layout reserved binds one worker; it needs TP = PP = DP = 1", file=sys.stderr)
+    try:
+        processes.core_layout(args.core_layout, ranks=args.tp * args.pp * args.dp)
+    except SystemExit as exc:
+        print(f"[bench] refused: {exc}", file=sys.stderr)
         return 2
     cfg["core_layout"] = args.core_layout
     if args.profile_dir:

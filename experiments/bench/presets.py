@@ -54,6 +54,8 @@ VARIANTS = {
     # the cost of the scopes patch 0001 adds (the env var also switches upstream's worker scopes on).
     "baseline-scopes": {"engine": "baseline", "env": {"VLLM_CUSTOM_SCOPES_FOR_PROFILING": "1"},
                         "engine_args": {}},
+    # The baseline with its serving processes pinned (experiments.bench.processes.core_layout "reserved").
+    "baseline-reserved": {"engine": "baseline", "env": {}, "engine_args": {}, "core_layout": "reserved"},
     # A second, independent baseline: an explicit A/A pair.
     "baseline-aa": {"engine": "baseline", "env": {}, "engine_args": {}},
     # Patch 0002 switched on: long prefills (more than 512 tokens left) share at
@@ -153,6 +155,19 @@ PRESETS: dict[str, dict] = {
         "offline_workload": "shared_prefix_chat",
         "workloads": {"shared_prefix_chat": {}, "mixed_long_short": {}},
         "request_rate": {"shared_prefix_chat": "inf", "mixed_long_short": 16},
+    },
+    # Does pinning the serving processes change the headline, or its noise? Same shape as aa-8pass.
+    "core-layout": {
+        "description": "baseline unpinned vs baseline-reserved (server, EngineCore and client on the core vLLM's "
+                       "CPU worker leaves free) on the throughput headline: 8 timed passes per server start, "
+                       "3 repeats in A B B A order",
+        "variants": ["baseline", "baseline-reserved"],
+        "repeats": 3,
+        "modes": ["serve"],
+        "serve_passes": 8,
+        "offline_workload": "shared_prefix_chat",
+        "workloads": {"shared_prefix_chat": {}},
+        "request_rate": {"shared_prefix_chat": "inf"},
     },
     # Fewer, longer measurements of the headline only: is the floor the machine's, or the 3 passes'?
     "aa-8pass": {

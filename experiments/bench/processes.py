@@ -193,7 +193,7 @@ def core_split(available: set[int] | None = None) -> tuple[set[int] | None, set[
 CORE_LAYOUTS = ("auto", "shared", "reserved")
 
 
-def core_layout(layout: str = "auto", available: set[int] | None = None) -> dict:
+def core_layout(layout: str = "auto", available: set[int] | None = None, ranks: int = 1) -> dict:
     """Where a serve run's processes go: {"server": cores, "client": cores, "env": server env}.
 
     auto: core_split (the client alone on the last core where the machine has 4 or more);
@@ -203,6 +203,8 @@ def core_layout(layout: str = "auto", available: set[int] | None = None) -> dict
     applied before the server spawns EngineCore, so they inherit it; the worker rebinds itself."""
     if layout not in CORE_LAYOUTS:
         raise SystemExit(f"unknown core layout {layout!r}; one of {', '.join(CORE_LAYOUTS)}")
+    if layout == "reserved" and ranks > 1:
+        raise SystemExit("core layout reserved binds one worker; it needs TP = PP = DP = 1")
     cores = sorted(available if available is not None else os.sched_getaffinity(0))
     if layout == "auto":
         server, client = core_split(set(cores))

@@ -252,13 +252,17 @@ def run_serve(cfg: dict, variant: str, workloads: dict[str, dict], run_dir: Path
     base_url = f"http://127.0.0.1:{port}"
     server_cmd = [sys.executable, "-m", "tools.vllm_cli", *server_args(cfg, variant, port, run_dir.name)]
     # Dev mode for POST /reset_prefix_cache between passes (loopback only; same for every variant).
-    cores = processes.core_layout(cfg.get("core_layout", "auto"))
+    layout = vdef.get("core_layout") or cfg.get("core_layout", "auto")  # a variant's own layout wins
+    dist = cfg.get("distributed", {})
+    ranks = (dist.get("tensor_parallel_size", 1) * dist.get("pipeline_parallel_size", 1)
+             * dist.get("data_parallel_size", 1))
+    cores = processes.core_layout(layout, ranks=ranks)
     env = processes.variant_env(vdef["engine"], {"VLLM_SERVER_DEV_MODE": "1", **cores["env"], **vdef["env"]})
     proc = processes.start(server_cmd, env, run_dir / "server.log")
     engine_cores, client_cores = cores["server"], cores["client"]
     processes.pin(proc.pid, engine_cores)  # before it spawns EngineCore and workers
     result: dict = {"mode": "serve", "server_cmd": server_cmd, "workloads": {},
-                    "cores": {"layout": cfg.get("core_layout", "auto"), "engine": sorted(engine_cores or []),
+                    "cores": {"layout": layout, "engine": sorted(engine_cores or []),
                               "client": sorted(client_cores or []), "env": cores["env"]}}
     try:
         with processes.TreeMemorySampler(proc.pid) as mem, processes.GpuMemorySampler(proc.pid) as gpu, \
