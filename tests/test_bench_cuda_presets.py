@@ -26,6 +26,8 @@ MODEL = presets.EMBEDDED_MODEL
 def cases_for(engine: str, backend: str = "cuda") -> list[dict]:
     out = []
     for preset in presets.PRESETS:
+        if presets.PRESETS[preset].get("interleave") == "passes" and backend != "cpu":
+            continue  # CPU only: refused on a GPU (presets.check_interleave, tested in test_bench_aggregation)
         cfg = presets.resolve(preset, backend=backend, model=MODEL)
         for variant, vdef in cfg["variant_defs"].items():
             if vdef["engine"] != engine:

@@ -111,7 +111,7 @@ def test_server_dying_mid_run_is_named():
     client = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         with pytest.raises(RuntimeError, match=r"server died mid-run \(exit code 7\)"):
-            serve.wait_client(client, server, timeout_s=20)
+            serve.wait_client(client, [server], timeout_s=20)
     finally:
         client.kill()
         client.wait()
@@ -223,13 +223,31 @@ def test_engine_and_client_get_separate_cores_where_there_are_enough():
 def test_client_plan_gates_warms_up_then_interleaves_timed_passes(tmp_path):
     cfg = presets.resolve("default")
     metas = {n: {"jsonl": f"/wl/{n}.jsonl", "num_requests": 64} for n in cfg["workloads"]}
-    plan = serve.client_plan(cfg, metas, 8123, tmp_path, server_pid=42)
-    assert plan["gate"] == cfg["gate"] and plan["reset_prefix_cache"] and plan["server_pid"] == 42
-    assert [a[a.index("--num-prompts") + 1] for a in plan["warmup"]] == ["8", "8"]
-    assert not any("--save-result" in a for a in plan["warmup"])  # warm-up passes are not recorded
+    plan = serve.client_plan(cfg, metas, [{"name": "baseline", "port": 8123, "pid": 42, "run_dir": tmp_path}])
+    srv = plan["servers"]["baseline"]
+    assert plan["gate"] == cfg["gate"] and plan["reset_prefix_cache"] and srv["server_pid"] == 42
+    assert [a[a.index("--num-prompts") + 1] for a in srv["warmup"]] == ["8", "8"]
+    assert not any("--save-result" in a for a in srv["warmup"])  # warm-up passes are not recorded
     assert [(p["workload"], p["pass"]) for p in plan["passes"]] == [
         (n, k) for k in range(1, cfg["serve_passes"] + 1) for n in cfg["workloads"]]
     assert len({p["result_file"] for p in plan["passes"]}) == len(plan["passes"])
+
+
+def test_interleaved_plan_alternates_servers_a_b_b_a(tmp_path):
+    """Several servers: pass k of a workload on each back to back, the order reversed every other k,
+    each server gated and warmed up, each pass's JSON in its own server's run directory."""
+    cfg = {**presets.resolve("aa-paired"), "serve_passes": 4}
+    metas = {n: {"jsonl": f"/wl/{n}.jsonl", "num_requests": 64} for n in cfg["workloads"]}
+    servers = [{"name": v, "port": 8000 + i, "pid": 40 + i, "run_dir": tmp_path / v} for i, v in enumerate("AB")]
+    plan = serve.client_plan(cfg, metas, servers)
+    assert [p["server"] for p in plan["passes"]] == list("ABBAABBA")
+    assert [p["pass"] for p in plan["passes"]] == [1, 1, 2, 2, 3, 3, 4, 4]
+    for p in plan["passes"]:
+        args = p["args"]
+        srv = next(s for s in servers if s["name"] == p["server"])
+        assert args[args.index("--port") + 1] == str(srv["port"])
+        assert args[args.index("--result-dir") + 1] == str(srv["run_dir"])
+    assert set(plan["servers"]) == {"A", "B"} and all(s["warmup"] for s in plan["servers"].values())
 
 
 def test_one_client_process_runs_every_pass_against_a_server(tmp_path):
@@ -246,9 +264,10 @@ def test_one_client_process_runs_every_pass_against_a_server(tmp_path):
            "serve_passes": 2, "gate": None}
     try:
         serve.wait_ready(f"http://127.0.0.1:{port}", server, 60)
-        plan = {**serve.client_plan(cfg, {wl.name: meta}, port, tmp_path, server_pid=server.pid),
+        plan = {**serve.client_plan(cfg, {wl.name: meta}, [{"name": "stub", "port": port, "pid": server.pid,
+                                                            "run_dir": tmp_path}]),
                 "reset_prefix_cache": False}  # the stub has no cache to reset
-        client = serve.run_client_plan(plan, tmp_path, server, timeout_s=300)
+        client = serve.run_client_plan(plan, tmp_path, [server], timeout_s=300)
     finally:
         processes.kill_tree(server, grace_s=5)
     assert [p["pass"] for p in client["passes"]] == [1, 2] and client["client_cpu_s"] > 0
@@ -289,3 +308,33 @@ def test_reserved_layout_refuses_more_than_one_rank(capsys):
     assert main(["--preset", "smoke", "--model", str(presets.REPO_ROOT / "models" / "tiny-llama"), "--tp", "2",
                  "--core-layout", "reserved"]) == 2
     assert "needs TP = PP = DP = 1" in capsys.readouterr().err
+
+
+def test_one_client_alternates_passes_between_two_servers(tmp_path):
+    """The paired layout end to end against two instant stubs: every pass lands in its own server's
+    directory, in A B B A order, and each server's passes summarize on their own."""
+    from experiments.bench import workloads
+
+    wl = workloads.generate(workloads.make_spec("shared_prefix_chat", num_requests=4, output_tokens=4), seed=0)
+    meta = workloads.save(wl, tmp_path / "workloads")
+    cfg = {"model": str(pins.REPO_ROOT / "models" / "tiny-llama"), "seed": 0, "request_rate": {},
+           "serve_passes": 2, "gate": None}
+    procs, servers = [], []
+    try:
+        for name in ("A", "B"):
+            port = serve.free_port()
+            (tmp_path / name).mkdir()
+            procs.append(processes.start([sys.executable, "-m", "experiments.bench.stub_server", "--port", str(port)],
+                                         processes.variant_env("baseline"), tmp_path / name / "stub.log"))
+            servers.append({"name": name, "port": port, "pid": procs[-1].pid, "run_dir": tmp_path / name})
+            serve.wait_ready(f"http://127.0.0.1:{port}", procs[-1], 60)
+        plan = {**serve.client_plan(cfg, {wl.name: meta}, servers), "reset_prefix_cache": False}
+        client = serve.run_client_plan(plan, tmp_path, procs, timeout_s=300)
+    finally:
+        for p in procs:
+            processes.kill_tree(p, grace_s=5)
+    assert [(p["server"], p["pass"]) for p in client["passes"]] == [("A", 1), ("B", 1), ("B", 2), ("A", 2)]
+    for name in ("A", "B"):
+        mine = [p for p in client["passes"] if p["server"] == name]
+        assert sorted(f.name for f in (tmp_path / name).glob("bench-serve-*.json")) == [p["result_file"] for p in mine]
+        assert serve.summarize_workload(cfg, wl.name, meta, mine, tmp_path / name)["completed"] == 4

@@ -9,13 +9,19 @@ reference's runs (some patched run is no better than some baseline run): with
 3 repeats on a noisy machine a median can clear a 3-run floor by chance
 (seen: +14.7% vs a 13.0% floor for a patch with its flags off,
 results/observations/default-cpu-20261201T205119Z).
+
+Paired benches (`interleave: passes`: the variants' servers up at once, their passes alternating)
+compare within each repeat instead: a variant's delta is the median over repeats of its difference
+to the reference in the same repeat, the noise floor the largest such difference between two
+baseline-like variants (the A/A pair) in any repeat, the interval a bootstrap over adjacent pass
+pairs, and a difference also needs every repeat to agree on its sign.
 """
 from __future__ import annotations
 
 import statistics
 from itertools import combinations
 
-from experiments.common.stats import bootstrap_delta_ci, summarize
+from experiments.common.stats import bootstrap_delta_ci, bootstrap_median_ci, summarize
 
 # +1: higher is better, -1: lower is better, 0: informational.
 DIRECTION = {
@@ -45,15 +51,22 @@ SERVE_METRICS = ("output_throughput", "total_token_throughput", "request_through
                  "short_p90_ttft_ms", "long_p90_ttft_ms")
 
 
+def pass_values(workload_result: dict, metric: str) -> list[float] | None:
+    """The metric in each timed pass of a serve run (serve.PASS_KEYS), in pass order; None if not kept."""
+    vals = [p.get(metric) for p in workload_result.get("passes") or []]
+    return [float(v) for v in vals] if vals and None not in vals else None
+
+
 def metric_rows(run: dict) -> list[dict]:
     """Flatten one run record into (mode, workload, metric, value) rows."""
     base = {"variant": run["variant"], "repeat": run["repeat"], "mode": run["mode"]}
     rows = []
     res = run["result"]
 
-    def add(workload, metric, value):
+    def add(workload, metric, value, passes=None):
         if value is not None:
-            rows.append({**base, "workload": workload, "metric": metric, "value": float(value)})
+            rows.append({**base, "workload": workload, "metric": metric, "value": float(value),
+                         **({"passes": passes} if passes else {})})
 
     def add_instrument(workload, block):
         if block.get("cpu_s_per_output_token") is not None:
@@ -74,7 +87,7 @@ def metric_rows(run: dict) -> list[dict]:
     else:
         for wl, w in res["workloads"].items():
             for m in SERVE_METRICS:
-                add(wl, m, w.get(m))
+                add(wl, m, w.get(m), pass_values(w, m))
             add_instrument(wl, w)
         add("(all)", "peak_rss_mb", res["peak_rss_bytes"] / 2**20 if res.get("peak_rss_bytes") else None)
         add("(all)", "kv_cache_usage_max", res.get("kv_cache_usage_max"))
@@ -122,6 +135,44 @@ def verdict(delta: float | None, floor: float | None, sign: int,
     return "better" if delta * sign > 0 else "worse"
 
 
+def rel_diff(a: float, b: float) -> float | None:
+    """(b - a) / a, None when a is 0."""
+    return (b - a) / a if a else None
+
+
+def paired_floor(sel: list[dict], baseline_like: list[str]) -> float | None:
+    """Largest |a - b| / min(a, b) between two baseline-like variants' runs of the same repeat (over the
+    smaller one, so an A/A pair's own delta, either way round, never exceeds it)."""
+    diffs = []
+    for rep in {r["repeat"] for r in sel}:
+        vals = [r["value"] for r in sel if r["repeat"] == rep and r["variant"] in baseline_like]
+        diffs += [abs(a - b) / min(abs(a), abs(b)) for a, b in combinations(vals, 2) if a and b]
+    return max(diffs) if diffs else None
+
+
+def paired_comparison(sel: list[dict], against: str, v: str, floor: float | None, sign: int) -> dict:
+    """v against `against` within each repeat (runs whose passes alternated): median of the per-repeat
+    deltas, a bootstrap interval over the pass pairs (pass k of each, adjacent in time), and a
+    verdict that also needs every repeat's delta to share the median's sign."""
+    ref = {r["repeat"]: r for r in sel if r["variant"] == against}
+    mine = {r["repeat"]: r for r in sel if r["variant"] == v}
+    reps = sorted(set(ref) & set(mine))
+    per_repeat = [d for d in (rel_diff(ref[k]["value"], mine[k]["value"]) for k in reps) if d is not None]
+    pass_pairs = [d for k in reps if ref[k].get("passes") and mine[k].get("passes")
+                  for d in (rel_diff(a, b) for a, b in zip(ref[k]["passes"], mine[k]["passes"])) if d is not None]
+    delta = statistics.median(per_repeat) if per_repeat else None
+    if delta is None:
+        verdict_ = "n/a"
+    elif floor is None:
+        verdict_ = "no noise floor (needs an A/A pair of baseline variants in the same repeats)"
+    elif abs(delta) <= floor or not all(d * delta > 0 for d in per_repeat):
+        verdict_ = "within noise"
+    else:
+        verdict_ = "changed" if sign == 0 else ("better" if delta * sign > 0 else "worse")
+    return {"delta": delta, "per_repeat": per_repeat, "pass_pairs": len(pass_pairs),
+            "ci95": bootstrap_median_ci(pass_pairs or per_repeat), "verdict": verdict_, "paired": True}
+
+
 def summarize_runs(runs: list[dict], variant_defs: dict[str, dict], reference: str = "baseline",
                    pairs: dict[str, str] | list[list[str]] | None = None) -> list[dict]:
     """One row per (mode, workload, metric). `pairs` ({variant: against}, or a list of
@@ -129,6 +180,8 @@ def summarize_runs(runs: list[dict], variant_defs: dict[str, dict], reference: s
     besides the one with `reference` (e.g. patched-scopes against baseline-scopes), judged
     against the same A/A noise floor."""
     rows = [r for run in runs for r in metric_rows(run)]
+    # runs whose servers were up together, passes alternating: compared within each repeat
+    interleaved = any(run["result"].get("interleaved_with") for run in runs)
     baseline_like = [v for v, d in variant_defs.items()
                      if d["engine"] == "baseline" and not d["env"] and not d["engine_args"]]
     keys = sorted({(r["mode"], r["workload"], r["metric"]) for r in rows})
@@ -143,29 +196,28 @@ def summarize_runs(runs: list[dict], variant_defs: dict[str, dict], reference: s
         if reference not in per_variant:
             continue
         floor_vals = [r["value"] for r in sel if r["variant"] in baseline_like]
-        floor = noise_floor(floor_vals)
-        ref_med = per_variant[reference]["median"]
+        unpaired_floor = noise_floor(floor_vals)
+        floor = paired_floor(sel, baseline_like) if interleaved else unpaired_floor
         sign = direction(metric)
-        comparisons = {}
-        for v, s in per_variant.items():
-            if v == reference:
-                continue
-            delta = (s["median"] - ref_med) / ref_med if ref_med else None
-            comparisons[v] = {"delta": delta, "ci95": bootstrap_delta_ci(per_variant[reference]["values"], s["values"]),
-                              "verdict": verdict(delta, floor, sign, per_variant[reference]["values"], s["values"])}
+
+        def compare(v: str, against: str) -> dict:
+            if interleaved:
+                return paired_comparison(sel, against, v, floor, sign)
+            a_vals, vals = per_variant[against]["values"], per_variant[v]["values"]
+            delta = rel_diff(per_variant[against]["median"], per_variant[v]["median"])
+            return {"delta": delta, "ci95": bootstrap_delta_ci(a_vals, vals),
+                    "verdict": verdict(delta, floor, sign, a_vals, vals)}
+
+        comparisons = {v: compare(v, reference) for v in per_variant if v != reference}
         paired = {}
         pair_list = list(pairs.items()) if isinstance(pairs, dict) else [tuple(p) for p in pairs or ()]
         for v, against in pair_list:
             if v in per_variant and against in per_variant and per_variant[against]["median"]:
-                a_med = per_variant[against]["median"]
-                delta = (per_variant[v]["median"] - a_med) / a_med
                 key = v if isinstance(pairs, dict) else f"{v} vs {against}"
-                paired[key] = {"variant": v, "against": against, "delta": delta,
-                             "ci95": bootstrap_delta_ci(per_variant[against]["values"], per_variant[v]["values"]),
-                             "verdict": verdict(delta, floor, sign, per_variant[against]["values"],
-                                                per_variant[v]["values"])}
+                paired[key] = {"variant": v, "against": against, **compare(v, against)}
         table.append({"mode": mode, "workload": wl, "metric": metric, "direction": sign,
                       "noise_floor": floor, "noise_floor_runs": len(floor_vals),
+                      **({"interleaved": True, "noise_floor_unpaired": unpaired_floor} if interleaved else {}),
                       "variants": per_variant, "vs_" + reference: comparisons, "pairs": paired})
     return table
 

@@ -28,12 +28,10 @@ def measure(num_prompts: int, out_dir: Path) -> dict:
     try:
         serve.wait_ready(f"http://127.0.0.1:{port}", server, 60)
         cfg = {"model": str(pins.REPO_ROOT / "models" / "tiny-llama"), "seed": 0, "request_rate": {}}
-        fname = f"bench-serve-{wl.name}.json"
-        plan = {"base_url": f"http://127.0.0.1:{port}", "server_pid": None, "model": cfg["model"], "seed": 0,
-                "gate": None, "reset_prefix_cache": False,  # the stub has no cache and no dev routes
-                "passes": [{"workload": wl.name, "pass": 1, "result_file": fname,
-                            "args": serve.client_args(cfg, wl.name, meta, port, out_dir, result_filename=fname)}]}
-        client = serve.run_client_plan(plan, out_dir, server)
+        plan = {**serve.client_plan(cfg, {wl.name: meta}, [{"name": "stub", "port": port, "pid": None,
+                                                            "run_dir": out_dir}]),
+                "reset_prefix_cache": False}  # the stub has no cache and no dev routes
+        client = serve.run_client_plan(plan, out_dir, [server])
         return serve.summarize_workload(cfg, wl.name, meta, client["passes"], out_dir)
     finally:
         processes.kill_tree(server, grace_s=5)

@@ -181,6 +181,20 @@ PRESETS: dict[str, dict] = {
         "workloads": {"shared_prefix_chat": {}},
         "request_rate": {"shared_prefix_chat": "inf"},
     },
+    # The same A/A with both servers up at once and their passes alternating (A B B A per pass):
+    # the floor of a paired design, where adjacent passes share the machine's state.
+    "aa-paired": {
+        "description": "A/A on the throughput headline, paired: baseline and baseline-aa servers up at once, "
+                       "their 8 timed passes alternating A B B A, 3 repeats",
+        "variants": ["baseline", "baseline-aa"],
+        "repeats": 3,
+        "modes": ["serve"],
+        "interleave": "passes",
+        "serve_passes": 8,
+        "offline_workload": "shared_prefix_chat",
+        "workloads": {"shared_prefix_chat": {}},
+        "request_rate": {"shared_prefix_chat": "inf"},
+    },
 }
 
 COMMON = {
@@ -203,6 +217,22 @@ def _local_dir_without_weights(model: str) -> bool:
     return path.is_dir() and not any(path.glob("*.safetensors")) and not any(path.glob("*.bin"))
 
 
+def check_interleave(cfg: dict, backend: str, distributed: dict) -> None:
+    """`interleave: passes` keeps every variant's server up at once: serve mode only, and only where
+    the servers do not split one device's memory or ranks (on a GPU each would get part of the KV
+    cache, which changes what is measured)."""
+    if cfg.get("interleave") in (None, "runs"):
+        return
+    if cfg["interleave"] != "passes":
+        raise SystemExit(f"interleave must be runs or passes, got {cfg['interleave']!r}")
+    if cfg["modes"] != ["serve"] or len(cfg["variants"]) < 2:
+        raise SystemExit(f"preset {cfg['preset']}: interleave=passes needs modes [serve] and two or more variants")
+    if backend != "cpu" or any(int(v) > 1 for k, v in distributed.items() if k.endswith("_size")):
+        raise SystemExit(f"preset {cfg['preset']}: interleave=passes runs every variant's server at once, which "
+                         "is measured on the CPU backend with one rank only (on a GPU the servers would split its "
+                         "memory); use a preset without it")
+
+
 def resolve(name: str, *, repeats: int | None = None, model: str | None = None,
             backend: str = "cpu", variants: list[str] | None = None, distributed: dict | None = None) -> dict:
     """Full bench configuration for a preset, with overrides from the command line/env."""
@@ -218,6 +248,7 @@ def resolve(name: str, *, repeats: int | None = None, model: str | None = None,
         raise SystemExit(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
     if cfg["repeats"] < 1:
         raise SystemExit("repeats must be >= 1")
+    check_interleave(cfg, backend, distributed or {})
     model = model or os.environ.get("MODEL") or EMBEDDED_MODEL
     cfg["model"] = model
     engine_args = dict(CPU_ENGINE_ARGS if backend == "cpu" else CUDA_ENGINE_ARGS)

@@ -59,18 +59,28 @@ def preflight(cfg: dict) -> dict:
     return info
 
 
-def run_order(cfg: dict) -> list[tuple[int, str, str]]:
-    """A B B A A B ...: every other repeat runs the variants in reverse, so a drift over the bench
-    (a warming machine, a neighbour's job starting) weighs on each variant equally instead of
-    always favouring the one that runs first; modes run back to back per variant.
-    `"order": "abab"` in a preset keeps the plain alternation."""
+def run_groups(cfg: dict) -> list[tuple[int, list[str], str]]:
+    """(repeat, variants, mode) per engine start, in order: A B B A A B ... (every other repeat runs the
+    variants in reverse, so a drift over the bench weighs on each variant equally instead of always
+    favouring the one that runs first; modes run back to back per variant; `"order": "abab"` keeps the
+    plain alternation). With `"interleave": "passes"` a repeat is one group: every variant's server
+    up at once and their timed passes alternating (serve.client_plan), so each variant's pass k has
+    the others' pass k beside it in time."""
     out = []
     for r in range(1, cfg["repeats"] + 1):
         vs = list(cfg["variants"])
         if cfg.get("order", "abba") == "abba" and r % 2 == 0:
             vs.reverse()
-        out += [(r, v, m) for v in vs for m in cfg["modes"]]
+        if cfg.get("interleave") == "passes":
+            out.append((r, vs, "serve"))
+        else:
+            out += [(r, [v], m) for v in vs for m in cfg["modes"]]
     return out
+
+
+def run_order(cfg: dict) -> list[tuple[int, str, str]]:
+    """One (repeat, variant, mode) per run record, in the order the runs start."""
+    return [(r, v, m) for r, vs, m in run_groups(cfg) for v in vs]
 
 
 def prepare_workloads(cfg: dict, out: Path) -> dict[str, dict]:
@@ -182,17 +192,19 @@ def phase_breakdown(runs: list[dict], setup_s: float, summary_s: float, total_s:
         else:
             measured += sum(sum(w.get("pass_duration_s") or [w.get("duration") or 0])
                             for w in res.get("workloads", {}).values())
-    in_runs = sum(r["wall_s"] for r in runs)
+    in_runs = sum({r.get("start", r["index"]): r["wall_s"] for r in runs}.values())  # once per engine start
     phases = {"preflight + workloads": setup_s, "engine start-up": startup, "measured (timed passes, clients)": measured,
               "rest of runs (imports, gate, warm-up, shutdown)": max(0.0, in_runs - startup - measured),
               "summary + plots": summary_s}
     phases["other"] = max(0.0, total_s - sum(phases.values()))
-    return {"total_s": total_s, "engine_starts": len(runs), "phases_s": phases}
+    return {"total_s": total_s, "engine_starts": len(runs), "groups": len({r.get("start", r["index"]) for r in runs}),
+            "phases_s": phases}
 
 
 def print_phases(breakdown: dict) -> None:
     total = breakdown["total_s"] or 1.0
-    print(f"[bench] wall time {breakdown['total_s']:.0f} s, {breakdown['engine_starts']} engine starts:")
+    print(f"[bench] wall time {breakdown['total_s']:.0f} s, {breakdown['engine_starts']} engine starts "
+          f"in {breakdown.get('groups', breakdown['engine_starts'])} group(s):")
     for name, sec in breakdown["phases_s"].items():
         print(f"    {name:<50} {sec:7.1f} s  {sec / total:6.1%}")
 
@@ -222,12 +234,15 @@ def run_bench(cfg: dict, out_root: Path = DEFAULT_OUT, argv: list[str] | None = 
         write_json_atomic(partial / "manifest.json", manifest)
         t_start = time.time()
         setup_s = t_start - t_bench
-        for i, (rep, variant, mode) in enumerate(order, 1):
-            name = f"{i:02d}-{variant}-r{rep}-{mode}"
-            run_dir = partial / "runs" / name
-            run_dir.mkdir(parents=True)
+        groups = run_groups(cfg)
+        i = 0
+        for g, (rep, variants, mode) in enumerate(groups, 1):
+            names = {v: f"{i + k:02d}-{v}-r{rep}-{mode}" for k, v in enumerate(variants, 1)}
+            run_dirs = {v: partial / "runs" / n for v, n in names.items()}
+            for d in run_dirs.values():
+                d.mkdir(parents=True)
             elapsed = time.time() - t_start
-            print(f"[bench {bench_id}] run {i}/{len(order)}: {variant} repeat {rep} {mode} "
+            print(f"[bench {bench_id}] start {g}/{len(groups)}: {' + '.join(variants)} repeat {rep} {mode} "
                   f"(elapsed {elapsed:.0f} s)", flush=True)
             if preflight(cfg) != info:  # the series or the engine changed under a running bench
                 raise RuntimeError("the patch series or the installed engine changed during the bench; "
@@ -236,16 +251,19 @@ def run_bench(cfg: dict, out_root: Path = DEFAULT_OUT, argv: list[str] | None = 
             with machine.RunLoad() as load:
                 if mode == "offline":
                     wl = cfg["offline_workload"]
-                    result = offline_run(cfg, variant, metas[wl], run_dir)
+                    results = {variants[0]: offline_run(cfg, variants[0], metas[wl], run_dirs[variants[0]])}
                 else:
                     wl = None
-                    result = serve.run_serve(cfg, variant, metas, run_dir)
-            load.result["others_share"] = machine.others_share(load.result, result.get("run_cpu_s"))
-            record = {"index": i, "variant": variant, "repeat": rep, "mode": mode, "workload": wl,
-                      "engine": cfg["variant_defs"][variant]["engine"], "wall_s": time.time() - t0,
-                      "machine": load.result, "result": result}
-            write_json_atomic(partial / "runs" / f"{name}.json", record)
-            runs.append(record)
+                    results = serve.run_serve_group(cfg, variants, metas, run_dirs)
+            own_cpu = [r.get("run_cpu_s") for r in results.values()]
+            load.result["others_share"] = machine.others_share(load.result, None if None in own_cpu else sum(own_cpu))
+            for variant in variants:
+                i += 1
+                record = {"index": i, "start": g, "variant": variant, "repeat": rep, "mode": mode, "workload": wl,
+                          "engine": cfg["variant_defs"][variant]["engine"], "wall_s": time.time() - t0,
+                          "machine": load.result, "result": results[variant]}
+                write_json_atomic(partial / "runs" / f"{names[variant]}.json", record)
+                runs.append(record)
             bad = aggregate.gate_mismatches(runs)
             if bad:
                 raise RuntimeError("CORRECTNESS GATE FAILED, speed numbers are meaningless:\n  " + "\n  ".join(bad))

@@ -7,6 +7,7 @@ baseline (installed) vLLM so both variants are measured by identical code.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import statistics
@@ -113,16 +114,17 @@ def split_by_length(values: list[float], input_lens: list[int], threshold: int) 
     return out
 
 
-def wait_client(client, server, timeout_s: float) -> int:
-    """Wait for the load client; fail at once, naming the cause, if the server dies meanwhile."""
+def wait_client(client, servers, timeout_s: float) -> int:
+    """Wait for the load client; fail at once, naming the cause, if a server dies meanwhile."""
     deadline = time.time() + timeout_s
     while time.time() < deadline:
         rc = client.poll()
         if rc is not None:
             return rc
-        if server is not None and server.poll() is not None:
-            raise RuntimeError(f"the vLLM server died mid-run (exit code {server.returncode}) while the "
-                               "client was sending requests; see server.log in the run directory")
+        for server in servers:
+            if server.poll() is not None:
+                raise RuntimeError(f"the vLLM server died mid-run (exit code {server.returncode}) "
+                                   "while the client was sending requests; see server.log in the run directory")
         time.sleep(0.2)
     raise RuntimeError(f"vllm bench serve did not finish within {timeout_s:.0f} s")
 
@@ -172,28 +174,35 @@ def client_args(cfg: dict, name: str, meta: dict, port: int, run_dir: Path, *, r
     return args
 
 
-def client_plan(cfg: dict, workloads: dict[str, dict], port: int, run_dir: Path, server_pid: int | None) -> dict:
-    """What the run's one client process does: the greedy gate, one short warm-up pass per workload
-    (not recorded), then `serve_passes` timed passes of each workload, workloads interleaved."""
+def client_plan(cfg: dict, workloads: dict[str, dict], servers: list[dict]) -> dict:
+    """What the run's one client process does: per server the greedy gate and one short warm-up pass
+    per workload (not recorded), then `serve_passes` timed passes of each workload, workloads
+    interleaved. `servers`: [{name, port, pid, run_dir}], one per variant; with several, pass k of a
+    workload runs on every server back to back, in reverse order every other k (A B B A), so
+    each variant's pass k has the other's beside it in time. A pass's JSON goes to its server's run_dir."""
     passes = []
     for k in range(1, int(cfg.get("serve_passes", 1)) + 1):
         for name, meta in workloads.items():
-            fname = f"bench-serve-{name}-pass{k}.json"
-            args = client_args(cfg, name, meta, port, run_dir, result_filename=fname)
-            if cfg.get("profile_dir") and not passes:
-                args.append("--profile")  # the server's torch profiler over the first timed pass
-            passes.append({"workload": name, "pass": k, "result_file": fname, "args": args})
+            for srv in (servers if k % 2 else servers[::-1]):
+                fname = f"bench-serve-{name}-pass{k}.json"
+                args = client_args(cfg, name, meta, srv["port"], srv["run_dir"], result_filename=fname)
+                if cfg.get("profile_dir") and k == 1 and not any(p["server"] == srv["name"] for p in passes):
+                    args.append("--profile")  # the server's torch profiler over its first timed pass
+                passes.append({"server": srv["name"], "workload": name, "pass": k, "result_file": fname, "args": args})
     warm = int(cfg.get("serve_warmup_prompts", 0))
-    return {"base_url": f"http://127.0.0.1:{port}", "server_pid": server_pid, "model": cfg["model"],
-            "seed": cfg["seed"], "gate": cfg.get("gate"), "reset_prefix_cache": True,
-            "warmup": [client_args(cfg, n, m, port, run_dir, num_prompts=min(warm, m["num_requests"]))
-                       for n, m in workloads.items()] if warm else [],
+    return {"model": cfg["model"], "seed": cfg["seed"], "gate": cfg.get("gate"), "reset_prefix_cache": True,
+            "servers": {srv["name"]: {"base_url": f"http://127.0.0.1:{srv['port']}", "server_pid": srv.get("pid"),
+                                      "warmup": [client_args(cfg, n, m, srv["port"], srv["run_dir"],
+                                                             num_prompts=min(warm, m["num_requests"]))
+                                                 for n, m in workloads.items()] if warm else []}
+                        for srv in servers},
             "passes": passes}
 
 
-def run_client_plan(plan: dict, run_dir: Path, server=None, cores: set[int] | None = None,
+def run_client_plan(plan: dict, run_dir: Path, servers=(), cores: set[int] | None = None,
                     timeout_s: float = 1800) -> dict:
-    """Run experiments.bench.serve_client on a plan; its result plus the client's own CPU seconds."""
+    """Run experiments.bench.serve_client on a plan; its result plus the client's own CPU seconds.
+    `servers`: the server processes it talks to (a dead one stops the run at once, named)."""
     plan_path, out_path = run_dir / "client-plan.json", run_dir / "client-result.json"
     write_json_atomic(plan_path, plan)
     cmd = [sys.executable, "-m", "experiments.bench.serve_client", str(plan_path), str(out_path)]
@@ -201,7 +210,7 @@ def run_client_plan(plan: dict, run_dir: Path, server=None, cores: set[int] | No
     processes.pin(client.pid, cores)
     try:
         with processes.TreeCpuSampler(client.pid) as client_cpu:
-            rc = wait_client(client, server, timeout_s=timeout_s)
+            rc = wait_client(client, servers, timeout_s=timeout_s)
     finally:
         if client.poll() is None:
             processes.kill_tree(client)
@@ -247,40 +256,71 @@ def summarize_workload(cfg: dict, name: str, meta: dict, passes: list[dict], run
 
 
 def run_serve(cfg: dict, variant: str, workloads: dict[str, dict], run_dir: Path) -> dict:
+    """One server start of one variant: its passes back to back."""
+    return run_serve_group(cfg, [variant], workloads, {variant: run_dir})[variant]
+
+
+def start_server(cfg: dict, variant: str, run_dir: Path) -> dict:
+    """`vllm serve` of a variant on a free loopback port, pinned per its core layout (before it
+    spawns EngineCore and workers)."""
     vdef = cfg["variant_defs"][variant]
     port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
     server_cmd = [sys.executable, "-m", "tools.vllm_cli", *server_args(cfg, variant, port, run_dir.name)]
-    # Dev mode for POST /reset_prefix_cache between passes (loopback only; same for every variant).
     layout = vdef.get("core_layout") or cfg.get("core_layout", "auto")  # a variant's own layout wins
     dist = cfg.get("distributed", {})
     ranks = (dist.get("tensor_parallel_size", 1) * dist.get("pipeline_parallel_size", 1)
              * dist.get("data_parallel_size", 1))
     cores = processes.core_layout(layout, ranks=ranks)
+    # Dev mode for POST /reset_prefix_cache between passes (loopback only; same for every variant).
     env = processes.variant_env(vdef["engine"], {"VLLM_SERVER_DEV_MODE": "1", **cores["env"], **vdef["env"]})
     proc = processes.start(server_cmd, env, run_dir / "server.log")
-    engine_cores, client_cores = cores["server"], cores["client"]
-    processes.pin(proc.pid, engine_cores)  # before it spawns EngineCore and workers
-    result: dict = {"mode": "serve", "server_cmd": server_cmd, "workloads": {},
-                    "cores": {"layout": layout, "engine": sorted(engine_cores or []),
-                              "client": sorted(client_cores or []), "env": cores["env"]}}
+    processes.pin(proc.pid, cores["server"])
+    return {"name": variant, "port": port, "pid": proc.pid, "proc": proc, "run_dir": run_dir, "cmd": server_cmd,
+            "layout": layout, "cores": cores}
+
+
+def run_serve_group(cfg: dict, variants: list[str], workloads: dict[str, dict], run_dirs: dict[str, Path]) -> dict:
+    """Servers of `variants` up at once, one client alternating their passes (client_plan); per variant
+    the same result a lone server gives, plus `interleaved_with`. The client's files and CPU time go
+    to the first variant's run; its CPU seconds are split evenly in each run's `run_cpu_s`."""
+    servers: list[dict] = []
+    results: dict[str, dict] = {}
     try:
-        with processes.TreeMemorySampler(proc.pid) as mem, processes.GpuMemorySampler(proc.pid) as gpu, \
-                processes.TreeCpuSampler(proc.pid) as cpu:
-            result["startup_s"] = wait_ready(base_url, proc, cfg["server_ready_timeout_s"])
-            with KvUsageSampler(base_url) as kv:
-                client = run_client_plan(client_plan(cfg, workloads, port, run_dir, proc.pid), run_dir, proc, client_cores)
-            result["kv_cache_usage_max"] = kv.max_usage
-        for name, meta in workloads.items():
-            passes = [p for p in client["passes"] if p["workload"] == name]
-            result["workloads"][name] = summarize_workload(cfg, name, meta, passes, run_dir)
-        if "gate_tokens" in client:
-            result["gate_tokens"] = client["gate_tokens"]
-        result["client_cpu_s"] = client["client_cpu_s"]
-        result["peak_rss_bytes"] = mem.peak_bytes
-        result.update(gpu.result())
-        # server tree over the whole run plus the load client: the run's own CPU
-        result["run_cpu_s"] = cpu.cpu_s + client["client_cpu_s"]
+        with contextlib.ExitStack() as stack:
+            samplers = {}
+            for v in variants:  # one after the other: each start-up is timed alone, as in a lone run
+                srv = start_server(cfg, v, run_dirs[v])
+                servers.append(srv)
+                samplers[v] = [stack.enter_context(s(srv["pid"])) for s in
+                               (processes.TreeMemorySampler, processes.GpuMemorySampler, processes.TreeCpuSampler)]
+                c = srv["cores"]
+                results[v] = {"mode": "serve", "server_cmd": srv["cmd"], "workloads": {},
+                              "cores": {"layout": srv["layout"], "engine": sorted(c["server"] or []),
+                                        "client": sorted(c["client"] or []), "env": c["env"]},
+                              "startup_s": wait_ready(f"http://127.0.0.1:{srv['port']}", srv["proc"],
+                                                      cfg["server_ready_timeout_s"])}
+                if len(variants) > 1:
+                    results[v]["interleaved_with"] = [o for o in variants if o != v]
+            with contextlib.ExitStack() as kv_stack:
+                kv = {srv["name"]: kv_stack.enter_context(KvUsageSampler(f"http://127.0.0.1:{srv['port']}"))
+                      for srv in servers}
+                client = run_client_plan(client_plan(cfg, workloads, servers), run_dirs[variants[0]],
+                                         [s["proc"] for s in servers], servers[0]["cores"]["client"])
+        for srv in servers:
+            v, res = srv["name"], results[srv["name"]]
+            mem, gpu, cpu = samplers[v]
+            res["kv_cache_usage_max"] = kv[v].max_usage
+            for name, meta in workloads.items():
+                passes = [p for p in client["passes"] if p["workload"] == name and p["server"] == v]
+                res["workloads"][name] = summarize_workload(cfg, name, meta, passes, srv["run_dir"])
+            if v in client.get("gate_tokens", {}):
+                res["gate_tokens"] = client["gate_tokens"][v]
+            res["client_cpu_s"] = client["client_cpu_s"] / len(servers)
+            res["peak_rss_bytes"] = mem.peak_bytes
+            res.update(gpu.result())
+            # server tree over the whole run plus its share of the load client: the run's own CPU
+            res["run_cpu_s"] = cpu.cpu_s + res["client_cpu_s"]
     finally:
-        processes.kill_tree(proc)
-    return result
+        for srv in servers:
+            processes.kill_tree(srv["proc"])
+    return results

@@ -1,16 +1,18 @@
 """The load client of one serving run: greedy gate, warm-up, then timed passes, in one process.
 
-Started by experiments.bench.serve, always under the baseline vLLM so both variants are
+Started by experiments.bench.serve, always under the baseline vLLM so all variants are
 measured by identical code:
     python -m experiments.bench.serve_client <plan.json> <result.json>
 
 One process for the whole run because importing vLLM costs ~10 CPU-seconds on 2 cores: paid
 once, not once per pass. Every pass is vLLM's own benchmark (`vllm.benchmarks.serve.main`, its
-arguments parsed by its own parser, exactly what `vllm bench serve` runs). Before each pass the
-server's prefix cache is emptied (POST /reset_prefix_cache, a route of vLLM's dev mode, which
-the bench server enables), so every pass of a workload does the same work. Around each pass
-the client reads what the server did for it: CPU seconds of the server's process tree (/proc)
-and the scheduler counters on /metrics.
+arguments parsed by its own parser, exactly what `vllm bench serve` runs). A plan names one
+server, or several (one per variant, all up at once) whose passes alternate so that adjacent
+passes of different variants see the same machine (`interleave: passes` in a preset). Before
+each pass the server's prefix cache is emptied (POST /reset_prefix_cache, a route of vLLM's dev
+mode, which the bench server enables), so every pass of a workload does the same work. Around
+each pass the client reads what the server did for it: CPU seconds of the server's process tree
+(/proc) and the scheduler counters on /metrics.
 """
 from __future__ import annotations
 
@@ -74,17 +76,21 @@ def measured_pass(base_url: str, server_pid: int | None, args: list[str]) -> dic
 
 
 def run_plan(plan: dict) -> dict:
-    base_url = plan["base_url"]
-    result: dict = {"passes": []}
-    if plan.get("gate"):
-        result["gate_tokens"] = greedy_gate(base_url, plan["model"], plan["gate"], plan["seed"])
-    for args in plan.get("warmup", []):
-        run_benchmark(args)
+    """plan["servers"]: {name: {base_url, server_pid, warmup: [args]}}; plan["passes"]: each names its server.
+    Every server is gated and warmed up before the first timed pass of any."""
+    servers = plan["servers"]
+    result: dict = {"passes": [], "gate_tokens": {}}
+    for name, srv in servers.items():
+        if plan.get("gate"):
+            result["gate_tokens"][name] = greedy_gate(srv["base_url"], plan["model"], plan["gate"], plan["seed"])
+        for args in srv.get("warmup", []):
+            run_benchmark(args)
     for p in plan["passes"]:
+        srv = servers[p["server"]]
         if plan.get("reset_prefix_cache", True):
-            reset_prefix_cache(base_url)
-        rec = measured_pass(base_url, plan.get("server_pid"), p["args"])
-        result["passes"].append({"workload": p["workload"], "pass": p["pass"], "result_file": p["result_file"], **rec})
+            reset_prefix_cache(srv["base_url"])
+        rec = measured_pass(srv["base_url"], srv.get("server_pid"), p["args"])
+        result["passes"].append({k: p[k] for k in ("server", "workload", "pass", "result_file")} | rec)
     return result
 
 

@@ -12,6 +12,22 @@ HEADLINE = ("output_throughput", "total_token_throughput", "median_ttft_ms", "p9
             "cpu_ms_per_output_token", "peak_gpu_mem_mb", "tokens_per_step", "steal_share", "others_cpu_share")
 
 
+def floor_cell(row: dict) -> str:
+    """The A/A floor; in a paired bench the within-repeat one, the across-runs one beside it."""
+    if row.get("interleaved"):
+        return f"{_pct(row['noise_floor'])} paired ({_pct(row.get('noise_floor_unpaired'))} across runs)"
+    return _pct(row["noise_floor"])
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x * 100:.1f}%"
+
+
+PAIRED_NOTE = ("Paired bench (interleave: passes): the variants' servers were up at once and their timed passes "
+               "alternated A B B A; delta = median over repeats of the difference within a repeat, A/A floor = "
+               "largest such difference between the two baselines, 95% CI = bootstrap over adjacent pass pairs.\n\n")
+
+
 def rows_for_table(summary: list[dict], reference: str = "baseline", headline_only: bool = False) -> list[list[str]]:
     out = []
     for row in summary:
@@ -25,7 +41,7 @@ def rows_for_table(summary: list[dict], reference: str = "baseline", headline_on
                         bench_range(ref) + ("" if against == reference else f" ({against})"),
                         bench_range(s) + ("" if v == "patched" else f" ({v})"),
                         fmt(cmp["delta"], pct=True), bench_ci(cmp.get("ci95")),
-                        "-" if row["noise_floor"] is None else f"{row['noise_floor'] * 100:.1f}%",
+                        floor_cell(row),
                         cmp["verdict"], str(s["n"])])
     return out
 
@@ -36,7 +52,8 @@ COLUMNS = ["mode", "workload", "metric", "baseline median [min, max]", "patched 
 
 def markdown_table(summary: list[dict], headline_only: bool = False) -> str:
     rows = rows_for_table(summary, headline_only=headline_only)
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    head = [PAIRED_NOTE.strip(), ""] if any(r.get("interleaved") for r in summary) else []
+    lines = head + ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 

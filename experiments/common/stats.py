@@ -76,3 +76,17 @@ def bootstrap_delta_ci(ref: Sequence[float], values: Sequence[float], *, resampl
         return None
     alpha = (1 - confidence) / 2 * 100
     return percentile(deltas, alpha), percentile(deltas, 100 - alpha)
+
+
+def bootstrap_median_ci(values: Sequence[float], *, resamples: int = 2000, confidence: float = 0.95,
+                        seed: int = 0) -> tuple[float, float] | None:
+    """Percentile-bootstrap interval of the median of `values` (e.g. paired relative differences).
+    Seeded; None with fewer than 2 values."""
+    import random
+
+    if len(values) < 2:
+        return None
+    rng = random.Random(seed)
+    meds = [statistics.median(rng.choices(values, k=len(values))) for _ in range(resamples)]
+    alpha = (1 - confidence) / 2 * 100
+    return percentile(meds, alpha), percentile(meds, 100 - alpha)

@@ -25,7 +25,8 @@ def test_results_section_comes_from_the_newest_long_docs_bench(monkeypatch, tmp_
         return {"mode": "serve", "workloads": {"long_docs": {
             "short_p90_ttft_ms": ttft[i], "long_p90_ttft_ms": 2 * ttft[i], "output_throughput": tput[i]}}}
 
-    monkeypatch.setattr(serve, "run_serve", fake_serve)
+    monkeypatch.setattr(serve, "run_serve_group",
+                        lambda cfg, variants, metas, run_dirs: {v: fake_serve(cfg, v, metas, run_dirs[v]) for v in variants})
     cfg = presets.resolve("long-docs", repeats=3, variants=list(FAKE))
     cfg["workloads"] = {"long_docs": {"num_requests": 8}}
     bench = runner.run_bench(cfg, tmp_path / "results" / "cpu", argv=["test"])
