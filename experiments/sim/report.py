@@ -112,16 +112,27 @@ def validation_part(root: Path) -> str:
     served = _load(root / "validation" / "comparison-cpu-served.json")
     head = (f"**Timing validation before and after the served calibration**: with the in-process cost model "
             f"`cpu` {c['within']} of {c['rows']} rows are within max(10%, the real runs' own spread)"
-            + (f"; with `cpu-served` {served['within']} of {served['rows']}." if served else
+            + other_cpu_note(c)
+            + (f"; with `cpu-served` {served['within']} of {served['rows']}" + other_cpu_note(served) + "." if served else
                "; no `cpu-served` comparison yet.") + "\n\n")
     return head + "\n".join(comparison_part(x, stem) for x, stem in ((c, "comparison"), (served, "comparison-cpu-served"))
                             if x is not None)
 
 
+def other_cpu_note(c: dict) -> str:
+    """The rows of real sets from another CPU than the calibration's: shown, not in the tally."""
+    o = c.get("other_cpu") or {}
+    if not o.get("rows"):
+        return ""
+    return (f" on the CPU the cost model was calibrated on; real sets from another CPU: {o['within']} of "
+            f"{o['rows']} within, shown, not counted")
+
+
 def comparison_part(c: dict, stem: str) -> str:
     out = [f"**Simulated ({c.get('cost_model', 'cpu')}) vs real** ([`validation/{stem}.md`](validation/{stem}.md), plot "
            f"`validation/{stem}.png`; {c['label']}; the same points, workloads, rates and arrival seed as "
-           f"each real set): {c['within']} of {c['rows']} rows within max(10%, the real runs' own spread)."]
+           f"each real set): {c['within']} of {c['rows']} rows within max(10%, the real runs' own spread)"
+           + other_cpu_note(c) + "."]
     for b in c["benches"]:
         rows, m = b["rows"], b["real_machine"]
         ratios = []
@@ -133,6 +144,8 @@ def comparison_part(c: dict, stem: str) -> str:
                 f"{rows[0]['real_runs'] if rows else 0} runs per point): {sum(r['within'] for r in rows)} of "
                 f"{len(rows)} rows within; real median / simulated (median [min, max] over rows): "
                 + "; ".join(ratios) + ".")
+        if not b.get("counted", True):
+            line += f" Not counted: another CPU than the cost model's calibration ({b['calibration_cpu']})."
         if gaps:
             line += (f" Simulated arrivals vs the real client's send times: at most "
                      f"{max(gaps.values()) * 1e3:.1f} ms apart.")
@@ -191,8 +204,8 @@ def render_package_summary(root: Path = ROOT) -> str:
     if c is None:
         return "No sim-vs-real comparison yet (`make sim`).\n"
     link = "../../results/reference/sim/validation"
-    out = (f"Timing validation on the committed real sets ({c['rows']} rows: point x workload x rate x metric), "
-           f"a row within when its error is at most max(10%, the real runs' own spread):\n\n"
+    out = (f"Timing validation on the committed real sets from the calibration's CPU ({c['rows']} rows: point x "
+           f"workload x rate x metric), a row within when its error is at most max(10%, the real runs' own spread):\n\n"
            f"- before, in-process cost model `cpu`: **{c['within']} of {c['rows']}** "
            f"([`comparison.md`]({link}/comparison.md));\n")
     if served is None or cm is None:

@@ -134,6 +134,7 @@ def load_runs(root: Path = SERVED_DIR) -> list[dict]:
             runs.append({"bench": bench.name, "run": run_dir.name, "point": rec["variant"],
                          "rate": str(next(iter(manifest["config"]["request_rate"].values()))),
                          "machine": rec["machine"], "loadavg_1m_start": manifest["provenance"]["machine"]["loadavg_1m"],
+                         "cpu": manifest["provenance"]["machine"],
                          "busy_machine": manifest.get("busy_machine"), "workloads": wls})
     if not runs:
         raise SimInputError(f"no complete served runs under {root}: run `python -m experiments.sim served`")
@@ -159,6 +160,10 @@ def fit(runs: list[dict], source: str) -> LinearStepCost:
                            "the start of the next while work was left (schedule, forward, sample, update, "
                            "output queue, input handling), single pass, on the shared cores as they were")
     model.fit["fit_points"] = list(FIT_POINTS)
+    cpus = {r["cpu"]["cpu_model"] for r in runs}
+    if len(cpus) > 1:
+        raise SimInputError(f"served runs from different CPUs ({', '.join(sorted(cpus))}): one calibration is one machine")
+    model.fit["machine"] = {k: runs[0]["cpu"].get(k) for k in ("cpu_model", "cpu_count")}
     model.fit["runs"] = [{k: r[k] for k in ("bench", "run", "point", "rate", "loadavg_1m_start", "busy_machine")}
                          | {"others_share": r["machine"].get("others_share"),
                             "loadavg_1m_end": r["machine"].get("loadavg_1m_end")} for r in runs]

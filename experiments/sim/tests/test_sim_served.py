@@ -16,10 +16,10 @@ from experiments.sim.cost_models import FEATURES, LinearStepCost
 from experiments.sim.errors import SimInputError
 
 
-def synthetic_run(root, rate: str = "16", point: str = "baseline", n: int = 40):
+def synthetic_run(root, rate: str = "16", point: str = "baseline", n: int = 40, cpu: str = "Test CPU"):
     """A served bench with one run: steps costing exactly 5 ms + 10 us/prefill token + 1 ms/decode seq,
     requests that spend 3 ms inbound and 2 ms outbound."""
-    bench = root / f"sim-served-rate{rate}-cpu-x"
+    bench = root / f"sim-served-rate{rate}-cpu-{point}-{cpu.replace(' ', '')}"
     run_dir = bench / "runs" / f"01-{point}-r1-serve"
     run_dir.mkdir(parents=True)
     events, t, client = [{"ev": "start", "pid": 1, "wall_minus_mono": 0.0}], 100.0, {
@@ -47,7 +47,7 @@ def synthetic_run(root, rate: str = "16", point: str = "baseline", n: int = 40):
         "result": {"workloads": {"mixed_long_short": {}}}}))
     (bench / "manifest.json").write_text(json.dumps({
         "status": "complete", "config": {"request_rate": {"mixed_long_short": rate}},
-        "provenance": {"machine": {"loadavg_1m": 1.0}}, "busy_machine": False}))
+        "provenance": {"machine": {"loadavg_1m": 1.0, "cpu_model": cpu, "cpu_count": 2}}, "busy_machine": False}))
     (bench / "summary.json").write_text("[]")
     return run_dir
 
@@ -66,6 +66,20 @@ def test_ttft_splits_exactly_and_the_fit_reproduces_its_points(tmp_path):
     assert model.fit["held_out"]["n"] > 0 and model.fit["held_out"]["median_abs_rel_error"] < 1e-6
     assert model.frontend["request_in_s"] == pytest.approx(0.003)
     assert model.frontend["token_out_s"] == pytest.approx(0.002)
+
+
+def test_the_served_model_records_its_machine_and_refuses_two(tmp_path):
+    """One calibration is one machine: validate counts only real sets from the CPU the fit names."""
+    from experiments.sim import validate
+
+    synthetic_run(tmp_path)
+    model = served_fit.fit(served_fit.load_runs(tmp_path), source="synthetic")
+    assert model.fit["machine"] == {"cpu_model": "Test CPU", "cpu_count": 2}
+    synthetic_run(tmp_path, point="cap512", cpu="Other CPU")
+    with pytest.raises(SimInputError, match="different CPUs"):
+        served_fit.fit(served_fit.load_runs(tmp_path), source="synthetic")
+    assert validate.calibration_cpu("cpu") == cost_models.load("cpu").fit["machine"]["cpu_model"]
+    assert validate.calibration_cpu("roofline-h100:x") is None
 
 
 def test_a_run_without_engine_steps_fails_clearly(tmp_path):
@@ -171,3 +185,15 @@ def test_after_import_hook_runs_once_when_the_module_executes(tmp_path, monkeypa
     served_steps.AfterImport.arm("sim_after_import_probe", lambda m: seen.append(2))  # already imported: at once
     assert seen == [1, 2]
     sys.modules.pop("sim_after_import_probe")
+
+
+def test_hook_cost_bench_is_paired_with_an_aa_floor_and_the_hook_on_one_variant_only(monkeypatch):
+    from experiments.bench import machine
+    from experiments.sim import hook_cost
+
+    monkeypatch.setattr(machine, "sample_idle_machine", lambda: {"busy_share": 0.0})
+    cfg = hook_cost.bench_config()
+    assert cfg["interleave"] == "passes" and cfg["variants"] == ["baseline", "baseline-aa", "baseline-hook"]
+    armed = {v for v, d in cfg["variant_defs"].items() if d["env"].get("SIM_SERVED_STEPS") == "1"}
+    assert armed == {"baseline-hook"}
+    assert "served_hook" in cfg["variant_defs"]["baseline-hook"]["env"]["PYTHONPATH"]
