@@ -195,6 +195,20 @@ PRESETS: dict[str, dict] = {
         "workloads": {"shared_prefix_chat": {}},
         "request_rate": {"shared_prefix_chat": "inf"},
     },
+    # The paired A/A with 4x longer passes (256 requests each): does more measured time per pass
+    # shrink the floor as 1/sqrt(time), i.e. what would a 2% floor cost here?
+    "aa-paired-long": {
+        "description": "aa-paired with passes of 256 requests (4x the default 64): 8 alternating passes per "
+                       "server, 3 repeats",
+        "variants": ["baseline", "baseline-aa"],
+        "repeats": 3,
+        "modes": ["serve"],
+        "interleave": "passes",
+        "serve_passes": 8,
+        "offline_workload": "shared_prefix_chat",
+        "workloads": {"shared_prefix_chat": {"num_requests": 256}},
+        "request_rate": {"shared_prefix_chat": "inf"},
+    },
 }
 
 COMMON = {
