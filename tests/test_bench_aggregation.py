@@ -269,3 +269,14 @@ def test_paired_bench_runs_one_server_group_per_repeat(monkeypatch, tmp_path):
 def test_paired_preset_refuses_what_it_cannot_measure(kwargs, why):
     with pytest.raises(SystemExit, match=why):
         presets.resolve("aa-paired", **kwargs)
+
+
+def test_any_serve_preset_runs_paired_from_the_command_line(capsys):
+    cfg = presets.resolve("default", interleave="passes", variants=["baseline", "patched", "baseline-aa"])
+    assert cfg["interleave"] == "passes"
+    assert [vs for _, vs, _ in runner.run_groups(cfg)][:2] == [["baseline", "patched", "baseline-aa"],
+                                                              ["baseline-aa", "patched", "baseline"]]
+    from experiments.bench.__main__ import main
+
+    assert main(["--preset", "smoke", "--interleave", "passes"]) == 2  # offline mode: refused, named
+    assert "interleave=passes needs modes [serve]" in capsys.readouterr().err

@@ -25,6 +25,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--core-layout", choices=processes.CORE_LAYOUTS, default="auto",
                     help="where serve runs put their processes (experiments.bench.processes.core_layout; "
                          "reserved: one rank only; PRESET=core-layout compares it, see results/observations/)")
+    ap.add_argument("--interleave", choices=["runs", "passes"],
+                    help="passes: every variant's server up at once, timed passes alternating, compared within "
+                         "each repeat (a paired bench; its A/A floor needs baseline-aa among the variants, e.g. "
+                         "--variants baseline,patched,baseline-aa); default: the preset's (runs for most)")
     dist = ap.add_argument_group("vLLM distributed engine (every variant, every rank)")
     dist.add_argument("--tp", type=int, default=1, help="tensor_parallel_size (TP=)")
     dist.add_argument("--pp", type=int, default=1, help="pipeline_parallel_size (PP=)")
@@ -45,8 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         print(f"[bench] refused: {exc}", file=sys.stderr)
         return 2
-    cfg = presets.resolve(args.preset, repeats=args.repeats, model=model, backend=detect_backend(),
-                          variants=args.variants.split(",") if args.variants else None, distributed=dist_args)
+    try:
+        cfg = presets.resolve(args.preset, repeats=args.repeats, model=model, backend=detect_backend(),
+                              variants=args.variants.split(",") if args.variants else None, distributed=dist_args,
+                              interleave=args.interleave)
+    except SystemExit as exc:
+        print(f"[bench] refused: {exc}", file=sys.stderr)
+        return 2
     try:
         processes.core_layout(args.core_layout, ranks=args.tp * args.pp * args.dp)
     except SystemExit as exc:

@@ -248,7 +248,8 @@ def check_interleave(cfg: dict, backend: str, distributed: dict) -> None:
 
 
 def resolve(name: str, *, repeats: int | None = None, model: str | None = None,
-            backend: str = "cpu", variants: list[str] | None = None, distributed: dict | None = None) -> dict:
+            backend: str = "cpu", variants: list[str] | None = None, distributed: dict | None = None,
+            interleave: str | None = None) -> dict:
     """Full bench configuration for a preset, with overrides from the command line/env."""
     if name not in PRESETS:
         raise SystemExit(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
@@ -257,6 +258,8 @@ def resolve(name: str, *, repeats: int | None = None, model: str | None = None,
         cfg["repeats"] = repeats
     if variants:
         cfg["variants"] = variants
+    if interleave:
+        cfg["interleave"] = interleave  # `--interleave passes`: any serve preset, paired
     unknown = [v for v in cfg["variants"] if v not in VARIANTS]
     if unknown:
         raise SystemExit(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
