@@ -33,6 +33,9 @@ BASE_ENGINE_ARGS = {**presets.CPU_ENGINE_ARGS, "seed": 0}
 CHILD_TIMEOUT_S = 1800
 
 
+SERVER_ONLY_ENV = ("PYTHONPATH", "SIM_SERVED_STEPS")
+
+
 def resolve_variant(variant: str | dict) -> dict:
     if isinstance(variant, dict):
         vdef = {"engine": variant.get("engine"), "env": dict(variant.get("env", {})),
@@ -44,6 +47,10 @@ def resolve_variant(variant: str | dict) -> dict:
                             "or a def {'engine': 'baseline'|'patched', 'engine_args': {...}}")
     if vdef["engine"] not in ("baseline", "patched"):
         raise SimInputError(f"variant engine must be baseline or patched, got {vdef['engine']!r}")
+    # A bench's variant may carry how its server was run (the served step hook: SIM_SERVED_STEPS and a
+    # PYTHONPATH naming the checkout it ran from); the simulator picks its engine by `engine` alone.
+    for key in SERVER_ONLY_ENV:
+        vdef["env"].pop(key, None)
     return vdef
 
 

@@ -22,6 +22,15 @@ def test_unknown_variant_model_workload():
         api.make_job("baseline", None, "mixed_long_short", 0, 0, "cpu")
 
 
+def test_a_served_variant_simulates_its_engine_not_its_server_env():
+    """A served set's variant def names the hook and the checkout it ran from: never the simulator's."""
+    from experiments.sim.served import served_variant
+
+    vdef = served_variant({"engine": "patched", "env": {"X": "1"}, "engine_args": {}})
+    assert api.resolve_variant(vdef)["env"] == {"X": "1"}
+    assert "PYTHONPATH" in vdef["env"]  # the caller's def is left as it was
+
+
 def test_arrivals_follow_vllm_bench_serve():
     """Rescaled so the last request goes out at n/rate; inf sends everything at once; seeded."""
     a = arrival_times(64, 16, seed=0)
