@@ -82,6 +82,18 @@ LONG_DOCS_ENGINE_ARGS = {"max_num_batched_tokens": 512, "max_model_len": 4096}
 LONG_DOCS_ARMS = ["baseline", "baseline-threshold", "baseline-threshold-adaptive",
                   "patched-count-cap", "patched-token-cap"]
 
+# The instrument checks' shape: the throughput headline only (shared_prefix_chat at rate inf), 8 timed
+# passes per server start, 3 repeats, an A/A pair unless a preset says otherwise.
+HEADLINE_8PASS = {
+    "variants": ["baseline", "baseline-aa"],
+    "repeats": 3,
+    "modes": ["serve"],
+    "serve_passes": 8,
+    "offline_workload": "shared_prefix_chat",
+    "workloads": {"shared_prefix_chat": {}},
+    "request_rate": {"shared_prefix_chat": "inf"},
+}
+
 PRESETS: dict[str, dict] = {
     "default": {
         "description": "baseline vs patched: serving on both workloads (shared_prefix_chat at rate inf is the "
@@ -156,58 +168,36 @@ PRESETS: dict[str, dict] = {
         "workloads": {"shared_prefix_chat": {}, "mixed_long_short": {}},
         "request_rate": {"shared_prefix_chat": "inf", "mixed_long_short": 16},
     },
-    # Does pinning the serving processes change the headline, or its noise? Same shape as aa-8pass.
+    # Does pinning the serving processes change the headline, or its noise? (HEADLINE_8PASS shape)
     "core-layout": {
+        **HEADLINE_8PASS,
         "description": "baseline unpinned vs baseline-reserved (server, EngineCore and client on the core vLLM's "
                        "CPU worker leaves free) on the throughput headline: 8 timed passes per server start, "
                        "3 repeats in A B B A order",
         "variants": ["baseline", "baseline-reserved"],
-        "repeats": 3,
-        "modes": ["serve"],
-        "serve_passes": 8,
-        "offline_workload": "shared_prefix_chat",
-        "workloads": {"shared_prefix_chat": {}},
-        "request_rate": {"shared_prefix_chat": "inf"},
     },
     # Fewer, longer measurements of the headline only: is the floor the machine's, or the 3 passes'?
     "aa-8pass": {
+        **HEADLINE_8PASS,
         "description": "A/A on the throughput headline only (shared_prefix_chat, rate inf): 8 timed passes "
                        "per server start, 3 repeats in A B B A order",
-        "variants": ["baseline", "baseline-aa"],
-        "repeats": 3,
-        "modes": ["serve"],
-        "serve_passes": 8,
-        "offline_workload": "shared_prefix_chat",
-        "workloads": {"shared_prefix_chat": {}},
-        "request_rate": {"shared_prefix_chat": "inf"},
     },
     # The same A/A with both servers up at once and their passes alternating (A B B A per pass):
     # the floor of a paired design, where adjacent passes share the machine's state.
     "aa-paired": {
+        **HEADLINE_8PASS,
         "description": "A/A on the throughput headline, paired: baseline and baseline-aa servers up at once, "
                        "their 8 timed passes alternating A B B A, 3 repeats",
-        "variants": ["baseline", "baseline-aa"],
-        "repeats": 3,
-        "modes": ["serve"],
         "interleave": "passes",
-        "serve_passes": 8,
-        "offline_workload": "shared_prefix_chat",
-        "workloads": {"shared_prefix_chat": {}},
-        "request_rate": {"shared_prefix_chat": "inf"},
     },
     # The paired A/A with 4x longer passes (256 requests each): does more measured time per pass
     # shrink the floor as 1/sqrt(time), i.e. what would a 2% floor cost here?
     "aa-paired-long": {
+        **HEADLINE_8PASS,
         "description": "aa-paired with passes of 256 requests (4x the default 64): 8 alternating passes per "
                        "server, 3 repeats",
-        "variants": ["baseline", "baseline-aa"],
-        "repeats": 3,
-        "modes": ["serve"],
         "interleave": "passes",
-        "serve_passes": 8,
-        "offline_workload": "shared_prefix_chat",
         "workloads": {"shared_prefix_chat": {"num_requests": 256}},
-        "request_rate": {"shared_prefix_chat": "inf"},
     },
 }
 

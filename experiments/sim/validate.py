@@ -75,6 +75,7 @@ def compare_bench(bench_dir: Path, cost_model: str = "cpu") -> dict:
                                      workload_overrides=overrides))
             keys.append((variant, wl))
     sims = api.run_jobs(jobs)
+    calib_cpu = calibration_cpu(cost_model)
     rows = []
     for (variant, wl), sim in zip(keys, sims):
         # a patched point is only comparable when both sides ran the same patch series
@@ -95,8 +96,8 @@ def compare_bench(bench_dir: Path, cost_model: str = "cpu") -> dict:
     return {"real_bench": bench_dir.name, "cost_model": cost_model, "label": sims[0]["label"],
             "real_series": manifest["series_hash"], "sim_series": sorted({s["series"] for s in sims if s["series"]}),
             "real_machine": manifest["provenance"]["machine"], "arrivals": arrival_check(bench_dir, cfg),
-            "calibration_cpu": calibration_cpu(cost_model),
-            "counted": calibration_cpu(cost_model) in (None, manifest["provenance"]["machine"]["cpu_model"]),
+            "calibration_cpu": calib_cpu,
+            "counted": calib_cpu in (None, manifest["provenance"]["machine"]["cpu_model"]),
             "rows": rows}
 
 
