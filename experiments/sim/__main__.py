@@ -10,9 +10,9 @@
     speed                wall time of one 256-request simulation and of a 30-point sweep
     calibrate            CPU cost: record real engine steps (2 engine starts) and fit the cost model;
                          `--points cap512` re-records only that point (after the patch series changed)
-    real-runs            CPU cost: real `vllm serve` runs of the validation points (~15 min)
-    served               CPU cost: real `vllm serve` runs of the validation points with every EngineCore
-                         step timed inside the engine process (`--rates 16,inf --repeats 1`, ~20 min)
+    served               CPU cost: real `vllm serve` runs of the validation points, each point served plain
+                         (validation) and with every EngineCore step timed inside the engine process
+                         (calibration), passes alternating (`--rates 16,inf --repeats 2`, ~30 min)
     served-fit           from those runs: the TTFT split (client -> scheduler -> first token -> client),
                          served step periods vs the in-process model, and the `cpu-served` cost model
 
@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m experiments.sim", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("command", nargs="?", default="all",
-                    choices=["all", "decisions", "validate", "benches", "project", "speed", "calibrate", "real-runs",
+                    choices=["all", "decisions", "validate", "benches", "project", "speed", "calibrate",
                              "served", "served-fit"])
     ap.add_argument("--out", type=Path, default=OUT)
     args, rest = ap.parse_known_args(argv)
@@ -190,13 +190,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[sim calibrate] recorded {', '.join(points)}" +
               (f"; held-out error {json.dumps(cm.fit['held_out'])}" if cm else ""))
         return 0
-    if args.command == "real-runs":
-        from experiments.sim import real_runs
-        return real_runs.main(["--out", str(out / "real"), *rest])
     if args.command == "served":
         from experiments.sim import served
         opts = dict(zip(rest[::2], rest[1::2]))
-        served.record(rates=opts.get("--rates", "16,inf").split(","), repeats=int(opts.get("--repeats", 1)),
+        served.record(rates=opts.get("--rates", "16,inf").split(","), repeats=int(opts.get("--repeats", 2)),
                       points=opts.get("--points", ",".join(served.VALIDATION_POINTS)).split(","),
                       out=out / "served", argv=["python", "-m", "experiments.sim", "served", *rest])
         return 0
