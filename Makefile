@@ -104,5 +104,5 @@ tiny-model: $(VENV)/.setup-stamp ## train models/tiny-llama-trained on stdlib so
 labs-week3: $(VENV)/.setup-stamp ## vLLM labs c1-c5 on the real engine (models/tiny-llama-trained)
 	@for l in c1_prefill_decode_batching c2_paged_kv_cache c3_mixed_scheduling c4_attention_graphs_quant c5_speculative_decoding; do $(PY) -m experiments.vllm.$$l || exit 1; done
 
-sim: $(VENV)/.setup-stamp ## virtual-clock simulator on vLLM's real Scheduler: decision match, sim vs real, benches, H100/H200 projection, speed (~3 min, no engine start; SIM_ARGS=calibrate|real-runs|served re-measure: served runs time every EngineCore step of a real vllm serve)
+sim: $(VENV)/.setup-stamp ## virtual-clock simulator on vLLM's real Scheduler: decision match, sim vs real, benches, H100/H200 projection, speed (~3 min, no engine start; SIM_ARGS=calibrate|served re-measure: served runs put each point's plain server beside one that times every EngineCore step)
 	@$(PY) -m experiments.sim $(SIM_ARGS)

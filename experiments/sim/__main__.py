@@ -55,43 +55,47 @@ def cmd_decisions(out: Path) -> dict:
     return result
 
 
-def real_benches(out: Path) -> list[Path]:
+def validation_benches(out: Path) -> list[tuple[Path, bool]]:
+    """(real bench, same window as the served calibration?): the served benches first (their plain
+    servers ran beside the hooked ones the cost model is fitted on), then older sets, shown apart."""
     from experiments.bench.store import complete_benches
+    from experiments.sim import validate
 
-    return complete_benches(out / "real")
+    served = complete_benches(out / "served")
+    if not served:
+        raise SystemExit(f"no complete served runs under {rel(out / 'served')}: run `python -m experiments.sim served`")
+    older = complete_benches(out / "real") + [REPO_ROOT / b for b in validate.REFERENCE_REAL
+                                              if (REPO_ROOT / b / "manifest.json").is_file()]
+    return [(b, True) for b in served] + [(b, False) for b in older]
 
 
 def cmd_validate(out: Path) -> dict:
     from experiments.sim import validate
-
-    benches = real_benches(out)
-    if not benches:
-        raise SystemExit(f"no complete real runs under {rel(out / 'real')}: run `python -m experiments.sim real-runs`")
-    benches += [REPO_ROOT / b for b in validate.REFERENCE_REAL if (REPO_ROOT / b / "manifest.json").is_file()]
     from experiments.sim.cost_models import CPU_SERVED_MODEL_PATH
 
+    benches = validation_benches(out)
     made = {}
     for cost_model, stem in validate.COMPARISONS.items():
         if cost_model == "cpu-served" and not CPU_SERVED_MODEL_PATH.is_file():
             print(f"[sim validate] no {rel(CPU_SERVED_MODEL_PATH)}: the cpu-served comparison is skipped "
                   "(`python -m experiments.sim served` then `served-fit`)")
             continue
-        comparison = {"benches": [validate.compare_bench(b, cost_model) for b in benches]}
+        comparison = {"benches": [validate.compare_bench(b, cost_model, same_window) for b, same_window in benches]}
         comparison["label"] = comparison["benches"][0]["label"]
         comparison["cost_model"] = cost_model
-        # the tally: real sets from the CPU the cost model was calibrated on; the others are shown apart
-        rows = [r for b in comparison["benches"] if b["counted"] for r in b["rows"]]
-        other = [r for b in comparison["benches"] if not b["counted"] for r in b["rows"]]
+        # the tally: real runs from the served calibration's window and CPU; the others are shown apart
+        rows = [r for b in comparison["benches"] if not b["not_counted"] for r in b["rows"]]
+        other = [r for b in comparison["benches"] if b["not_counted"] for r in b["rows"]]
         comparison["within"] = sum(r["within"] for r in rows)
         comparison["rows"] = len(rows)
-        comparison["other_cpu"] = {"within": sum(r["within"] for r in other), "rows": len(other)}
+        comparison["not_counted"] = {"within": sum(r["within"] for r in other), "rows": len(other)}
         vdir = out / "validation"
         write_json_atomic(vdir / f"{stem}.json", comparison)
         (vdir / f"{stem}.md").write_text(validate.markdown(comparison))
         validate.plot(comparison, vdir / f"{stem}.png", source=rel(vdir / f"{stem}.json"))
         print(f"[sim validate] cost model {cost_model}: {comparison['within']}/{comparison['rows']} rows within "
-              f"max(10%, real spread) on the calibration CPU; other CPUs {comparison['other_cpu']['within']}/"
-              f"{comparison['other_cpu']['rows']} (not counted)")
+              f"max(10%, real spread) in the calibration's window; older sets {comparison['not_counted']['within']}/"
+              f"{comparison['not_counted']['rows']} (not counted)")
         made[cost_model] = comparison
     return made
 

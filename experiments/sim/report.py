@@ -75,7 +75,8 @@ def served_part(root: Path) -> str:
            f"{len(runs)} runs under [`served/`](served/): {m['cpu_model']}, {m['cpu_count']} cores, other processes "
            f"used {min(shares):.0%}-{max(shares):.0%} of the CPUs during the runs, load average "
            f"{min(r['loadavg_1m_start'] for r in runs):.2f}-{max(r['loadavg_1m_start'] for r in runs):.2f} at start; "
-           f"measured, one bench repeat per point, {len(rows) // len(runs)} client passes per run over "
+           f"measured, {len(runs) // len({(r['point'], r['rate']) for r in runs})} bench repeat(s) per point and rate, "
+           f"{len(rows) // len(runs)} client passes per run over "
            f"{len({r['workload'].split('/')[0] for r in rows})} workloads). Over "
            f"{len(rows)} client passes, median over passes of the per-pass median (ms):"]
     for rate in sorted({r["rate"] for r in rows}):
@@ -112,19 +113,19 @@ def validation_part(root: Path) -> str:
     served = _load(root / "validation" / "comparison-cpu-served.json")
     head = (f"**Timing validation before and after the served calibration**: with the in-process cost model "
             f"`cpu` {c['within']} of {c['rows']} rows are within max(10%, the real runs' own spread)"
-            + other_cpu_note(c)
-            + (f"; with `cpu-served` {served['within']} of {served['rows']}" + other_cpu_note(served) + "." if served else
+            + not_counted_note(c)
+            + (f"; with `cpu-served` {served['within']} of {served['rows']}" + not_counted_note(served) + "." if served else
                "; no `cpu-served` comparison yet.") + "\n\n")
     return head + "\n".join(comparison_part(x, stem) for x, stem in ((c, "comparison"), (served, "comparison-cpu-served"))
                             if x is not None)
 
 
-def other_cpu_note(c: dict) -> str:
-    """The rows of real sets from another CPU than the calibration's: shown, not in the tally."""
-    o = c.get("other_cpu") or {}
+def not_counted_note(c: dict) -> str:
+    """The rows of older real sets (another window or another CPU than the calibration's): shown, not in the tally."""
+    o = c.get("not_counted") or {}
     if not o.get("rows"):
         return ""
-    return (f" on the CPU the cost model was calibrated on; real sets from another CPU: {o['within']} of "
+    return (f" in the served calibration's window; older real sets (another window or CPU): {o['within']} of "
             f"{o['rows']} within, shown, not counted")
 
 
@@ -132,7 +133,7 @@ def comparison_part(c: dict, stem: str) -> str:
     out = [f"**Simulated ({c.get('cost_model', 'cpu')}) vs real** ([`validation/{stem}.md`](validation/{stem}.md), plot "
            f"`validation/{stem}.png`; {c['label']}; the same points, workloads, rates and arrival seed as "
            f"each real set): {c['within']} of {c['rows']} rows within max(10%, the real runs' own spread)"
-           + other_cpu_note(c) + "."]
+           + not_counted_note(c) + "."]
     for b in c["benches"]:
         rows, m = b["rows"], b["real_machine"]
         ratios = []
@@ -141,11 +142,11 @@ def comparison_part(c: dict, stem: str) -> str:
             ratios.append(f"{metric} {statistics.median(rs):.2f}x [{min(rs):.2f}, {max(rs):.2f}]")
         gaps = b["arrivals"]["max_abs_gap_s"]
         line = (f"- `{b['real_bench']}` ({m['cpu_model']}, load average {m['loadavg_1m']:.2f} at start, "
-                f"{rows[0]['real_runs'] if rows else 0} runs per point): {sum(r['within'] for r in rows)} of "
+                f"{rows[0]['real_passes'] if rows else 0} timed passes per point): {sum(r['within'] for r in rows)} of "
                 f"{len(rows)} rows within; real median / simulated (median [min, max] over rows): "
                 + "; ".join(ratios) + ".")
-        if not b.get("counted", True):
-            line += f" Not counted: another CPU than the cost model's calibration ({b['calibration_cpu']})."
+        if b.get("not_counted"):
+            line += f" Not counted: {b['not_counted']}."
         if gaps:
             line += (f" Simulated arrivals vs the real client's send times: at most "
                      f"{max(gaps.values()) * 1e3:.1f} ms apart.")
@@ -204,8 +205,9 @@ def render_package_summary(root: Path = ROOT) -> str:
     if c is None:
         return "No sim-vs-real comparison yet (`make sim`).\n"
     link = "../../results/reference/sim/validation"
-    out = (f"Timing validation on the committed real sets from the calibration's CPU ({c['rows']} rows: point x "
-           f"workload x rate x metric), a row within when its error is at most max(10%, the real runs' own spread):\n\n"
+    out = (f"Timing validation on the real runs measured in the served calibration's window (each point's plain "
+           f"server beside its hooked twin, passes alternating; {c['rows']} rows: point x workload x rate x metric), "
+           f"a row within when its error is at most max(10%, the real passes' own spread):\n\n"
            f"- before, in-process cost model `cpu`: **{c['within']} of {c['rows']}** "
            f"([`comparison.md`]({link}/comparison.md));\n")
     if served is None or cm is None:

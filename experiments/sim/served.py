@@ -2,15 +2,17 @@
 
     python -m experiments.sim served [--repeats 2] [--rates 16,inf] [--points baseline,cap512,base-mbt1024]
 
-One paired bench per rate (`interleave: passes`, as `PRESET=aa-paired`): per repeat, every validation
-point's server up twice at once, once plain and once with `served_hook/` first on PYTHONPATH and
-SIM_SERVED_STEPS=1 (`<point>-served`: `experiments.sim.served_steps` writes `served-steps-<pid>.jsonl`
-into its run directory, per engine step its start, seconds and what it computed, per request when it
-reached the scheduler and which step gave its first token). One client alternates their timed passes
-A B B A, so a point's plain pass runs seconds from its hooked twin's. The hooked runs calibrate
-`cpu-served` (`served_fit`); the plain runs beside them are what `validate` counts: this VM's speed
-drifts by 15-25% between windows minutes apart (results/observations: aa-paired-long), which no cost
-model fitted in one window can follow.
+One bench per rate in which every validation point runs twice per repeat: plain, and with
+`served_hook/` first on PYTHONPATH and SIM_SERVED_STEPS=1 (`<point>-served`:
+`experiments.sim.served_steps` writes `served-steps-<pid>.jsonl` into its run directory, per engine
+step its start, seconds and what it computed, per request when it reached the scheduler and which
+step gave its first token). One server at a time, as a user serves, the runs alternating A B B A
+(the plain run next to its hooked twin, the order reversed every other repeat). The hooked runs
+calibrate `cpu-served` (`served_fit`); the plain runs between them are what `validate` counts: this
+VM's speed drifts between windows minutes apart by more than the tolerance (results/observations:
+aa-paired-long), which no cost model fitted in one window can follow.
+Not `interleave: passes`: with all six servers up at once the machine ran its passes about twice as
+slowly as with one (tried; not a state anyone serves in).
 Outputs under results/reference/sim/served/<bench id>/.
 """
 from __future__ import annotations
@@ -46,11 +48,12 @@ def point_of(variant: str) -> str:
 
 
 def bench_config(rate: str, repeats: int, points: list[str], passes: int = SERVE_PASSES) -> dict:
+    """The served bench of one rate: per point a plain variant and its hooked twin, runs alternating."""
     cfg = presets.resolve("prefill-cap", repeats=repeats, backend="cpu")
     cfg["preset"] = f"sim-served-rate{rate}"
     cfg["description"] = (f"the simulator's validation points at {rate} req/s, each served twice at once: plain "
                           "(validation) and with every EngineCore step timed inside the engine process "
-                          f"(`<point>{HOOKED_SUFFIX}`, calibration); timed passes alternating A B B A")
+                          f"(`<point>{HOOKED_SUFFIX}`, calibration); one server at a time, runs alternating A B B A")
     cfg["modes"] = ["serve"]
     cfg["workloads"] = dict(VALIDATION_WORKLOADS)
     cfg["request_rate"] = {wl: rate for wl in VALIDATION_WORKLOADS}
@@ -59,9 +62,8 @@ def bench_config(rate: str, repeats: int, points: list[str], passes: int = SERVE
     for p in points:
         cfg["variant_defs"][p] = dict(VALIDATION_POINTS[p])
         cfg["variant_defs"][p + HOOKED_SUFFIX] = served_variant(VALIDATION_POINTS[p])
-    cfg["interleave"] = "passes"
+    cfg["order"] = "abba"
     cfg["serve_passes"] = passes
-    presets.check_interleave(cfg, "cpu", {})
     cfg["machine_before"] = machine.sample_idle_machine()
     cfg["busy_machine"] = machine.check_quiet(cfg["machine_before"], allow_busy=True)
     return cfg

@@ -26,7 +26,7 @@ from pathlib import Path
 from experiments.common.results import write_json_atomic
 from experiments.sim.cost_models import CPU_SERVED_MODEL_PATH, LinearStepCost, load, relative_errors
 from experiments.sim.errors import SimInputError
-from experiments.sim.served import SERVED_DIR
+from experiments.sim.served import SERVED_DIR, is_hooked, point_of
 from tools.pins import REPO_ROOT
 
 
@@ -116,7 +116,8 @@ def client_files(run_dir: Path, workload: str) -> list[Path]:
 
 
 def load_runs(root: Path = SERVED_DIR) -> list[dict]:
-    """Every run of every complete served bench: point, rate, machine load, per workload the breakdown."""
+    """Every hooked run of every complete served bench (the plain ones beside them are validation runs):
+    point, rate, machine load, per workload the breakdown."""
     from experiments.bench.store import complete_benches
 
     runs = []
@@ -124,6 +125,8 @@ def load_runs(root: Path = SERVED_DIR) -> list[dict]:
         manifest = json.loads((bench / "manifest.json").read_text())
         for rec_path in sorted((bench / "runs").glob("*.json")):
             rec = json.loads(rec_path.read_text())
+            if not is_hooked(manifest["config"]["variant_defs"][rec["variant"]]):
+                continue
             run_dir = rec_path.with_suffix("")
             steps, adds = read_events(run_dir)
             wls = {}
@@ -131,7 +134,7 @@ def load_runs(root: Path = SERVED_DIR) -> list[dict]:
                 for path in client_files(run_dir, wl):  # one per timed pass of the client
                     wls[f"{wl}/{path.stem.removeprefix(f'bench-serve-{wl}').lstrip('-') or 'pass1'}"] = \
                         workload_breakdown(json.loads(path.read_text()), steps, adds)
-            runs.append({"bench": bench.name, "run": run_dir.name, "point": rec["variant"],
+            runs.append({"bench": bench.name, "run": run_dir.name, "point": point_of(rec["variant"]),
                          "rate": str(next(iter(manifest["config"]["request_rate"].values()))),
                          "machine": rec["machine"], "loadavg_1m_start": manifest["provenance"]["machine"]["loadavg_1m"],
                          "cpu": manifest["provenance"]["machine"],
@@ -280,7 +283,10 @@ def write(out_root: Path) -> LinearStepCost:
 
     model_path = out_root / "calibration" / CPU_SERVED_MODEL_PATH.name
     runs = load_runs(out_root / "served")
-    rel = lambda p: str(p.resolve().relative_to(REPO_ROOT)) if p.resolve().is_relative_to(REPO_ROOT) else str(p)
+
+    def rel(p: Path) -> str:
+        return str(p.resolve().relative_to(REPO_ROOT)) if p.resolve().is_relative_to(REPO_ROOT) else str(p)
+
     model = fit(runs, source=rel(out_root / "served"))
     write_json_atomic(model_path, model.to_json())
     plot(model, runs, model_path.with_suffix(".png"), source=rel(model_path))

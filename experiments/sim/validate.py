@@ -1,13 +1,16 @@
 """Simulated vs real: the same points, workloads, arrival rate and arrival seed as the committed real runs.
 
-For every real bench under results/reference/sim/real/ (made by `experiments.sim.real_runs`), the
-simulator runs the same variant defs, workloads and rate with arrival seed 0, which
-reproduces `vllm bench serve --seed 0`'s arrival times (checked: `arrival_check`). Per
-(point, workload, metric): the real runs' median and [min, max], the simulated value,
-the error against the real median and the real runs' own spread ((max - min) / median).
-A row passes when |error| <= max(10%, real spread); failures are listed, not hidden.
-A cost model is calibrated on one machine: real sets from another CPU are compared and shown, but
-not counted in the tally (`counted`).
+For every real bench (the plain servers of the served benches under results/reference/sim/served/,
+made by `python -m experiments.sim served`, and older sets), the simulator runs the same variant
+defs, workloads and rate with arrival seed 0, which reproduces `vllm bench serve --seed 0`'s
+arrival times (checked: `arrival_check`). Per (point, workload, metric): the real values (one per
+timed client pass), their median and [min, max], the simulated value, the error against the real
+median and the real passes' own spread ((max - min) / median). A row passes when
+|error| <= max(10%, real spread); failures are listed, not hidden.
+The tally counts the real runs measured in the same window as the served calibration (the plain
+twins of its hooked servers, passes alternating with theirs): a cost model is fitted on one machine
+at one time, and this VM's speed drifts between windows minutes apart by more than the tolerance.
+Older sets (another window, or another CPU) are compared and shown with the reason, not counted.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from pathlib import Path
 
 from experiments.sim import api
 from experiments.sim.arrivals import arrival_times
+from experiments.sim.served import is_hooked
 
 METRICS = ("median_ttft_ms", "p90_ttft_ms", "median_tpot_ms", "output_throughput", "short_p90_ttft_ms")
 TOLERANCE = 0.10
@@ -26,14 +30,16 @@ COMPARISONS = {"cpu": "comparison", "cpu-served": "comparison-cpu-served"}
 
 
 def run_values(bench_dir: Path, metrics=METRICS) -> dict:
-    """{(variant, workload, metric): [values over repeats]} from a bench's run records (real or simulated)."""
+    """{(variant, workload, metric): [one value per timed client pass]} from a bench's run records (real
+    or simulated; a record without per-pass values counts as one pass)."""
     out: dict = {}
     for path in sorted((bench_dir / "runs").glob("*.json")):
         run = json.loads(path.read_text())
         for wl, res in run["result"]["workloads"].items():
-            for m in metrics:
-                if res.get(m) is not None:
-                    out.setdefault((run["variant"], wl, m), []).append(float(res[m]))
+            for one in res.get("passes") or [res]:
+                for m in metrics:
+                    if one.get(m) is not None:
+                        out.setdefault((run["variant"], wl, m), []).append(float(one[m]))
     return out
 
 
@@ -62,7 +68,9 @@ def calibration_cpu(cost_model: str) -> str | None:
     return (json.loads(path.read_text())["fit"].get("machine") or {}).get("cpu_model")
 
 
-def compare_bench(bench_dir: Path, cost_model: str = "cpu") -> dict:
+def compare_bench(bench_dir: Path, cost_model: str = "cpu", same_window: bool = False) -> dict:
+    """Simulate every plain variant of a real bench (hooked servers are the calibration, not compared).
+    same_window: the bench holds the served calibration's own runs (see the module doc)."""
     manifest = json.loads((bench_dir / "manifest.json").read_text())
     if manifest.get("status") != "complete":
         raise SystemExit(f"{bench_dir}: status {manifest.get('status')!r}, not complete")
@@ -70,6 +78,8 @@ def compare_bench(bench_dir: Path, cost_model: str = "cpu") -> dict:
     real = run_values(bench_dir)
     jobs, keys = [], []
     for variant, vdef in cfg["variant_defs"].items():
+        if is_hooked(vdef):
+            continue
         for wl, overrides in cfg["workloads"].items():
             jobs.append(api.make_job(vdef, None, wl, cfg["request_rate"][wl], cfg["seed"], cost_model,
                                      workload_overrides=overrides))
@@ -90,20 +100,29 @@ def compare_bench(bench_dir: Path, cost_model: str = "cpu") -> dict:
             err = (s - med) / med if med else None
             allowed = max(TOLERANCE, spread or 0.0)
             rows.append({"point": variant, "workload": wl, "rate": str(cfg["request_rate"][wl]), "metric": m,
-                         "real_median": med, "real_min": min(vals), "real_max": max(vals), "real_runs": len(vals),
+                         "real_median": med, "real_min": min(vals), "real_max": max(vals), "real_passes": len(vals),
                          "real_spread": spread, "sim": s, "error": err, "allowed": allowed,
                          "within": err is not None and abs(err) <= allowed, "same_series": same_series})
     return {"real_bench": bench_dir.name, "cost_model": cost_model, "label": sims[0]["label"],
             "real_series": manifest["series_hash"], "sim_series": sorted({s["series"] for s in sims if s["series"]}),
             "real_machine": manifest["provenance"]["machine"], "arrivals": arrival_check(bench_dir, cfg),
-            "calibration_cpu": calib_cpu,
-            "counted": calib_cpu in (None, manifest["provenance"]["machine"]["cpu_model"]),
+            "calibration_cpu": calib_cpu, "same_window": same_window,
+            "not_counted": not_counted_reason(calib_cpu, manifest["provenance"]["machine"]["cpu_model"], same_window),
             "rows": rows}
 
 
+def not_counted_reason(calib_cpu: str | None, real_cpu: str, same_window: bool) -> str | None:
+    """Why a real set is shown but not in the tally (None: counted)."""
+    if calib_cpu not in (None, real_cpu):
+        return f"another CPU than the cost model's calibration ({calib_cpu})"
+    if not same_window:
+        return "measured in another window than the served calibration"
+    return None
+
+
 # Older real sets of the same kind of configuration, made on another 2-core machine (Intel Xeon, load
-# average 1-2 at start) with an earlier patch series: compared too, counted only when the cost model
-# was calibrated on that CPU.
+# average 1-2 at start) with an earlier patch series: compared and shown, not counted (another CPU and
+# another window than the calibration).
 REFERENCE_REAL = ("results/reference/cpu/prefill-cap-cpu-20261125T171158Z",
                   "results/reference/cpu/patch0002-sweep-cpu-20261125T172544Z",
                   "results/reference/cpu/patch0002-sweep-cpu-20261125T173935Z")
@@ -116,13 +135,12 @@ def markdown(comparison: dict) -> str:
         out.append(f"\n**`{b['real_bench']}`**: real runs on {m['cpu_model']} ({m['cpu_count']} cores, load average "
                    f"{m['loadavg_1m']:.2f} at start), patch series {b['real_series']}; simulated patched engine: "
                    f"series {', '.join(b['sim_series']) or '-'}"
-                   + ("" if b.get("counted", True) else f"; **not counted**: the cost model was calibrated on "
-                      f"{b['calibration_cpu']}") + "\n")
-        lines = ["| rate | workload | point | metric | real median [min, max] (runs) | real spread | simulated | "
+                   + (f"; **not counted**: {b['not_counted']}" if b.get("not_counted") else "") + "\n")
+        lines = ["| rate | workload | point | metric | real median [min, max] (passes) | real spread | simulated | "
                  "error | within max(10%, spread) |", "|---|---|---|---|---|---|---|---|---|"]
         for r in b["rows"]:
             lines.append(f"| {r['rate']} | {r['workload']} | {r['point']} | {r['metric']} | "
-                         f"{r['real_median']:,.1f} [{r['real_min']:,.1f}, {r['real_max']:,.1f}] ({r['real_runs']}) | "
+                         f"{r['real_median']:,.1f} [{r['real_min']:,.1f}, {r['real_max']:,.1f}] ({r['real_passes']}) | "
                          f"{r['real_spread']:.1%} | {r['sim']:,.1f} | {r['error']:+.1%} | "
                          f"{'yes' if r['within'] else '**no**'} |")
         out.append("\n".join(lines) + "\n")

@@ -16,12 +16,18 @@ from experiments.sim.cost_models import FEATURES, LinearStepCost
 from experiments.sim.errors import SimInputError
 
 
+HOOKED = {"engine": "baseline", "env": {"SIM_SERVED_STEPS": "1"}, "engine_args": {}}
+
+
 def synthetic_run(root, rate: str = "16", point: str = "baseline", n: int = 40, cpu: str = "Test CPU"):
-    """A served bench with one run: steps costing exactly 5 ms + 10 us/prefill token + 1 ms/decode seq,
-    requests that spend 3 ms inbound and 2 ms outbound."""
+    """A served bench with one hooked run (`<point>-served`): steps costing exactly 5 ms + 10 us/prefill
+    token + 1 ms/decode seq, requests that spend 3 ms inbound and 2 ms outbound; and its plain twin
+    `<point>` (a validation run: no step log, never read by the fit)."""
     bench = root / f"sim-served-rate{rate}-cpu-{point}-{cpu.replace(' ', '')}"
-    run_dir = bench / "runs" / f"01-{point}-r1-serve"
+    run_dir = bench / "runs" / f"02-{point}-served-r1-serve"
     run_dir.mkdir(parents=True)
+    (bench / "runs" / f"01-{point}-r1-serve").mkdir()
+    (bench / "runs" / f"01-{point}-r1-serve.json").write_text(json.dumps({"variant": point}))
     events, t, client = [{"ev": "start", "pid": 1, "wall_minus_mono": 0.0}], 100.0, {
         "start_times": [], "ttfts": [], "input_lens": [], "latencies": []}
     for i in range(n):
@@ -42,11 +48,12 @@ def synthetic_run(root, rate: str = "16", point: str = "baseline", n: int = 40, 
         client["latencies"].append(t + 0.002 - send)
     (run_dir / "served-steps-1.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events) + '{"ev": "st')
     (run_dir / "bench-serve-mixed_long_short.json").write_text(json.dumps(client))
-    (bench / "runs" / f"01-{point}-r1-serve.json").write_text(json.dumps({
-        "variant": point, "machine": {"others_share": 0.1, "loadavg_1m_end": 1.0},
+    (bench / "runs" / f"02-{point}-served-r1-serve.json").write_text(json.dumps({
+        "variant": f"{point}-served", "machine": {"others_share": 0.1, "loadavg_1m_end": 1.0},
         "result": {"workloads": {"mixed_long_short": {}}}}))
     (bench / "manifest.json").write_text(json.dumps({
-        "status": "complete", "config": {"request_rate": {"mixed_long_short": rate}},
+        "status": "complete", "config": {"request_rate": {"mixed_long_short": rate}, "variant_defs": {
+            point: {**HOOKED, "env": {}}, f"{point}-served": HOOKED}},
         "provenance": {"machine": {"loadavg_1m": 1.0, "cpu_model": cpu, "cpu_count": 2}}, "busy_machine": False}))
     (bench / "summary.json").write_text("[]")
     return run_dir
@@ -55,6 +62,7 @@ def synthetic_run(root, rate: str = "16", point: str = "baseline", n: int = 40, 
 def test_ttft_splits_exactly_and_the_fit_reproduces_its_points(tmp_path):
     synthetic_run(tmp_path)
     runs = served_fit.load_runs(tmp_path)
+    assert [(r["run"], r["point"]) for r in runs] == [("02-baseline-served-r1-serve", "baseline")]  # not the plain twin
     reqs = runs[0]["workloads"]["mixed_long_short/pass1"]["requests"]
     assert len(reqs) == 40
     for q in reqs:
@@ -197,3 +205,62 @@ def test_hook_cost_bench_is_paired_with_an_aa_floor_and_the_hook_on_one_variant_
     armed = {v for v, d in cfg["variant_defs"].items() if d["env"].get("SIM_SERVED_STEPS") == "1"}
     assert armed == {"baseline-hook"}
     assert "served_hook" in cfg["variant_defs"]["baseline-hook"]["env"]["PYTHONPATH"]
+
+
+def test_served_bench_runs_each_point_plain_and_hooked_in_one_window(monkeypatch):
+    """Calibration and validation in one window: per point a plain run (validation) next to its hooked twin
+    (calibration), one server at a time, A B B A; the plain def is the validation point itself."""
+    from experiments.bench import machine, runner
+    from experiments.sim import served
+    from experiments.sim.points import VALIDATION_POINTS
+
+    monkeypatch.setattr(machine, "sample_idle_machine", lambda: {
+        "busy_share": 0.0, "steal_share": 0.0, "loadavg_1m": 0.1, "cpu_count": 2, "sample_s": 3.0})
+    cfg = served.bench_config("inf", 2, ["baseline", "cap512"])
+    assert cfg["variants"] == ["baseline", "baseline-served", "cap512", "cap512-served"]
+    assert [served.is_hooked(cfg["variant_defs"][v]) for v in cfg["variants"]] == [False, True, False, True]
+    assert cfg["variant_defs"]["cap512"] == VALIDATION_POINTS["cap512"]
+    assert cfg["variant_defs"]["cap512-served"]["engine_args"] == VALIDATION_POINTS["cap512"]["engine_args"]
+    assert {served.point_of(v) for v in cfg["variants"]} == {"baseline", "cap512"}
+    assert runner.run_order(cfg) == [(1, v, "serve") for v in cfg["variants"]] + \
+        [(2, v, "serve") for v in cfg["variants"][::-1]]
+    assert cfg["serve_passes"] >= 2 and set(cfg["request_rate"].values()) == {"inf"}
+
+
+def _bench(root, name, variant_defs, passes=None):
+    bench = root / name
+    (bench / "runs").mkdir(parents=True)
+    for i, v in enumerate(variant_defs, 1):
+        res = {"output_throughput": 100.0 * i, "passes": passes} if passes else {"output_throughput": 100.0 * i}
+        (bench / "runs" / f"0{i}-{v}-r1-serve.json").write_text(json.dumps(
+            {"variant": v, "result": {"workloads": {"mixed_long_short": res}}}))
+    (bench / "manifest.json").write_text(json.dumps({
+        "status": "complete", "series_hash": "s", "provenance": {"machine": {"cpu_model": "Test CPU", "loadavg_1m": 1.0}},
+        "config": {"variant_defs": variant_defs, "workloads": {"mixed_long_short": {}}, "seed": 0,
+                   "request_rate": {"mixed_long_short": "16"}}}))
+    return bench
+
+
+def test_validation_compares_the_plain_servers_only_and_counts_one_value_per_pass(tmp_path, monkeypatch):
+    """A hooked server is the calibration: never compared with what was fitted on it. Every timed client
+    pass is one real value (the spread is the passes' own), and only the calibration's window counts."""
+    from experiments.sim import api, validate
+
+    plain = {"engine": "baseline", "env": {}, "engine_args": {}}
+    bench = _bench(tmp_path, "b", {"baseline": plain, "baseline-served": HOOKED},
+                   passes=[{"output_throughput": 90.0}, {"output_throughput": 110.0}, {"output_throughput": 100.0}])
+    assert validate.run_values(bench)[("baseline", "mixed_long_short", "output_throughput")] == [90.0, 110.0, 100.0]
+    older = _bench(tmp_path, "older", {"baseline": plain})
+    assert validate.run_values(older)[("baseline", "mixed_long_short", "output_throughput")] == [100.0]
+
+    simulated = []
+    monkeypatch.setattr(api, "run_jobs", lambda jobs: [simulated.append(j) or {
+        "summary": {"output_throughput": 105.0}, "series": None, "label": "simulated (cost model x)"} for j in jobs])
+    monkeypatch.setattr(validate, "calibration_cpu", lambda cm: "Test CPU")
+    same = validate.compare_bench(bench, "cpu-served", same_window=True)
+    assert len(simulated) == 1 and [r["point"] for r in same["rows"]] == ["baseline"]
+    row = same["rows"][0]
+    assert (row["real_passes"], row["real_median"], row["real_spread"]) == (3, 100.0, pytest.approx(0.2))
+    assert row["within"] and same["not_counted"] is None
+    assert validate.compare_bench(older, "cpu-served")["not_counted"] == "measured in another window than the served calibration"
+    assert "another CPU" in validate.not_counted_reason("Test CPU", "Other CPU", same_window=True)
