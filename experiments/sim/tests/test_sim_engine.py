@@ -7,7 +7,6 @@ recorded real runs, the `vllm bench serve` JSON keys, and patch 0002's direction
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
