@@ -205,11 +205,14 @@ def render_package_summary(root: Path = ROOT) -> str:
     if c is None:
         return "No sim-vs-real comparison yet (`make sim`).\n"
     link = "../../results/reference/sim/validation"
+    counted = served or c
     out = (f"Timing validation on the real runs measured in the served calibration's window (each point's plain "
-           f"server beside its hooked twin, passes alternating; {c['rows']} rows: point x workload x rate x metric), "
-           f"a row within when its error is at most max(10%, the real passes' own spread):\n\n"
-           f"- before, in-process cost model `cpu`: **{c['within']} of {c['rows']}** "
-           f"([`comparison.md`]({link}/comparison.md));\n")
+           f"run next to its hooked twin, one server at a time, runs alternating A B B A; {counted['rows']} rows: "
+           f"point x workload x rate x metric), a row within when its error is at most max(10%, the real passes' "
+           f"own spread):\n\n"
+           f"- before, in-process cost model `cpu`: **{c['within']} of {c['rows']}**"
+           + (" (it was calibrated on another CPU than these runs: its rows are all shown apart)" if not c["rows"] else "")
+           + f" ([`comparison.md`]({link}/comparison.md));\n")
     if served is None or cm is None:
         return out + "- no served calibration yet (`python -m experiments.sim served`, then `make sim`).\n"
     ho = cm["fit"]["held_out"]
