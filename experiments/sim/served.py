@@ -11,8 +11,8 @@ step gave its first token). One server at a time, as a user serves, the runs alt
 calibrate `cpu-served` (`served_fit`); the plain runs between them are what `validate` counts: this
 VM's speed drifts between windows minutes apart by more than the tolerance (results/observations:
 aa-paired-long), which no cost model fitted in one window can follow.
-Not `interleave: passes`: with all six servers up at once the machine ran its passes about twice as
-slowly as with one (tried; not a state anyone serves in).
+Not `interleave: passes`: with all six servers up at once the passes ran far slower than with one
+(tried on 2 cores, run not kept; not a state anyone serves in).
 Outputs under results/reference/sim/served/<bench id>/.
 """
 from __future__ import annotations
@@ -51,7 +51,7 @@ def bench_config(rate: str, repeats: int, points: list[str], passes: int = SERVE
     """The served bench of one rate: per point a plain variant and its hooked twin, runs alternating."""
     cfg = presets.resolve("prefill-cap", repeats=repeats, backend="cpu")
     cfg["preset"] = f"sim-served-rate{rate}"
-    cfg["description"] = (f"the simulator's validation points at {rate} req/s, each served twice at once: plain "
+    cfg["description"] = (f"the simulator's validation points at {rate} req/s, each served twice per repeat: plain "
                           "(validation) and with every EngineCore step timed inside the engine process "
                           f"(`<point>{HOOKED_SUFFIX}`, calibration); one server at a time, runs alternating A B B A")
     cfg["modes"] = ["serve"]
@@ -62,7 +62,6 @@ def bench_config(rate: str, repeats: int, points: list[str], passes: int = SERVE
     for p in points:
         cfg["variant_defs"][p] = dict(VALIDATION_POINTS[p])
         cfg["variant_defs"][p + HOOKED_SUFFIX] = served_variant(VALIDATION_POINTS[p])
-    cfg["order"] = "abba"
     cfg["serve_passes"] = passes
     cfg["machine_before"] = machine.sample_idle_machine()
     cfg["busy_machine"] = machine.check_quiet(cfg["machine_before"], allow_busy=True)
