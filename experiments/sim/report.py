@@ -11,7 +11,7 @@ import statistics
 from pathlib import Path
 
 from experiments.common.docs import fill_file
-from experiments.sim.validate import run_values
+from experiments.sim.validate import run_values, window_note
 from tools.pins import REPO_ROOT
 
 ROOT = REPO_ROOT / "results" / "reference" / "sim"
@@ -147,6 +147,8 @@ def comparison_part(c: dict, stem: str) -> str:
                 + "; ".join(ratios) + ".")
         if b.get("not_counted"):
             line += f" Not counted: {b['not_counted']}."
+        if b.get("window"):
+            line += f" Window: {window_note(b['window'])}."
         if gaps:
             line += (f" Simulated arrivals vs the real client's send times: at most "
                      f"{max(gaps.values()) * 1e3:.1f} ms apart.")
@@ -216,10 +218,15 @@ def render_package_summary(root: Path = ROOT) -> str:
     if served is None or cm is None:
         return out + "- no served calibration yet (`python -m experiments.sim served`, then `make sim`).\n"
     ho = cm["fit"]["held_out"]
+    drifted = [w for w in cm["fit"].get("windows") or [] if w["drifted"]]
     return out + (f"- after, served calibration `cpu-served`: **{served['within']} of {served['rows']}** "
                   f"([`comparison-cpu-served.md`]({link}/comparison-cpu-served.md)); its held-out step periods: "
                   f"median |error| {_pct(ho['median_abs_rel_error'])}, summed time {ho['sum_rel_error']:+.1%} "
-                  f"(n={ho['n']}, [`cost_model_served.json`](../../results/reference/sim/calibration/cost_model_served.json)).\n")
+                  f"(n={ho['n']}, [`cost_model_served.json`](../../results/reference/sim/calibration/cost_model_served.json))"
+                  + (f"; {len(drifted)} of its {len(cm['fit']['windows'])} windows drifted (a point's repeats more than "
+                     f"{cm['fit']['window_drift_limit']}x apart in engine speed: "
+                     + ", ".join(f"rate {w['rate']}" for w in drifted) + "), a weak test there" if drifted else "")
+                  + ".\n")
 
 
 def write(root: Path = ROOT, readme: Path = README, package_readme: Path = PACKAGE_README) -> bool:

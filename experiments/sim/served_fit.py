@@ -32,6 +32,10 @@ from tools.pins import REPO_ROOT
 
 FIT_POINTS = ("baseline",)
 HOLDOUT_EVERY = 5
+# A window drifted when one point's repeats (the same work, minutes apart in the A B B A order) ran at
+# speeds further apart than this: the VM's speed moved by more than the validation's 10% tolerance, and
+# one cost model cannot fit both halves. Reported with the fit and in the validation, not hidden.
+WINDOW_DRIFT_LIMIT = 1.2
 
 
 def read_events(run_dir: Path) -> tuple[list[dict], list[dict]]:
@@ -149,6 +153,31 @@ def _timed(runs: list[dict], points=None) -> list[dict]:
             for s in w["steps"] if s.get("period")]
 
 
+def run_speed(run: dict, model: LinearStepCost) -> float:
+    """Median over one run's timed steps of measured period / the model's prediction: how slow the
+    machine ran this run relative to the fit (1.0 as fitted, 2.0 steps took twice as long)."""
+    return statistics.median(s["period"] / model.step_seconds(s) for s in _timed([run]))
+
+
+def windows(runs: list[dict], model: LinearStepCost) -> list[dict]:
+    """Per served bench (one window): how far the same point's repeats ran apart in speed (the model's
+    errors cancel: same work), and the largest share of CPU time the hypervisor stole in a run."""
+    out = []
+    for bench in sorted({r["bench"] for r in runs}):
+        mine = [r for r in runs if r["bench"] == bench]
+        speeds = {r["run"]: run_speed(r, model) for r in mine}
+        apart = {}
+        for point in sorted({r["point"] for r in mine}):
+            sp = [speeds[r["run"]] for r in mine if r["point"] == point]
+            apart[point] = max(sp) / min(sp)
+        steal = [r["machine"]["steal_share"] for r in mine if r["machine"].get("steal_share") is not None]
+        worst = max(apart.values())
+        out.append({"bench": bench, "rate": mine[0]["rate"], "speed_vs_fit": speeds, "repeats_apart": apart,
+                    "steal_share_max": max(steal) if steal else None,
+                    "drifted": len(mine) > len(apart) and worst > WINDOW_DRIFT_LIMIT})
+    return out
+
+
 def fit(runs: list[dict], source: str) -> LinearStepCost:
     train_steps = _timed(runs, FIT_POINTS)
     model = LinearStepCost.fit_steps("cpu-served", train_steps, [s["period"] for s in train_steps], source=source,
@@ -170,6 +199,8 @@ def fit(runs: list[dict], source: str) -> LinearStepCost:
     model.fit["runs"] = [{k: r[k] for k in ("bench", "run", "point", "rate", "loadavg_1m_start", "busy_machine")}
                          | {"others_share": r["machine"].get("others_share"),
                             "loadavg_1m_end": r["machine"].get("loadavg_1m_end")} for r in runs]
+    model.fit["windows"] = windows(runs, model)
+    model.fit["window_drift_limit"] = WINDOW_DRIFT_LIMIT
     return model
 
 

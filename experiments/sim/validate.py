@@ -68,6 +68,29 @@ def calibration_cpu(cost_model: str) -> str | None:
     return (json.loads(path.read_text())["fit"].get("machine") or {}).get("cpu_model")
 
 
+def served_window(bench_name: str) -> dict | None:
+    """The served calibration's record of this bench's window (`served_fit.windows`), if it is one."""
+    from experiments.sim.cost_models import CPU_SERVED_MODEL_PATH
+
+    if not CPU_SERVED_MODEL_PATH.is_file():
+        return None
+    fit = json.loads(CPU_SERVED_MODEL_PATH.read_text())["fit"]
+    return next((w for w in fit.get("windows") or [] if w["bench"] == bench_name), None)
+
+
+def window_note(window: dict | None) -> str:
+    """One clause on how steady the machine was over a served bench's window."""
+    if window is None:
+        return ""
+    worst = max(window["repeats_apart"], key=window["repeats_apart"].get)
+    steal = window["steal_share_max"]
+    return (f"the same point's hooked repeats ran up to {window['repeats_apart'][worst]:.2f}x apart in engine speed "
+            f"({worst})" + (f", the hypervisor stole up to {steal:.1%} of the CPU time in a run" if steal is not None
+                            else "")
+            + ("; **the window drifted**: the machine's speed moved by more than the 10% tolerance between "
+               "repeats, so its rows test the simulator weakly" if window["drifted"] else ""))
+
+
 def compare_bench(bench_dir: Path, cost_model: str = "cpu", same_window: bool = False) -> dict:
     """Simulate every plain variant of a real bench (hooked servers are the calibration, not compared).
     same_window: the bench holds the served calibration's own runs (see the module doc)."""
@@ -106,7 +129,7 @@ def compare_bench(bench_dir: Path, cost_model: str = "cpu", same_window: bool = 
     return {"real_bench": bench_dir.name, "cost_model": cost_model, "label": sims[0]["label"],
             "real_series": manifest["series_hash"], "sim_series": sorted({s["series"] for s in sims if s["series"]}),
             "real_machine": manifest["provenance"]["machine"], "arrivals": arrival_check(bench_dir, cfg),
-            "calibration_cpu": calib_cpu, "same_window": same_window,
+            "calibration_cpu": calib_cpu, "same_window": same_window, "window": served_window(bench_dir.name),
             "not_counted": not_counted_reason(calib_cpu, manifest["provenance"]["machine"]["cpu_model"], same_window),
             "rows": rows}
 
@@ -135,7 +158,8 @@ def markdown(comparison: dict) -> str:
         out.append(f"\n**`{b['real_bench']}`**: real runs on {m['cpu_model']} ({m['cpu_count']} cores, load average "
                    f"{m['loadavg_1m']:.2f} at start), patch series {b['real_series']}; simulated patched engine: "
                    f"series {', '.join(b['sim_series']) or '-'}"
-                   + (f"; **not counted**: {b['not_counted']}" if b.get("not_counted") else "") + "\n")
+                   + (f"; **not counted**: {b['not_counted']}" if b.get("not_counted") else "")
+                   + (f"; window: {window_note(b.get('window'))}" if b.get("window") else "") + "\n")
         lines = ["| rate | workload | point | metric | real median [min, max] (passes) | real spread | simulated | "
                  "error | within max(10%, spread) |", "|---|---|---|---|---|---|---|---|---|"]
         for r in b["rows"]:

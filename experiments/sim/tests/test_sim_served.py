@@ -99,6 +99,29 @@ def test_a_run_without_engine_steps_fails_clearly(tmp_path):
         served_fit.load_runs(tmp_path / "nothing")
 
 
+def test_a_window_whose_repeats_ran_at_different_speeds_is_flagged_drifted():
+    """The same point's two repeats doing the same work at 1.5x apart: the VM's speed moved within the
+    window by more than the tolerance; 1.05x apart is a steady window. Steal is carried through."""
+    model = LinearStepCost("m", 0.005, {"prefill_tokens": 1e-5, "decode_seqs": 1e-3, "context_tokens": 0.0})
+
+    def run(name, slow, steal):
+        steps = [{"prefill_tokens": p, "decode_seqs": d, "context_tokens": 0,
+                  "period": slow * (0.005 + 1e-5 * p + 1e-3 * d)} for p, d in ((64, 0), (0, 4), (128, 2))]
+        return {"bench": "w", "run": name, "point": "baseline", "rate": "16", "machine": {"steal_share": steal},
+                "workloads": {"mixed_long_short/pass1": {"steps": steps}}}
+
+    steady = served_fit.windows([run("02-baseline-served-r1", 1.0, 0.0), run("11-baseline-served-r2", 1.05, 0.01)],
+                                model)[0]
+    assert steady["repeats_apart"] == {"baseline": pytest.approx(1.05)} and not steady["drifted"]
+    assert steady["speed_vs_fit"]["02-baseline-served-r1"] == pytest.approx(1.0)
+    drifted = served_fit.windows([run("02-baseline-served-r1", 1.5, 0.08), run("11-baseline-served-r2", 1.0, 0.0)],
+                                 model)[0]
+    assert drifted["drifted"] and drifted["steal_share_max"] == pytest.approx(0.08)
+    from experiments.sim import validate
+    assert "window drifted" in validate.window_note(drifted) and "8.0%" in validate.window_note(drifted)
+    assert "drifted" not in validate.window_note(steady)
+
+
 def test_committed_served_model_reproduces_its_fitted_points():
     """Refitting the committed served runs gives the committed coefficients, frontend and errors."""
     committed = cost_models.load("cpu-served")
@@ -112,6 +135,9 @@ def test_committed_served_model_reproduces_its_fitted_points():
         assert refit.fit[part] == pytest.approx(committed.fit[part], rel=1e-9)
     assert committed.fit["held_out"]["n"] > 20 and committed.fit["held_out_points"]["n"] > 20
     assert "calibrated" in committed.label and committed.fit["runs"]
+    for new, old in zip(refit.fit["windows"], committed.fit["windows"], strict=True):
+        assert (new["bench"], new["drifted"]) == (old["bench"], old["drifted"])
+        assert new["repeats_apart"] == pytest.approx(old["repeats_apart"], rel=1e-9)
 
 
 def test_missing_or_unfitted_served_model_fails_clearly(tmp_path, monkeypatch):
