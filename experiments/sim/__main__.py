@@ -12,7 +12,8 @@
                          `--points cap512` re-records only that point (after the patch series changed)
     served               CPU cost: real `vllm serve` runs of the validation points, each point served plain
                          (validation) and with every EngineCore step timed inside the engine process
-                         (calibration), passes alternating (`--rates 16,inf --repeats 2`, ~30 min)
+                         (calibration), runs alternating; one bench per entry of `points.SERVED_BENCHES`
+                         (`--benches rate16,rateinf,long-docs --repeats 2`, ~50 min)
     served-fit           from those runs: the TTFT split (client -> scheduler -> first token -> client),
                          served step periods vs the in-process model, and the `cpu-served` cost model
 
@@ -197,8 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "served":
         from experiments.sim import served
         opts = dict(zip(rest[::2], rest[1::2]))
-        served.record(rates=opts.get("--rates", "16,inf").split(","), repeats=int(opts.get("--repeats", 2)),
-                      points=opts.get("--points", ",".join(served.VALIDATION_POINTS)).split(","),
+        served.record(benches=opts.get("--benches", ",".join(served.SERVED_BENCHES)).split(","),
+                      repeats=int(opts.get("--repeats", 2)),
+                      points=opts["--points"].split(",") if "--points" in opts else None,
                       out=out / "served", argv=["python", "-m", "experiments.sim", "served", *rest])
         return 0
     steps = {"decisions": cmd_decisions, "served-fit": cmd_served_fit, "validate": cmd_validate,

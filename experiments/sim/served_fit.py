@@ -30,7 +30,10 @@ from experiments.sim.served import SERVED_DIR, is_hooked, point_of
 from tools.pins import REPO_ROOT
 
 
-FIT_POINTS = ("baseline",)
+# The untouched engine of each served bench (default budget; long-docs budget, whose contexts reach
+# 3.5k tokens): the fit sees the feature range the validation uses; the other points (patch 0002 on,
+# another budget) are held out, as a scheduler change is what the simulator is for.
+FIT_POINTS = ("baseline", "ld-baseline")
 HOLDOUT_EVERY = 5
 # A window drifted when one point's repeats (the same work, minutes apart in the A B B A order) ran at
 # speeds further apart than this: the VM's speed moved by more than the validation's 10% tolerance, and
@@ -104,7 +107,7 @@ def frontend(runs: list[dict]) -> dict:
         request_in_serial_s  median over rate-inf passes of (last reach - first reach) / (n - 1): the pace
                              at which the API server hands a burst of requests to the scheduler
         token_out_s          median outbound over all requests"""
-    passes = [(r["rate"], w["requests"]) for r in runs for w in r["workloads"].values()]
+    passes = [(r["rates"][key.split("/")[0]], w["requests"]) for r in runs for key, w in r["workloads"].items()]
     finite = [q["inbound_s"] for rate, rows in passes if rate != "inf" for q in rows]
     bursts = [(max(q["reach"] for q in rows) - min(q["reach"] for q in rows)) / (len(rows) - 1)
               for rate, rows in passes if rate == "inf" and len(rows) > 1]
@@ -138,8 +141,11 @@ def load_runs(root: Path = SERVED_DIR) -> list[dict]:
                 for path in client_files(run_dir, wl):  # one per timed pass of the client
                     wls[f"{wl}/{path.stem.removeprefix(f'bench-serve-{wl}').lstrip('-') or 'pass1'}"] = \
                         workload_breakdown(json.loads(path.read_text()), steps, adds)
+            rates = {wl: str(r) for wl, r in manifest["config"]["request_rate"].items()}
             runs.append({"bench": bench.name, "run": run_dir.name, "point": point_of(rec["variant"]),
-                         "rate": str(next(iter(manifest["config"]["request_rate"].values()))),
+                         "rate": "/".join(dict.fromkeys(rates.values())), "rates": rates,
+                         "point_def": manifest["config"]["variant_defs"][point_of(rec["variant"])],
+                         "workload_overrides": manifest["config"]["workloads"],
                          "machine": rec["machine"], "loadavg_1m_start": manifest["provenance"]["machine"]["loadavg_1m"],
                          "cpu": manifest["provenance"]["machine"],
                          "busy_machine": manifest.get("busy_machine"), "workloads": wls})
@@ -213,7 +219,7 @@ def breakdown(runs: list[dict], cpu_model=None) -> list[dict]:
             q = w["requests"]
             timed = [s for s in w["steps"] if s.get("period")]
             period = sum(s["period"] for s in timed)
-            out.append({"run": r["run"], "bench": r["bench"], "point": r["point"], "rate": r["rate"], "workload": wl,
+            out.append({"run": r["run"], "bench": r["bench"], "point": r["point"], "rate": r["rates"][wl.split("/")[0]], "workload": wl,
                         "requests": len(q), "others_share": r["machine"].get("others_share"),
                         **{f"median_{k}_ms": statistics.median(x[k] for x in q) * 1e3
                            for k in ("ttft_s", "inbound_s", "engine_s", "outbound_s")},
@@ -231,14 +237,16 @@ def ttft_split(runs: list[dict], cost_models=("cpu",)) -> list[dict]:
     `*_share_of_gap`: which part of (real - simulated) the frontend (inbound + outbound) and the engine
     part explain."""
     from experiments.sim import api
-    from experiments.sim.points import VALIDATION_POINTS, VALIDATION_WORKLOADS
 
     groups: dict = {}
+    defs: dict = {}
     for r in runs:
         for key, w in r["workloads"].items():
-            groups.setdefault((r["rate"], r["point"], key.split("/")[0]), []).extend(w["requests"])
+            wl = key.split("/")[0]
+            groups.setdefault((r["rates"][wl], r["point"], wl), []).extend(w["requests"])
+            defs[(r["point"], wl)] = (r["point_def"], r["workload_overrides"][wl])
     keys = sorted(groups)
-    jobs = [api.make_job(VALIDATION_POINTS[p], None, wl, rate, 0, cm, workload_overrides=VALIDATION_WORKLOADS[wl])
+    jobs = [api.make_job(defs[(p, wl)][0], None, wl, rate, 0, cm, workload_overrides=defs[(p, wl)][1])
             for rate, p, wl in keys for cm in cost_models]
     sims = iter(api.run_jobs(jobs))
     out = []

@@ -52,7 +52,8 @@ def synthetic_run(root, rate: str = "16", point: str = "baseline", n: int = 40, 
         "variant": f"{point}-served", "machine": {"others_share": 0.1, "loadavg_1m_end": 1.0},
         "result": {"workloads": {"mixed_long_short": {}}}}))
     (bench / "manifest.json").write_text(json.dumps({
-        "status": "complete", "config": {"request_rate": {"mixed_long_short": rate}, "variant_defs": {
+        "status": "complete", "config": {"request_rate": {"mixed_long_short": rate},
+                                         "workloads": {"mixed_long_short": {"num_requests": n}}, "variant_defs": {
             point: {**HOOKED, "env": {}}, f"{point}-served": HOOKED}},
         "provenance": {"machine": {"loadavg_1m": 1.0, "cpu_model": cpu, "cpu_count": 2}}, "busy_machine": False}))
     (bench / "summary.json").write_text("[]")
@@ -242,7 +243,7 @@ def test_served_bench_runs_each_point_plain_and_hooked_in_one_window(monkeypatch
 
     monkeypatch.setattr(machine, "sample_idle_machine", lambda: {
         "busy_share": 0.0, "steal_share": 0.0, "loadavg_1m": 0.1, "cpu_count": 2, "sample_s": 3.0})
-    cfg = served.bench_config("inf", 2, ["baseline", "cap512"])
+    cfg = served.bench_config("rateinf", 2, ["baseline", "cap512"])
     assert cfg["variants"] == ["baseline", "baseline-served", "cap512", "cap512-served"]
     assert [served.is_hooked(cfg["variant_defs"][v]) for v in cfg["variants"]] == [False, True, False, True]
     assert cfg["variant_defs"]["cap512"] == VALIDATION_POINTS["cap512"]
@@ -251,6 +252,29 @@ def test_served_bench_runs_each_point_plain_and_hooked_in_one_window(monkeypatch
     assert runner.run_order(cfg) == [(1, v, "serve") for v in cfg["variants"]] + \
         [(2, v, "serve") for v in cfg["variants"][::-1]]
     assert cfg["serve_passes"] >= 2 and set(cfg["request_rate"].values()) == {"inf"}
+
+
+def test_long_docs_served_bench_carries_the_long_docs_budget_in_every_point(monkeypatch):
+    """The long-document bench (patches 0002/0003's case): both arrival patterns in one server start, and the
+    long-docs engine args inside each point's def, so the simulator (which reads only the point's def) runs
+    the same budget and context length as the real server. Unknown benches and points fail before any run."""
+    from experiments.bench import machine
+    from experiments.bench.presets import LONG_DOCS_ENGINE_ARGS
+    from experiments.sim import served
+
+    monkeypatch.setattr(machine, "sample_idle_machine", lambda: {
+        "busy_share": 0.0, "steal_share": 0.0, "loadavg_1m": 0.1, "cpu_count": 2, "sample_s": 3.0})
+    cfg = served.bench_config("long-docs", 2)
+    assert cfg["variants"] == ["ld-baseline", "ld-baseline-served", "ld-cap256", "ld-cap256-served"]
+    assert cfg["request_rate"] == {"long_docs": "4", "long_docs_burst": "inf"}
+    for v in cfg["variants"]:
+        assert LONG_DOCS_ENGINE_ARGS.items() <= cfg["variant_defs"][v]["engine_args"].items()
+    assert cfg["variant_defs"]["ld-cap256"]["engine"] == "patched"
+    assert served_fit.FIT_POINTS == ("baseline", "ld-baseline")
+    with pytest.raises(SystemExit, match="unknown served bench"):
+        served.record(benches=["rate16", "long-doc"])
+    with pytest.raises(SystemExit, match="no served bench"):
+        served.record(benches=["rate16"], points=["ld-cap256"])
 
 
 def _bench(root, name, variant_defs, passes=None):
