@@ -75,16 +75,17 @@ def served_part(root: Path) -> str:
            f"{len(runs)} runs under [`served/`](served/): {m['cpu_model']}, {m['cpu_count']} cores, other processes "
            f"used {min(shares):.0%}-{max(shares):.0%} of the CPUs during the runs, load average "
            f"{min(r['loadavg_1m_start'] for r in runs):.2f}-{max(r['loadavg_1m_start'] for r in runs):.2f} at start; "
-           f"measured, {len(runs) // len({(r['point'], r['rate']) for r in runs})} bench repeat(s) per point and rate, "
+           f"measured, {len(runs) // len({(r['point'], r['bench']) for r in runs})} bench repeat(s) per point and bench, "
            f"{len(rows) // len(runs)} client passes per run over "
            f"{len({r['workload'].split('/')[0] for r in rows})} workloads). Over "
            f"{len(rows)} client passes, median over passes of the per-pass median (ms):"]
-    for rate in sorted({r["rate"] for r in rows}):
-        sel = [r for r in rows if r["rate"] == rate]
+    for bench in sorted({r["bench"] for r in rows}):
+        sel = [r for r in rows if r["bench"] == bench]
+        rates = ", ".join(f"{wl} at {rate}" for wl, rate in sorted({(r["workload"].split("/")[0], r["rate"]) for r in sel}))
         med = {k: statistics.median(r[k] for r in sel) for k in
                ("median_ttft_s_ms", "median_inbound_s_ms", "median_engine_s_ms", "median_outbound_s_ms",
                 "median_period_ms", "period_over_cpu_model")}
-        out.append(f"- rate {rate} ({len(sel)} passes): client TTFT {med['median_ttft_s_ms']:,.1f}; its parts: inbound "
+        out.append(f"- `{bench}` ({rates}; {len(sel)} passes): client TTFT {med['median_ttft_s_ms']:,.1f}; its parts: inbound "
                    f"(client send -> scheduler) {med['median_inbound_s_ms']:,.1f}, engine (-> end of the first token's "
                    f"step) {med['median_engine_s_ms']:,.1f}, outbound (-> client) {med['median_outbound_s_ms']:,.1f} "
                    f"(medians, so they need not add up; the means do, in the breakdown); step period "
@@ -225,8 +226,17 @@ def render_package_summary(root: Path = ROOT) -> str:
                   f"(n={ho['n']}, [`cost_model_served.json`](../../results/reference/sim/calibration/cost_model_served.json))"
                   + (f"; {len(drifted)} of its {len(cm['fit']['windows'])} windows drifted (a point's repeats more than "
                      f"{cm['fit']['window_drift_limit']}x apart in engine speed: "
-                     + ", ".join(f"rate {w['rate']}" for w in drifted) + "), a weak test there" if drifted else "")
+                     + ", ".join(f"`{w['bench']}`" for w in drifted) + "), a weak test there: the real passes' "
+                     "spread, and with it the bar, widens with the drift; in the windows that did not drift: "
+                     "**{0} of {1}**".format(*steady_rows(served)) if drifted else "")
                   + ".\n")
+
+
+def steady_rows(c: dict) -> tuple[int, int]:
+    """(within, rows) over the counted benches whose window did not drift (`served_fit.windows`)."""
+    rows = [r for b in c["benches"] if not b.get("not_counted") and not (b.get("window") or {}).get("drifted")
+            for r in b["rows"]]
+    return sum(r["within"] for r in rows), len(rows)
 
 
 def write(root: Path = ROOT, readme: Path = README, package_readme: Path = PACKAGE_README) -> bool:
