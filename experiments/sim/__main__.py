@@ -13,7 +13,7 @@
     served               CPU cost: real `vllm serve` runs of the validation points, each point served plain
                          (validation) and with every EngineCore step timed inside the engine process
                          (calibration), runs alternating; one bench per entry of `points.SERVED_BENCHES`
-                         (`--benches rate16,rateinf,long-docs --repeats 2`, ~50 min)
+                         (`--benches rate16,rateinf,long-docs --repeats 2`, ~40 min here)
     served-fit           from those runs: the TTFT split (client -> scheduler -> first token -> client),
                          served step periods vs the in-process model, and the `cpu-served` cost model
 
