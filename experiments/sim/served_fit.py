@@ -12,7 +12,7 @@ Per step: its period (start to next start while work is left: the step plus the 
 it) against what the in-process CPU model predicts for the same features.
 
 The served cost model (`calibration/cost_model_served.json`, name `cpu-served`) is a
-`LinearStepCost` fitted on those periods (baseline runs; every 5th step held out; the other
+`LinearStepCost` fitted on those periods (FIT_POINTS runs; every 5th step held out; the other
 points' steps are a second held-out set) plus the frontend the requests paid:
     a request reaches the scheduler at max(send + request_in_s, previous arrival + request_in_serial_s),
     and every token reaches the client token_out_s after its step (see `frontend`).
