@@ -143,7 +143,7 @@ def load_runs(root: Path = SERVED_DIR) -> list[dict]:
                         workload_breakdown(json.loads(path.read_text()), steps, adds)
             rates = {wl: str(r) for wl, r in manifest["config"]["request_rate"].items()}
             runs.append({"bench": bench.name, "run": run_dir.name, "point": point_of(rec["variant"]),
-                         "rate": "/".join(dict.fromkeys(rates.values())), "rates": rates,
+                         "rates": rates,
                          "point_def": manifest["config"]["variant_defs"][point_of(rec["variant"])],
                          "workload_overrides": manifest["config"]["workloads"],
                          "machine": rec["machine"], "loadavg_1m_start": manifest["provenance"]["machine"]["loadavg_1m"],
@@ -178,7 +178,7 @@ def windows(runs: list[dict], model: LinearStepCost) -> list[dict]:
             apart[point] = max(sp) / min(sp)
         steal = [r["machine"]["steal_share"] for r in mine if r["machine"].get("steal_share") is not None]
         worst = max(apart.values())
-        out.append({"bench": bench, "rate": mine[0]["rate"], "speed_vs_fit": speeds, "repeats_apart": apart,
+        out.append({"bench": bench, "speed_vs_fit": speeds, "repeats_apart": apart,
                     "steal_share_max": max(steal) if steal else None,
                     "drifted": len(mine) > len(apart) and worst > WINDOW_DRIFT_LIMIT})
     return out
@@ -202,7 +202,7 @@ def fit(runs: list[dict], source: str) -> LinearStepCost:
     if len(cpus) > 1:
         raise SimInputError(f"served runs from different CPUs ({', '.join(sorted(cpus))}): one calibration is one machine")
     model.fit["machine"] = {k: runs[0]["cpu"].get(k) for k in ("cpu_model", "cpu_count")}
-    model.fit["runs"] = [{k: r[k] for k in ("bench", "run", "point", "rate", "loadavg_1m_start", "busy_machine")}
+    model.fit["runs"] = [{k: r[k] for k in ("bench", "run", "point", "rates", "loadavg_1m_start", "busy_machine")}
                          | {"others_share": r["machine"].get("others_share"),
                             "loadavg_1m_end": r["machine"].get("loadavg_1m_end")} for r in runs]
     model.fit["windows"] = windows(runs, model)

@@ -87,7 +87,7 @@ def window_note(window: dict | None) -> str:
     return (f"the same point's hooked repeats ran up to {window['repeats_apart'][worst]:.2f}x apart in engine speed "
             f"({worst})" + (f", the hypervisor stole up to {steal:.1%} of the CPU time in a run" if steal is not None
                             else "")
-            + ("; **the window drifted**: the machine's speed moved by more than the 10% tolerance between "
+            + (f"; **the window drifted**: the machine's speed moved by more than the {TOLERANCE:.0%} tolerance between "
                "repeats, so its rows test the simulator weakly" if window["drifted"] else ""))
 
 

@@ -108,7 +108,7 @@ def test_a_window_whose_repeats_ran_at_different_speeds_is_flagged_drifted():
     def run(name, slow, steal):
         steps = [{"prefill_tokens": p, "decode_seqs": d, "context_tokens": 0,
                   "period": slow * (0.005 + 1e-5 * p + 1e-3 * d)} for p, d in ((64, 0), (0, 4), (128, 2))]
-        return {"bench": "w", "run": name, "point": "baseline", "rate": "16", "machine": {"steal_share": steal},
+        return {"bench": "w", "run": name, "point": "baseline", "rates": {"mixed_long_short": "16"}, "machine": {"steal_share": steal},
                 "workloads": {"mixed_long_short/pass1": {"steps": steps}}}
 
     steady = served_fit.windows([run("02-baseline-served-r1", 1.0, 0.0), run("11-baseline-served-r2", 1.05, 0.01)],
