@@ -55,10 +55,22 @@ def read_events(run_dir: Path) -> tuple[list[dict], list[dict]]:
         raise SimInputError(f"{run_dir}: no served-steps-*.jsonl with steps: was the server started with "
                             "experiments/sim/served_hook first on PYTHONPATH and SIM_SERVED_STEPS=1?")
     steps.sort(key=lambda s: s["t0"])
-    for a, b in zip(steps, steps[1:]):
-        a["period"] = b["t0"] - a["t0"] if a.get("more", True) else None
-    steps[-1]["period"] = None
-    return steps, sorted(adds, key=lambda a: a["t"])
+    adds.sort(key=lambda a: a["t"])
+    # A period is step cost only while some request was still unfinished after the step; else the
+    # engine sat idle until the next arrival. Derived from the log (requests reach the scheduler between
+    # steps, so: added before the step, not finished by its end), because engines hooked before this
+    # check wrote `more` from `Scheduler.has_requests()`, which stays true for the requests that finished
+    # in that very step: an idle wait of up to seconds was then counted as one decode step.
+    unfinished: set[str] = set()
+    pending = iter(adds)
+    nxt = next(pending, None)
+    for a, b in zip(steps, steps[1:] + [None]):
+        while nxt is not None and nxt["t"] <= a["t0"]:
+            unfinished.add(nxt["rid"])
+            nxt = next(pending, None)
+        unfinished.difference_update(a["fin"])
+        a["period"] = b["t0"] - a["t0"] if b is not None and a.get("more", True) and unfinished else None
+    return steps, adds
 
 
 def match_requests(client: dict, adds: list[dict]) -> list[tuple[int, dict]]:

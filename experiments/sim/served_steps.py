@@ -91,7 +91,7 @@ def install(core_module) -> None:
                         fin.append(o.request_id)
                         seen.discard(o.request_id)
             emit({"ev": "step", "t0": t0, "s": t1 - t0, **feats, "first": first, "fin": fin,
-                  "more": sched.has_requests()})
+                  "more": sched.has_unfinished_requests()})
         return result
 
     def timed_add_request(self, request, *args, **kwargs):

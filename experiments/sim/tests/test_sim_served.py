@@ -77,6 +77,23 @@ def test_ttft_splits_exactly_and_the_fit_reproduces_its_points(tmp_path):
     assert model.frontend["token_out_s"] == pytest.approx(0.002)
 
 
+def test_the_idle_wait_after_the_last_request_finishes_is_not_a_step_period(tmp_path):
+    """A step that finishes the last unfinished request is followed by idle time until the next arrival:
+    not step cost, even when the log says `more` (engines hooked before the fix wrote has_requests())."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    events = [{"ev": "add", "t": 0.0, "rid": "a", "plen": 4}, {"ev": "add", "t": 0.0, "rid": "b", "plen": 4},
+              {"ev": "add", "t": 2.0, "rid": "c", "plen": 4}]
+    for t0, fin in ((0.001, []), (0.011, ["a"]), (0.021, ["b"]), (2.001, []), (2.011, ["c"])):
+        events.append({"ev": "step", "t0": t0, "s": 0.009, "prefill_tokens": 0, "decode_seqs": 1,
+                       "context_tokens": 0, "first": [], "fin": fin, "more": True})
+    (run_dir / "served-steps-1.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    steps, _ = served_fit.read_events(run_dir)
+    periods = [s["period"] for s in steps]
+    assert periods[:2] == pytest.approx([0.010, 0.010])  # b still running after a finished
+    assert periods[2:] == [None, pytest.approx(0.010), None]  # idle until c arrives; nothing after c
+
+
 def test_the_served_model_records_its_machine_and_refuses_two(tmp_path):
     """One calibration is one machine: validate counts only real sets from the CPU the fit names."""
     from experiments.sim import validate
@@ -179,7 +196,10 @@ def test_step_hook_times_steps_and_arrivals(tmp_path, monkeypatch):
         def schedule(self):
             return Out()
 
-        def has_requests(self):
+        def has_requests(self):  # as vLLM's: true until the next schedule() hands over the finished ids
+            return True
+
+        def has_unfinished_requests(self):
             return False
 
     class EngineCore:
@@ -188,7 +208,7 @@ def test_step_hook_times_steps_and_arrivals(tmp_path, monkeypatch):
 
         def step(self):
             self.scheduler.schedule()
-            o = types.SimpleNamespace(request_id="a", new_token_ids=[5], finish_reason=None)
+            o = types.SimpleNamespace(request_id="a", new_token_ids=[5], finish_reason="length")
             return {0: types.SimpleNamespace(outputs=[o])}, True
 
         def add_request(self, request, request_wave=0):
@@ -204,7 +224,8 @@ def test_step_hook_times_steps_and_arrivals(tmp_path, monkeypatch):
     served_steps._OUT["fh"].close()
     events = [json.loads(x) for x in (tmp_path / "served-steps-1.jsonl").read_text().splitlines()]
     assert [e["ev"] for e in events] == ["start", "add", "step"]
-    assert events[2]["prefill_tokens"] == 8 and events[2]["first"] == ["a"] and events[2]["more"] is False
+    assert events[2]["prefill_tokens"] == 8 and events[2]["first"] == ["a"] and events[2]["fin"] == ["a"]
+    assert events[2]["more"] is False  # the step finished the only request: no work left
     assert name not in sys.modules
 
 
