@@ -229,7 +229,20 @@ def render_package_summary(root: Path = ROOT) -> str:
                      + ", ".join(f"`{w['bench']}`" for w in drifted) + "), a weak test there: the real passes' "
                      "spread, and with it the bar, widens with the drift; in the windows that did not drift: "
                      "**{0} of {1}**".format(*steady_rows(served)) if drifted else "")
-                  + ".\n")
+                  + ".\n" + misses_part(served))
+
+
+def misses_part(c: dict) -> str:
+    """The counted rows outside the bar, each with its error and the bar it missed: where the target is not met."""
+    rows = [(b, r) for b in c["benches"] if not b.get("not_counted") for r in b["rows"] if not r["within"]]
+    if not rows:
+        return ""
+    return ("\nWhere the simulator misses (counted rows outside max(10%, spread); the simulated value against the "
+            "real median):\n\n" + "".join(
+                f"- rate {r['rate']}, `{r['workload']}`, `{r['point']}`, {r['metric']}: {r['error']:+.1%} "
+                f"(bar {r['allowed']:.1%}; `{b['real_bench']}`"
+                + (", a drifted window" if (b.get("window") or {}).get("drifted") else "") + ")\n"
+                for b, r in rows))
 
 
 def steady_rows(c: dict) -> tuple[int, int]:
