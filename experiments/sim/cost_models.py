@@ -10,7 +10,8 @@ requests' progress before the step):
 
 Three kinds, each with a label that goes into every result:
   * `LinearStepCost` *calibrated*: seconds = overhead + a*prefill_tokens + b*decode_seqs
-    + c*context_tokens, non-negative least squares on real per-step timings (CPU engine:
+    + c*context_tokens (+ d*attention_pairs for the served model: a prefill chunk attends over its
+    context, work the context sum misses), non-negative least squares on real per-step timings (CPU engine:
     `experiments.sim.calibrate`; a GPU: `from_csv` on rows of
     (prefill_tokens, decode_seqs, context_tokens, seconds), e.g. `make gpu-evidence` output);
     held-out error recorded with the fit.
@@ -28,6 +29,8 @@ from experiments.sim.errors import SimInputError
 from tools.pins import REPO_ROOT
 
 FEATURES = ("prefill_tokens", "decode_seqs", "context_tokens")
+# every feature `step_features` gives that a LinearStepCost may carry a coefficient for
+STEP_FEATURES = (*FEATURES, "attention_pairs", "num_reqs", "total_tokens")
 CALIBRATION_DIR = REPO_ROOT / "results" / "reference" / "sim" / "calibration"
 CPU_MODEL_PATH = CALIBRATION_DIR / "cost_model.json"
 CPU_SERVED_MODEL_PATH = CALIBRATION_DIR / "cost_model_served.json"
@@ -49,25 +52,25 @@ def step_features(num_scheduled: dict[str, int], computed_before: dict[str, int]
             "total_tokens": sum(num_scheduled.values())}
 
 
-def _lstsq(rows: list[dict], ys: list[float]) -> list[float]:
+def _lstsq(rows: list[dict], ys: list[float], features=FEATURES) -> list[float]:
     """Least squares with no negative coefficient (no step gets cheaper with more work): the best fit
     over every subset of the features whose unconstrained solution is all >= 0 (3 features: 8 fits)."""
     from itertools import combinations
 
     import numpy as np
 
-    x = np.array([[1.0, *(r[f] for f in FEATURES)] for r in rows], dtype=float)
+    x = np.array([[1.0, *(r[f] for f in features)] for r in rows], dtype=float)
     y = np.array(ys, dtype=float)
     best = None
-    for k in range(len(FEATURES) + 1):
-        for subset in combinations(range(1, len(FEATURES) + 1), k):
+    for k in range(len(features) + 1):
+        for subset in combinations(range(1, len(features) + 1), k):
             cols = [0, *subset]
             c, *_ = np.linalg.lstsq(x[:, cols], y, rcond=None)
             if (c < 0).any():
                 continue
             sse = float(((x[:, cols] @ c - y) ** 2).sum())
             if best is None or sse < best[0]:
-                full = np.zeros(len(FEATURES) + 1)
+                full = np.zeros(len(features) + 1)
                 full[cols] = c
                 best = (sse, full)
     if best is None:
@@ -86,7 +89,7 @@ def relative_errors(predicted: list[float], actual: list[float]) -> dict:
 
 @dataclass
 class LinearStepCost:
-    """seconds = overhead_s + sum(coef[f] * feature f): fitted on real steps."""
+    """seconds = overhead_s + sum(coef[f] * feature f) over the features in `coef`: fitted on real steps."""
     name: str
     overhead_s: float
     coef: dict
@@ -102,21 +105,21 @@ class LinearStepCost:
         return f"simulated (cost model {self.name}, {self.kind})"
 
     def step_seconds(self, feats: dict) -> float:
-        return max(0.0, self.overhead_s + sum(self.coef[f] * feats[f] for f in FEATURES))
+        return max(0.0, self.overhead_s + sum(c * feats[f] for f, c in self.coef.items()))
 
     def to_json(self) -> dict:
         return asdict(self)
 
     @classmethod
     def fit_steps(cls, name: str, rows: list[dict], seconds: list[float], source: str,
-                  holdout_every: int = 5) -> "LinearStepCost":
+                  holdout_every: int = 5, features=FEATURES) -> "LinearStepCost":
         """Fit on all steps but every `holdout_every`-th, report the error on those held out."""
         if len(rows) != len(seconds) or len(rows) < 2 * holdout_every:
             raise SimInputError(f"need at least {2 * holdout_every} timed steps to fit {name}, got {len(rows)}")
         train = [i for i in range(len(rows)) if i % holdout_every]
         held = [i for i in range(len(rows)) if not i % holdout_every]
-        coef = _lstsq([rows[i] for i in train], [seconds[i] for i in train])
-        model = cls(name=name, overhead_s=coef[0], coef=dict(zip(FEATURES, coef[1:])), source=source)
+        coef = _lstsq([rows[i] for i in train], [seconds[i] for i in train], features)
+        model = cls(name=name, overhead_s=coef[0], coef=dict(zip(features, coef[1:])), source=source)
         pred = [model.step_seconds(r) for r in rows]
         model.fit = {"train": relative_errors([pred[i] for i in train], [seconds[i] for i in train]),
                      "held_out": relative_errors([pred[i] for i in held], [seconds[i] for i in held]),
@@ -275,4 +278,8 @@ def load_linear(path: Path, spec: str, how: str = "python -m experiments.sim cal
         [f"coef.{f}" for f in FEATURES if f not in data.get("coef", {})]
     if missing:
         raise SimInputError(f"cost model {spec!r} in {path} is not a fitted model: missing {missing} (run `{how}`)")
+    unknown = sorted(set(data["coef"]) - set(STEP_FEATURES))
+    if unknown:
+        raise SimInputError(f"cost model {spec!r} in {path} has coefficients for unknown step features {unknown}; "
+                            f"known: {list(STEP_FEATURES)}")
     return LinearStepCost(**data)

@@ -26,6 +26,19 @@ def test_fit_recovers_an_exact_linear_cost():
     assert [m.step_seconds(r) for r in rows] == pytest.approx(secs, rel=1e-9)
 
 
+def test_a_fit_over_more_features_carries_them_and_predicts_with_them():
+    """The served model adds attention_pairs: fitted, stored under coef, used by step_seconds."""
+    rows, _ = synthetic_steps()
+    for i, r in enumerate(rows):
+        r["attention_pairs"] = (i * 5003) % 400000
+    secs = [0.004 + 2e-5 * r["prefill_tokens"] + 3e-4 * r["decode_seqs"] + 1e-7 * r["context_tokens"]
+            + 2e-8 * r["attention_pairs"] for r in rows]
+    m = LinearStepCost.fit_steps("t", rows, secs, source="synthetic", features=(*FEATURES, "attention_pairs"))
+    assert m.coef == pytest.approx({"prefill_tokens": 2e-5, "decode_seqs": 3e-4, "context_tokens": 1e-7,
+                                    "attention_pairs": 2e-8}, rel=1e-6)
+    assert [m.step_seconds(r) for r in rows] == pytest.approx(secs, rel=1e-9)
+
+
 def test_committed_cpu_model_reproduces_its_fitted_points():
     """Refitting the committed recorded steps gives the committed coefficients and errors."""
     committed = cost_models.load("cpu")
@@ -72,3 +85,8 @@ def test_bad_cost_model_names_fail_clearly(tmp_path):
         cost_models.load(str(tmp_path / "missing.json"))
     with pytest.raises(SimInputError, match="unknown GPU"):
         cost_models.load("roofline-a100", "models/tiny-llama-trained")
+    odd = tmp_path / "odd.json"
+    odd.write_text(json.dumps({"name": "odd", "overhead_s": 0.001,
+                               "coef": {**dict.fromkeys(FEATURES, 0.0), "kv_bytes": 1.0}}))
+    with pytest.raises(SimInputError, match="unknown step features"):
+        cost_models.load(str(odd))

@@ -37,7 +37,8 @@ def synthetic_run(root, rate: str = "16", point: str = "baseline", n: int = 40, 
         for k, (prefill, decode) in enumerate(((plen, 0), (0, 1 + i % 4))):
             s = 0.005 + 1e-5 * prefill + 1e-3 * decode
             events.append({"ev": "step", "t0": t, "s": s, "prefill_tokens": prefill, "decode_seqs": decode,
-                           "context_tokens": 0, "first": [f"r{i}"] if k == 0 else [], "fin": [],
+                           "context_tokens": 0, "attention_pairs": prefill * (prefill + 1) // 2 + decode,
+                           "first": [f"r{i}"] if k == 0 else [], "fin": [],
                            "more": k == 0 or i < n - 1})
             if k == 0:
                 first_end = t + s
@@ -71,7 +72,7 @@ def test_ttft_splits_exactly_and_the_fit_reproduces_its_points(tmp_path):
         assert q["inbound_s"] == pytest.approx(0.003) and q["outbound_s"] == pytest.approx(0.002)
     model = served_fit.fit(runs, source="synthetic")
     assert model.overhead_s == pytest.approx(0.005, rel=1e-6)
-    assert [model.coef[f] for f in FEATURES] == pytest.approx([1e-5, 1e-3, 0.0], abs=1e-9)
+    assert [model.coef[f] for f in served_fit.SERVED_FEATURES] == pytest.approx([1e-5, 1e-3, 0.0, 0.0], abs=1e-9)
     assert model.fit["held_out"]["n"] > 0 and model.fit["held_out"]["median_abs_rel_error"] < 1e-6
     assert model.frontend["request_in_s"] == pytest.approx(0.003)
     assert model.frontend["token_out_s"] == pytest.approx(0.002)
