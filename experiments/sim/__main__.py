@@ -85,8 +85,8 @@ def cmd_validate(out: Path) -> dict:
         comparison["label"] = comparison["benches"][0]["label"]
         comparison["cost_model"] = cost_model
         # the tally: real runs from the served calibration's window and CPU; the others are shown apart
-        rows = [r for b in comparison["benches"] if not b["not_counted"] for r in b["rows"]]
-        other = [r for b in comparison["benches"] if b["not_counted"] for r in b["rows"]]
+        rows = [r for b in validate.counted_benches(comparison) for r in b["rows"]]
+        other = [r for b in validate.counted_benches(comparison, counted=False) for r in b["rows"]]
         comparison["within"] = sum(r["within"] for r in rows)
         comparison["rows"] = len(rows)
         comparison["not_counted"] = {"within": sum(r["within"] for r in other), "rows": len(other)}

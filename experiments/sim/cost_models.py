@@ -29,8 +29,6 @@ from experiments.sim.errors import SimInputError
 from tools.pins import REPO_ROOT
 
 FEATURES = ("prefill_tokens", "decode_seqs", "context_tokens")
-# every feature `step_features` gives that a LinearStepCost may carry a coefficient for
-STEP_FEATURES = (*FEATURES, "attention_pairs", "num_reqs", "total_tokens")
 CALIBRATION_DIR = REPO_ROOT / "results" / "reference" / "sim" / "calibration"
 CPU_MODEL_PATH = CALIBRATION_DIR / "cost_model.json"
 CPU_SERVED_MODEL_PATH = CALIBRATION_DIR / "cost_model_served.json"
@@ -50,6 +48,10 @@ def step_features(num_scheduled: dict[str, int], computed_before: dict[str, int]
     return {"prefill_tokens": prefill, "decode_seqs": decode, "context_tokens": context,
             "attention_pairs": pairs, "num_reqs": len(num_scheduled),
             "total_tokens": sum(num_scheduled.values())}
+
+
+# every feature `step_features` gives, each of which a LinearStepCost may carry a coefficient for
+STEP_FEATURES = tuple(step_features({}, {}, {}))
 
 
 def _lstsq(rows: list[dict], ys: list[float], features=FEATURES) -> list[float]:

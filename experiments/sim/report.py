@@ -11,7 +11,7 @@ import statistics
 from pathlib import Path
 
 from experiments.common.docs import fill_file
-from experiments.sim.validate import run_values, window_note
+from experiments.sim.validate import counted_benches, run_values, window_note
 from tools.pins import REPO_ROOT
 
 ROOT = REPO_ROOT / "results" / "reference" / "sim"
@@ -234,7 +234,7 @@ def render_package_summary(root: Path = ROOT) -> str:
 
 def misses_part(c: dict) -> str:
     """The counted rows outside the bar, each with its error and the bar it missed: where the target is not met."""
-    rows = [(b, r) for b in c["benches"] if not b.get("not_counted") for r in b["rows"] if not r["within"]]
+    rows = [(b, r) for b in counted_benches(c) for r in b["rows"] if not r["within"]]
     if not rows:
         return ""
     return ("\nWhere the simulator misses (counted rows outside max(10%, spread); the simulated value against the "
@@ -247,8 +247,7 @@ def misses_part(c: dict) -> str:
 
 def steady_rows(c: dict) -> tuple[int, int]:
     """(within, rows) over the counted benches whose window did not drift (`served_fit.windows`)."""
-    rows = [r for b in c["benches"] if not b.get("not_counted") and not (b.get("window") or {}).get("drifted")
-            for r in b["rows"]]
+    rows = [r for b in counted_benches(c) if not (b.get("window") or {}).get("drifted") for r in b["rows"]]
     return sum(r["within"] for r in rows), len(rows)
 
 

@@ -62,10 +62,10 @@ def read_events(run_dir: Path) -> tuple[list[dict], list[dict]]:
     steps.sort(key=lambda s: s["t0"])
     adds.sort(key=lambda a: a["t"])
     # A period is step cost only while some request was still unfinished after the step; else the
-    # engine sat idle until the next arrival. Derived from the log (requests reach the scheduler between
-    # steps, so: added before the step, not finished by its end), because engines hooked before this
-    # check wrote `more` from `Scheduler.has_requests()`, which stays true for the requests that finished
-    # in that very step: an idle wait of up to seconds was then counted as one decode step.
+    # engine sat idle until the next arrival. Derived from the log alone (requests reach the scheduler
+    # between steps, so: added before the step, not finished by its end), not from the hook's `more`:
+    # engines hooked before it wrote `has_unfinished_requests()` took `more` from `has_requests()`, which
+    # stays true for the requests that finished in that very step.
     unfinished: set[str] = set()
     pending = iter(adds)
     nxt = next(pending, None)
@@ -74,7 +74,7 @@ def read_events(run_dir: Path) -> tuple[list[dict], list[dict]]:
             unfinished.add(nxt["rid"])
             nxt = next(pending, None)
         unfinished.difference_update(a["fin"])
-        a["period"] = b["t0"] - a["t0"] if b is not None and a.get("more", True) and unfinished else None
+        a["period"] = b["t0"] - a["t0"] if b is not None and unfinished else None
     return steps, adds
 
 

@@ -134,6 +134,11 @@ def compare_bench(bench_dir: Path, cost_model: str = "cpu", same_window: bool = 
             "rows": rows}
 
 
+def counted_benches(comparison: dict, counted: bool = True) -> list[dict]:
+    """The benches of a comparison that are in its tally (or, counted=False, those shown apart)."""
+    return [b for b in comparison["benches"] if bool(b.get("not_counted")) != counted]
+
+
 def not_counted_reason(calib_cpu: str | None, real_cpu: str, same_window: bool) -> str | None:
     """Why a real set is shown but not in the tally (None: counted)."""
     if calib_cpu not in (None, real_cpu):
