@@ -182,9 +182,11 @@ def speed_part(root: Path) -> str:
     if s is None:
         return "No speed measurement yet.\n"
     one, sw = s["single"], s["sweep"]
+    each = (f"median of {one['repeats']} runs, each its own process: {min(one['wall_s_each']):.1f} to "
+            f"{max(one['wall_s_each']):.1f} s; " if one.get("wall_s_each") else "")
     return (f"**Speed** (`speed.json`, {s['machine_cores']} cores, load average after {s['loadavg_1m_after']:.2f}): "
             f"{one['what']}: {one['wall_s_including_process_start']:.1f} s including the simulator process start "
-            f"(vLLM import and config: most of it), {one['simulation_loop_s']:.2f} s in the loop for "
+            f"({each}vLLM import and config: most of it), {one['simulation_loop_s']:.2f} s in the loop for "
             f"{one['steps']} steps. {sw['what']}: {sw['wall_s']:.1f} s.\n")
 
 

@@ -65,3 +65,27 @@ def test_no_progress_for_n_steps_raises():
     rows = [{"request_id": "r0", "prompt_token_ids": [1, 5, 6], "output_tokens": 4, "arrival_s": 0.0}]
     with pytest.raises(SimStalled, match="no tokens scheduled for 8 consecutive steps"):
         driver.run(StuckScheduler(), None, rows, ConstantStepCost(), stall_steps=8)
+
+
+def test_fast_path_tokenizes_as_the_server_does(tmp_path):
+    """The shipped model's tokenizer.json read by `tokenizers` gives AutoTokenizer's ids on every bench
+    workload's prompts; a model whose tokenizer class may rewrite special tokens takes the
+    AutoTokenizer path."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    from experiments.bench import presets, workloads
+    from experiments.sim.prompts import Tokenizer, plain_tokenizer_json
+
+    model = presets.EMBEDDED_MODEL
+    assert plain_tokenizer_json(model) is not None
+    fast, auto = Tokenizer(model), AutoTokenizer.from_pretrained(model)
+    prompts = [r["prompt"] for name in sorted(workloads.SPECS)
+               for r in workloads.generate(workloads.make_spec(name), seed=0).rows]
+    assert prompts and all(fast.ids(p) == auto(p).input_ids for p in prompts)
+    other = tmp_path / "llama-class"
+    shutil.copytree(model, other, ignore=shutil.ignore_patterns("*.safetensors", "*.png"))
+    cfg = other / "tokenizer_config.json"
+    cfg.write_text(cfg.read_text().replace("PreTrainedTokenizerFast", "LlamaTokenizerFast"))
+    assert plain_tokenizer_json(str(other)) is None
