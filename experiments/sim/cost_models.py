@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -45,13 +46,29 @@ def step_features(num_scheduled: dict[str, int], computed_before: dict[str, int]
         decode += (n - p) > 0
         context += done
         pairs += n * done + n * (n + 1) // 2  # causal: query i sees everything before it and itself
-    return {"prefill_tokens": prefill, "decode_seqs": decode, "context_tokens": context,
-            "attention_pairs": pairs, "num_reqs": len(num_scheduled),
-            "total_tokens": sum(num_scheduled.values())}
+    feats = {"prefill_tokens": prefill, "decode_seqs": decode, "context_tokens": context,
+             "attention_pairs": pairs, "num_reqs": len(num_scheduled),
+             "total_tokens": sum(num_scheduled.values())}
+    return feats | derived_features(feats)
 
 
-# every feature `step_features` gives, each of which a LinearStepCost may carry a coefficient for
-STEP_FEATURES = tuple(step_features({}, {}, {}))
+def derived_features(feats: dict) -> dict:
+    """Features computed from the counted ones, so a step logged before one was added still has it.
+    sqrt(decode sequences): a decode batch reads the weights once for all its sequences, so each further
+    sequence costs less than the one before (served decode-only steps: the cost per sequence falls with
+    the batch size)."""
+    return {"sqrt_decode_seqs": math.sqrt(feats["decode_seqs"])}
+
+
+# Features the driver supplies from its virtual clock rather than from the scheduler's decision:
+#   arrivals  requests that reach the scheduler while the step runs (start to the next step's start);
+#             in a real server each is handled on the same cores (client send, API server, tokenising,
+#             EngineCore input) and slows the step. Derived from the log by `served_fit.read_events`.
+CLOCK_FEATURES = ("arrivals",)
+
+
+# every feature a LinearStepCost may carry a coefficient for
+STEP_FEATURES = (*step_features({}, {}, {}), *CLOCK_FEATURES)
 
 
 def _lstsq(rows: list[dict], ys: list[float], features=FEATURES) -> list[float]:

@@ -3,7 +3,7 @@
 What `EngineCore.step` does, with the model replaced by a cost model:
     arrivals up to the clock -> add_request
     schedule()                               (the real scheduler, baseline or patched)
-    cost model(step features) -> clock += seconds
+    cost model(step features, and the arrivals while the step runs) -> clock += seconds
     ModelRunnerOutput: one sampled token per request that is past its prompt
     (a request still in the middle of a chunked prefill samples nothing, as the
     model runner discards it) -> update_from_output()
@@ -12,6 +12,8 @@ either times on the virtual clock or, for matching a recorded real run step by
 step, engine step indices (`arrival_step`).
 """
 from __future__ import annotations
+
+import bisect
 
 from experiments.sim.cost_models import step_features
 from experiments.sim.errors import SimStalled
@@ -44,6 +46,19 @@ def reach_times(rows: list[dict], frontend: dict) -> list[dict]:
     return out
 
 
+def cost_with_arrivals(cost_model, feats: dict, reach: list[float], nxt: int, start: float) -> tuple[int, float]:
+    """(arrivals, seconds) of a step starting at `start`: the requests that reach the scheduler before it
+    ends (reach times sorted, the first `nxt` already added) slow it, and a slower step lets more reach it;
+    counted until it no longer grows (the cost never falls with more arrivals, so this ends)."""
+    n = 0
+    while True:
+        cost = cost_model.step_seconds({**feats, "arrivals": n})
+        now = bisect.bisect_right(reach, start + cost, lo=nxt) - nxt
+        if now <= n:
+            return n, cost
+        n = now
+
+
 def run(scheduler, hasher, rows: list[dict], cost_model, *, by_step: bool = False,
         stall_steps: int = 64, record_decisions: bool = False) -> dict:
     """Drive `scheduler` until every request in `rows` finished.
@@ -60,6 +75,7 @@ def run(scheduler, hasher, rows: list[dict], cost_model, *, by_step: bool = Fals
     if not by_step:
         rows = reach_times(rows, frontend)
     pending = sorted(rows, key=lambda r: (r[key], r["request_id"]))
+    reach = [r[key] for r in pending]
     reqs = {r["request_id"]: {"arrival_s": None, "prompt_len": len(r["prompt_token_ids"]), "token_times": [],
                               "finish_s": None} for r in rows}
     steps: list[dict] = []
@@ -98,7 +114,11 @@ def run(scheduler, hasher, rows: list[dict], cost_model, *, by_step: bool = Fals
         live = {rid: scheduler.requests[rid] for rid in n_sched}
         before = {rid: r.num_computed_tokens - n_sched[rid] for rid, r in live.items()}
         feats = step_features(n_sched, before, {rid: r.num_prompt_tokens for rid, r in live.items()})
-        cost = cost_model.step_seconds(feats)
+        if by_step:  # decision replay: arrivals are step indices, a step's length decides nothing
+            feats["arrivals"] = 0
+            cost = cost_model.step_seconds(feats)
+        else:
+            feats["arrivals"], cost = cost_with_arrivals(cost_model, feats, reach, nxt, clock)
         start = clock
         clock += cost
         order = sorted(n_sched)

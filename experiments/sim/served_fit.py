@@ -9,7 +9,8 @@ Per request the client's TTFT splits exactly into
     engine     reaches the scheduler -> end of the step that produced its first token
     outbound   that step's end -> the client reads the token (IPC, detokenise, SSE, client loop)
 Per step: its period (start to next start while work is left: the step plus the busy loop around
-it) against what the in-process CPU model predicts for the same features.
+it) against what the in-process CPU model predicts for the same features, and the requests that
+reached the scheduler in that period (`arrivals`).
 
 The served cost model (`calibration/cost_model_served.json`, name `cpu-served`) is a
 `LinearStepCost` (SERVED_FEATURES) fitted on those periods (FIT_POINTS runs; every 5th step held out; the other
@@ -19,12 +20,14 @@ points' steps are a second held-out set) plus the frontend the requests paid:
 """
 from __future__ import annotations
 
+import bisect
 import json
 import statistics
 from pathlib import Path
 
 from experiments.common.results import write_json_atomic
-from experiments.sim.cost_models import CPU_SERVED_MODEL_PATH, FEATURES, LinearStepCost, load, relative_errors
+from experiments.sim.cost_models import (CPU_SERVED_MODEL_PATH, FEATURES, LinearStepCost, derived_features, load,
+                                         relative_errors)
 from experiments.sim.errors import SimInputError
 from experiments.sim.served import SERVED_DIR, is_hooked, point_of
 from tools.pins import REPO_ROOT
@@ -39,11 +42,13 @@ HOLDOUT_EVERY = 5
 # speeds further apart than this: the VM's speed moved by more than the validation's 10% tolerance, and
 # one cost model cannot fit both halves. Reported with the fit and in the validation, not hidden.
 WINDOW_DRIFT_LIMIT = 1.2
-# The in-process model's three features plus the (query, key) pairs of causal attention: a prefill chunk
-# of n tokens over c cached ones does about n*c of attention work, which context_tokens (c) alone misses;
-# kept because it lowers the error on the held-out steps and on the held-out points' steps (`fit.held_out`,
-# `fit.held_out_points`); num_reqs was tried as well and got no weight.
-SERVED_FEATURES = (*FEATURES, "attention_pairs")
+# The in-process model's three features plus: the (query, key) pairs of causal attention (a prefill chunk
+# of n tokens over c cached ones does about n*c of attention work, which context_tokens (c) alone misses);
+# sqrt(decode sequences) (a decode batch reads the weights once, so the cost per sequence falls with the
+# batch); the requests arriving while the step runs (their client, API server and input handling share the
+# cores). Each kept because it lowers the error on the held-out steps and on the held-out points' steps
+# (`fit.held_out`, `fit.held_out_points`); num_reqs was tried as well and got no weight.
+SERVED_FEATURES = (*FEATURES, "attention_pairs", "sqrt_decode_seqs", "arrivals")
 
 
 def read_events(run_dir: Path) -> tuple[list[dict], list[dict]]:
@@ -75,6 +80,13 @@ def read_events(run_dir: Path) -> tuple[list[dict], list[dict]]:
             nxt = next(pending, None)
         unfinished.difference_update(a["fin"])
         a["period"] = b["t0"] - a["t0"] if b is not None and unfinished else None
+    # features the log implies: the derived ones (for logs written before they existed) and the arrivals
+    # while each step ran (start to the next step's start), which the driver counts on its clock
+    add_times = [a["t"] for a in adds]
+    for a, b in zip(steps, steps[1:] + [None]):
+        a.update(derived_features(a))
+        end = b["t0"] if b is not None else a["t0"] + a["s"]
+        a["arrivals"] = bisect.bisect_right(add_times, end) - bisect.bisect_right(add_times, a["t0"])
     return steps, adds
 
 

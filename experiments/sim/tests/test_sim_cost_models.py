@@ -90,3 +90,16 @@ def test_bad_cost_model_names_fail_clearly(tmp_path):
                                "coef": {**dict.fromkeys(FEATURES, 0.0), "kv_bytes": 1.0}}))
     with pytest.raises(SimInputError, match="unknown step features"):
         cost_models.load(str(odd))
+
+
+def test_arrivals_while_a_step_runs_lengthen_it():
+    """A step with an arrivals cost counts the requests reaching the scheduler before it ends, and the
+    longer step lets more reach it, until the count stops growing; the added ones are not counted again."""
+    from experiments.sim.driver import cost_with_arrivals
+
+    m = LinearStepCost(name="t", overhead_s=0.01, coef={"decode_seqs": 0.0, "arrivals": 0.01})
+    reach = [0.0, 0.005, 0.015, 0.025, 0.05]
+    assert cost_with_arrivals(m, {"decode_seqs": 1}, reach, 1, 0.0) == (3, pytest.approx(0.04))
+    assert cost_with_arrivals(m, {"decode_seqs": 1}, reach, 4, 0.0) == (0, pytest.approx(0.01))
+    no_arrival_cost = LinearStepCost(name="t", overhead_s=0.01, coef={"decode_seqs": 0.0})
+    assert cost_with_arrivals(no_arrival_cost, {"decode_seqs": 1}, reach, 1, 0.0) == (1, pytest.approx(0.01))

@@ -36,6 +36,8 @@ def batch():
         "a_again": api.make_job("baseline", None, "mixed_long_short", 16, 3, "cpu", workload_overrides=small),
         "base_long": api.make_job("baseline", LONG[1], LONG[0], LONG[2], 0, "cpu"),
         "cap_long": api.make_job({"engine": "patched", "engine_args": CAP_ARGS}, LONG[1], LONG[0], LONG[2], 0, "cpu"),
+        "served_burst": api.make_job("baseline", None, "mixed_long_short", "inf", 0, "cpu-served",
+                                     workload_overrides=small),
     }
     jobs["a"]["record_decisions"] = True
     recorded = {p.stem: json.loads(p.read_text()) for p in RECORDED}
@@ -88,6 +90,18 @@ def test_decisions_match_recorded_real_run(batch, name):
 
 def test_recorded_runs_cover_both_engines():
     assert {json.loads(p.read_text())["variant"]["engine"] for p in RECORDED} == {"baseline", "patched"}
+
+
+def test_served_model_steps_cost_what_the_model_says_with_the_arrivals_they_saw(batch):
+    """With cpu-served a burst reaches the scheduler paced by the frontend, while the first steps run:
+    those steps count the arrivals and cost the model's price for them; no request is counted twice."""
+    from experiments.sim.cost_models import load
+
+    model = load("cpu-served")
+    steps = batch[1]["served_burst"]["steps"]
+    assert all(s["seconds"] == pytest.approx(model.step_seconds(s), rel=1e-12) for s in steps)
+    arrived = sum(s["arrivals"] for s in steps)
+    assert 0 < arrived <= 32 and steps[0]["arrivals"] > 0
 
 
 def test_json_keys_match_vllm_bench_serve(batch):

@@ -72,7 +72,8 @@ def test_ttft_splits_exactly_and_the_fit_reproduces_its_points(tmp_path):
         assert q["inbound_s"] == pytest.approx(0.003) and q["outbound_s"] == pytest.approx(0.002)
     model = served_fit.fit(runs, source="synthetic")
     assert model.overhead_s == pytest.approx(0.005, rel=1e-6)
-    assert [model.coef[f] for f in served_fit.SERVED_FEATURES] == pytest.approx([1e-5, 1e-3, 0.0, 0.0], abs=1e-9)
+    assert model.coef == pytest.approx({"prefill_tokens": 1e-5, "decode_seqs": 1e-3, "context_tokens": 0.0,
+                                        "attention_pairs": 0.0, "sqrt_decode_seqs": 0.0, "arrivals": 0.0}, abs=1e-9)
     assert model.fit["held_out"]["n"] > 0 and model.fit["held_out"]["median_abs_rel_error"] < 1e-6
     assert model.frontend["request_in_s"] == pytest.approx(0.003)
     assert model.frontend["token_out_s"] == pytest.approx(0.002)
@@ -93,6 +94,22 @@ def test_the_idle_wait_after_the_last_request_finishes_is_not_a_step_period(tmp_
     periods = [s["period"] for s in steps]
     assert periods[:2] == pytest.approx([0.010, 0.010])  # b still running after a finished
     assert periods[2:] == [None, pytest.approx(0.010), None]  # idle until c arrives; nothing after c
+
+
+def test_the_log_gives_each_step_its_arrivals_and_derived_features(tmp_path):
+    """arrivals: adds after a step's start up to the next step's start (the last step: up to its end);
+    sqrt_decode_seqs is derived for steps logged before the hook wrote it."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    events = [{"ev": "add", "t": t, "rid": rid, "plen": 4}
+              for t, rid in ((0.0, "a"), (0.004, "b"), (0.009, "c"), (0.010, "d"), (0.025, "e"), (0.05, "f"))]
+    for t0, dec in ((0.001, 0), (0.010, 1), (0.020, 4)):
+        events.append({"ev": "step", "t0": t0, "s": 0.008, "prefill_tokens": 4, "decode_seqs": dec,
+                       "context_tokens": 0, "first": [], "fin": [], "more": True})
+    (run_dir / "served-steps-1.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    steps, _ = served_fit.read_events(run_dir)
+    assert [s["arrivals"] for s in steps] == [3, 0, 1]  # b, c, d (d at the next start); none; e by 0.028
+    assert [s["sqrt_decode_seqs"] for s in steps] == [0.0, 1.0, 2.0]
 
 
 def test_the_served_model_records_its_machine_and_refuses_two(tmp_path):
