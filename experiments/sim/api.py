@@ -68,16 +68,25 @@ def workload_rows(name: str, overrides: dict | None = None, seed: int = 0) -> tu
 
 def make_job(variant, engine_args: dict | None, workload: str, rate, seed: int, cost_model: str, *,
              model: str | None = None, workload_overrides: dict | None = None, burstiness: float = 1.0,
-             stall_steps: int = 64) -> dict:
+             stall_steps: int = 64, spec_acceptance: float | None = None) -> dict:
+    """One simulation. Speculative decoding: `speculative_config` in the engine arguments (as for `vllm
+    serve`; the scheduler reserves and schedules its draft tokens) and `spec_acceptance`, the chance each
+    draft token is accepted (no drafter runs: `driver.accepted_drafts`)."""
     vdef = resolve_variant(variant)
     model = model or presets.EMBEDDED_MODEL
     if not (Path(model) / "config.json").is_file():
         raise SimInputError(f"unknown model {model!r}: no config.json in that directory")
     rows, meta = workload_rows(workload, workload_overrides)
     args = {**BASE_ENGINE_ARGS, **vdef["engine_args"], **(engine_args or {})}
+    if (args.get("speculative_config") is None) != (spec_acceptance is None):
+        raise SimInputError("speculative decoding needs both engine_args['speculative_config'] and spec_acceptance "
+                            "(the chance each draft token is accepted: the simulator runs no drafter)")
+    if spec_acceptance is not None and not 0.0 <= spec_acceptance <= 1.0:
+        raise SimInputError(f"spec_acceptance must be within [0, 1], got {spec_acceptance}")
     return {"variant": vdef, "model": model, "engine_args": args, "workload": meta, "rows": rows,
             "arrivals": arrival_times(len(rows), rate, seed, burstiness), "rate": str(rate), "seed": seed,
-            "burstiness": burstiness, "cost_model": cost_model, "stall_steps": stall_steps}
+            "burstiness": burstiness, "cost_model": cost_model, "stall_steps": stall_steps,
+            "spec_acceptance": spec_acceptance}
 
 
 def engine_series(engine: str) -> str | None:

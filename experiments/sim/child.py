@@ -30,13 +30,23 @@ def run_job(job: dict, tokenizer: Tokenizer) -> dict:
                         else {"arrival_s": job["arrivals"][i]})})
     t0 = time.perf_counter()
     sim = driver.run(scheduler, hasher, rows, cost, by_step=job.get("by_step", False),
-                     stall_steps=job.get("stall_steps", 64), record_decisions=job.get("record_decisions", False))
+                     stall_steps=job.get("stall_steps", 64), record_decisions=job.get("record_decisions", False),
+                     spec_acceptance=job.get("spec_acceptance"), spec_seed=job.get("seed", 0))
     loop_s = time.perf_counter() - t0
     order = [r["request_id"] for r in job["rows"]]
     raw = bench_json.bench_serve_json(sim["requests"], order, model=model, rate=job["rate"],
                                       burstiness=job.get("burstiness", 1.0), label=cost.label)
-    return {"ok": True, "label": cost.label, "cost_model": cost.to_json(),
+    label = cost.label if job.get("spec_acceptance") is None else (
+        f"{cost.label}; speculative decoding: {scheduler.num_spec_tokens} drafts per step, each accepted with "
+        f"probability {job['spec_acceptance']} (modelled)")
+    return {"ok": True, "label": label, "cost_model": cost.to_json(),
             "scheduler": engine_config.scheduler_summary(vllm_config), "bench_serve": raw,
+            "spec_decode": None if job.get("spec_acceptance") is None else {
+                "num_speculative_tokens": scheduler.num_spec_tokens, "acceptance": job["spec_acceptance"],
+                "acceptance_model": "each draft token accepted with this probability once the ones before it "
+                                    "were (modelled: no drafter runs)",
+                "draft_tokens": sum(s["draft_tokens"] for s in sim["steps"]),
+                "accepted_drafts": sum(s["accepted_drafts"] for s in sim["steps"])},
             "steps": sim["steps"], "loop_wall_s": loop_s}
 
 

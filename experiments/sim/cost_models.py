@@ -37,18 +37,24 @@ CPU_SERVED_MODEL_PATH = CALIBRATION_DIR / "cost_model_served.json"
 
 def step_features(num_scheduled: dict[str, int], computed_before: dict[str, int],
                   prompt_lens: dict[str, int]) -> dict:
-    """What one step computes, from the scheduler's decision and each request's progress before it."""
-    prefill = decode = context = pairs = 0
+    """What one step computes, from the scheduler's decision and each request's progress before it.
+
+    prefill_tokens counts every token computed beyond one per decoding sequence: prompt tokens and, with
+    speculative decoding, the draft tokens a step verifies (`draft_tokens`, also given alone): the forward
+    pass does the same work for each query token, so a model fitted without speculative decoding prices a
+    verified draft as a prompt token."""
+    prefill = decode = context = pairs = drafts = 0
     for rid, n in num_scheduled.items():
         done, plen = computed_before[rid], prompt_lens[rid]
         p = max(0, min(n, plen - done))
         prefill += p
         decode += (n - p) > 0
+        drafts += max(0, n - p - 1)
         context += done
         pairs += n * done + n * (n + 1) // 2  # causal: query i sees everything before it and itself
-    feats = {"prefill_tokens": prefill, "decode_seqs": decode, "context_tokens": context,
+    feats = {"prefill_tokens": prefill + drafts, "decode_seqs": decode, "context_tokens": context,
              "attention_pairs": pairs, "num_reqs": len(num_scheduled),
-             "total_tokens": sum(num_scheduled.values())}
+             "total_tokens": sum(num_scheduled.values()), "draft_tokens": drafts}
     return feats | derived_features(feats)
 
 

@@ -6,7 +6,10 @@ What `EngineCore.step` does, with the model replaced by a cost model:
     cost model(step features, and the arrivals while the step runs) -> clock += seconds
     ModelRunnerOutput: one sampled token per request that is past its prompt
     (a request still in the middle of a chunked prefill samples nothing, as the
-    model runner discards it) -> update_from_output()
+    model runner discards it), plus its accepted draft tokens with speculative
+    decoding -> update_from_output()
+    speculative decoding: new drafts for every request -> update_draft_token_ids()
+      (what EngineCore.post_step hands over from the drafter)
 Requests stop at their `max_tokens` (the bench runs with ignore_eos). Arrivals are
 either times on the virtual clock or, for matching a recorded real run step by
 step, engine step indices (`arrival_step`).
@@ -14,9 +17,10 @@ step, engine step indices (`arrival_step`).
 from __future__ import annotations
 
 import bisect
+import random
 
 from experiments.sim.cost_models import step_features
-from experiments.sim.errors import SimStalled
+from experiments.sim.errors import SimInputError, SimStalled
 
 SAMPLED_TOKEN_ID = 100  # any id that is not EOS; with ignore_eos its value never matters
 
@@ -46,6 +50,16 @@ def reach_times(rows: list[dict], frontend: dict) -> list[dict]:
     return out
 
 
+def accepted_drafts(rng: random.Random, drafts: int, acceptance: float) -> int:
+    """How many of a step's `drafts` verified tokens are accepted: each with probability `acceptance`
+    once the ones before it were (the i.i.d. acceptance model of the speculative decoding papers), up
+    to the first rejection. No drafter runs here: the rate stands for the drafter and the text."""
+    n = 0
+    while n < drafts and rng.random() < acceptance:
+        n += 1
+    return n
+
+
 def cost_with_arrivals(cost_model, feats: dict, reach: list[float], nxt: int, start: float) -> tuple[int, float]:
     """(arrivals, seconds) of a step starting at `start`: the requests that reach the scheduler before it
     ends (reach times sorted, the first `nxt` already added) slow it, and a slower step lets more reach it;
@@ -60,14 +74,24 @@ def cost_with_arrivals(cost_model, feats: dict, reach: list[float], nxt: int, st
 
 
 def run(scheduler, hasher, rows: list[dict], cost_model, *, by_step: bool = False,
-        stall_steps: int = 64, record_decisions: bool = False) -> dict:
+        stall_steps: int = 64, record_decisions: bool = False, spec_acceptance: float | None = None,
+        spec_seed: int = 0) -> dict:
     """Drive `scheduler` until every request in `rows` finished.
 
     rows: request_id, prompt_token_ids, output_tokens and `arrival_s` (virtual seconds: the client's
     send; the request reaches the scheduler after the cost model's frontend time, if it has one)
     or, with by_step, `arrival_step` (added just before that engine step).
+    spec_acceptance: with a scheduler configured for speculative decoding, the chance each draft token
+    is accepted (`accepted_drafts`, seeded by spec_seed); required then, refused otherwise.
     """
-    from vllm.v1.outputs import ModelRunnerOutput
+    from vllm.v1.outputs import DraftTokenIds, ModelRunnerOutput
+
+    drafts_per_step = scheduler.num_spec_tokens
+    if bool(drafts_per_step) != (spec_acceptance is not None):
+        raise SimInputError("speculative decoding needs both a speculative_config in the engine arguments and "
+                            f"spec_acceptance (scheduler drafts per step: {drafts_per_step}, spec_acceptance: "
+                            f"{spec_acceptance})")
+    rng = random.Random(spec_seed)
 
     key = "arrival_step" if by_step else "reach_s"
     frontend = getattr(cost_model, "frontend", None) or {}
@@ -122,10 +146,15 @@ def run(scheduler, hasher, rows: list[dict], cost_model, *, by_step: bool = Fals
         start = clock
         clock += cost
         order = sorted(n_sched)
-        sampled = [[] if live[rid].is_prefill_chunk else [SAMPLED_TOKEN_ID] for rid in order]
+        accepted = {rid: accepted_drafts(rng, len(so.scheduled_spec_decode_tokens.get(rid, ())), spec_acceptance)
+                    for rid in order} if drafts_per_step else {}
+        sampled = [[] if live[rid].is_prefill_chunk else [SAMPLED_TOKEN_ID] * (1 + accepted.get(rid, 0))
+                   for rid in order]
         out = ModelRunnerOutput(req_ids=order, req_id_to_index={rid: i for i, rid in enumerate(order)},
                                 sampled_token_ids=sampled)
         engine_outputs = scheduler.update_from_output(so, out)
+        if drafts_per_step:  # finished requests and prefill chunks are skipped by the scheduler itself
+            scheduler.update_draft_token_ids(DraftTokenIds(order, [[SAMPLED_TOKEN_ID] * drafts_per_step for _ in order]))
         for eco in engine_outputs.values():
             for o in eco.outputs:
                 rec = reqs[o.request_id]
@@ -133,6 +162,7 @@ def run(scheduler, hasher, rows: list[dict], cost_model, *, by_step: bool = Fals
                 if o.finish_reason is not None:
                     rec["finish_s"] = clock + token_out_s
         step = {"index": step_index, "start_s": start, "seconds": cost, **feats,
+                "accepted_drafts": sum(accepted.values()),
                 "kv_usage": scheduler.kv_cache_manager.usage,
                 "waiting_after": len(scheduler.waiting), "running_after": len(scheduler.running)}
         if record_decisions:

@@ -26,6 +26,10 @@ else:
     LONG = ("mixed_long_short", {}, 16)
     CAP_ARGS = presets.VARIANTS["patched-prefill-cap"]["engine_args"]
 RECORDED = sorted(CALIBRATION_DIR.glob("recorded-*.json"))
+# speculative decoding as `vllm serve --speculative-config` takes it; the simulator runs no drafter (ngram
+# needs no draft model), the acceptance rate stands for one
+SPEC = {"speculative_config": {"method": "ngram", "num_speculative_tokens": 3, "prompt_lookup_max": 3,
+                               "prompt_lookup_min": 2}}
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +42,8 @@ def batch():
         "cap_long": api.make_job({"engine": "patched", "engine_args": CAP_ARGS}, LONG[1], LONG[0], LONG[2], 0, "cpu"),
         "served_burst": api.make_job("baseline", None, "mixed_long_short", "inf", 0, "cpu-served",
                                      workload_overrides=small),
+        **{f"spec_{a}": api.make_job("baseline", SPEC, "mixed_long_short", 16, 3, "cpu", workload_overrides=small,
+                                     spec_acceptance=a) for a in (0.0, 1.0)},
     }
     jobs["a"]["record_decisions"] = True
     recorded = {p.stem: json.loads(p.read_text()) for p in RECORDED}
@@ -102,6 +108,24 @@ def test_served_model_steps_cost_what_the_model_says_with_the_arrivals_they_saw(
     assert all(s["seconds"] == pytest.approx(model.step_seconds(s), rel=1e-12) for s in steps)
     arrived = sum(s["arrivals"] for s in steps)
     assert 0 < arrived <= 32 and steps[0]["arrivals"] > 0
+
+
+def test_speculative_decoding_accepts_as_told_and_every_request_gets_its_tokens(batch):
+    """Acceptance 0: every draft the scheduler scheduled is rejected and rolled back, one token per step;
+    acceptance 1: every draft kept, so fewer steps and a shorter TPOT; both finish every request with its
+    output tokens; a verified draft is priced as a prompt token by a model fitted without drafts."""
+    jobs, out, _ = batch
+    none, every = out["spec_0.0"], out["spec_1.0"]
+    for o in (none, every):
+        raw, rows = o["bench_serve"], jobs["spec_0.0"]["rows"]
+        assert raw["completed"] == len(rows) and raw["output_lens"] == [r["output_tokens"] for r in rows]
+        assert o["spec_decode"]["draft_tokens"] > 0 and "speculative decoding" in o["label"]
+        assert sum(s["prefill_tokens"] - s["draft_tokens"] for s in o["steps"]) == raw["total_input_tokens"]
+    assert none["spec_decode"]["accepted_drafts"] == 0
+    assert every["spec_decode"]["accepted_drafts"] == every["spec_decode"]["draft_tokens"]
+    assert len(every["steps"]) < len(none["steps"])
+    assert every["summary"]["median_tpot_ms"] < none["summary"]["median_tpot_ms"]
+    assert out["a"]["spec_decode"] is None and all(s["draft_tokens"] == 0 for s in out["a"]["steps"])
 
 
 def test_json_keys_match_vllm_bench_serve(batch):

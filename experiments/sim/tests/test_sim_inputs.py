@@ -20,6 +20,27 @@ def test_unknown_variant_model_workload():
         api.make_job("baseline", None, "chatbot_arena", 16, 0, "cpu")
     with pytest.raises(SimInputError, match="rate and burstiness must be > 0"):
         api.make_job("baseline", None, "mixed_long_short", 0, 0, "cpu")
+    spec = {"speculative_config": {"method": "ngram", "num_speculative_tokens": 3}}
+    with pytest.raises(SimInputError, match="needs both"):
+        api.make_job("baseline", spec, "mixed_long_short", 16, 0, "cpu")
+    with pytest.raises(SimInputError, match="needs both"):
+        api.make_job("baseline", None, "mixed_long_short", 16, 0, "cpu", spec_acceptance=0.5)
+    with pytest.raises(SimInputError, match=r"within \[0, 1\]"):
+        api.make_job("baseline", spec, "mixed_long_short", 16, 0, "cpu", spec_acceptance=1.5)
+
+
+def test_drafts_are_accepted_up_to_the_first_rejection():
+    """Each draft accepted with probability a once the ones before were: the mean accepted of k drafts is
+    a + a^2 + ... + a^k; none at 0, all at 1; the same seed gives the same draws."""
+    import random
+
+    from experiments.sim.driver import accepted_drafts
+
+    assert accepted_drafts(random.Random(0), 3, 0.0) == 0 and accepted_drafts(random.Random(0), 3, 1.0) == 3
+    rng = random.Random(1)
+    draws = [accepted_drafts(rng, 3, 0.6) for _ in range(20000)]
+    assert sum(draws) / len(draws) == pytest.approx(0.6 + 0.36 + 0.216, abs=0.02)
+    assert draws[:50] == [accepted_drafts(r, 3, 0.6) for r in [random.Random(1)] for _ in range(50)]
 
 
 def test_a_served_variant_simulates_its_engine_not_its_server_env():
@@ -44,6 +65,7 @@ class StuckScheduler:
 
     def __init__(self):
         self.waiting, self.running, self.requests = [], [], {}
+        self.num_spec_tokens = 0  # no speculative decoding
         self.kv_cache_manager = type("K", (), {"block_pool": type("P", (), {"get_num_free_blocks": lambda s: 0})()})()
 
     def add_request(self, req):
