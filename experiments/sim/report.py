@@ -240,10 +240,13 @@ def misses_part(c: dict) -> str:
     if not rows:
         return ""
     return ("\nWhere the simulator misses (counted rows outside max(10%, spread); the simulated value against the "
-            "real median):\n\n" + "".join(
+            "real median; real / hooked twin: the compared runs' median over their hooked twins', the calibration "
+            "runs of the same point that alternated with them):\n\n" + "".join(
                 f"- rate {r['rate']}, `{r['workload']}`, `{r['point']}`, {r['metric']}: {r['error']:+.1%} "
                 f"(bar {r['allowed']:.1%}; `{b['real_bench']}`"
-                + (", a drifted window" if (b.get("window") or {}).get("drifted") else "") + ")\n"
+                + (", a drifted window" if (b.get("window") or {}).get("drifted") else "")
+                + (f"; real / hooked twin {r['plain_over_hooked_twin']:.2f}x" if r.get("plain_over_hooked_twin")
+                   else "") + ")\n"
                 for b, r in rows))
 
 

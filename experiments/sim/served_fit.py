@@ -213,6 +213,25 @@ def windows(runs: list[dict], model: LinearStepCost) -> list[dict]:
     return out
 
 
+def residuals(runs: list[dict], model: LinearStepCost) -> list[dict]:
+    """Where the fit is biased: per rate, workload, step kind (decode only, or with prompt tokens) and whether
+    the point was fitted on, the summed step periods over what the model predicts for the same steps."""
+    groups: dict = {}
+    for r in runs:
+        for key, w in r["workloads"].items():
+            wl = key.split("/")[0]
+            for s in w["steps"]:
+                if s.get("period"):
+                    g = groups.setdefault((r["rates"][wl], wl, "with prompt tokens" if s["prefill_tokens"]
+                                           else "decode only", r["point"] in FIT_POINTS), [0, 0.0, 0.0])
+                    g[0] += 1
+                    g[1] += s["period"]
+                    g[2] += model.step_seconds(s)
+    return [{"rate": rate, "workload": wl, "steps": kind, "fitted_point": fitted, "n": n,
+             "period_over_model": period / predicted}
+            for (rate, wl, kind, fitted), (n, period, predicted) in sorted(groups.items())]
+
+
 def fit(runs: list[dict], source: str) -> LinearStepCost:
     train_steps = _timed(runs, FIT_POINTS)
     model = LinearStepCost.fit_steps("cpu-served", train_steps, [s["period"] for s in train_steps], source=source,
@@ -235,6 +254,7 @@ def fit(runs: list[dict], source: str) -> LinearStepCost:
                          | {"others_share": r["machine"].get("others_share"),
                             "loadavg_1m_end": r["machine"].get("loadavg_1m_end")} for r in runs]
     model.fit["windows"] = windows(runs, model)
+    model.fit["residuals"] = residuals(runs, model)
     model.fit["window_drift_limit"] = WINDOW_DRIFT_LIMIT
     return model
 

@@ -6,7 +6,10 @@ defs, workloads and rate with arrival seed 0, which reproduces `vllm bench serve
 arrival times (checked: `arrival_check`). Per (point, workload, metric): the real values (one per
 timed client pass), their median and [min, max], the simulated value, the error against the real
 median and the real passes' own spread ((max - min) / median). A row passes when
-|error| <= max(10%, real spread); failures are listed, not hidden.
+|error| <= max(10%, real spread); failures are listed, not hidden. Beside each row of a served
+bench: the real median over the same point's hooked twin's (its calibration runs, alternating with
+these; the baseline points' twins are the ones fitted on): a ratio far from 1 says the compared runs
+themselves ran apart from the calibration's, which a cost model calibrated there cannot follow.
 The tally counts the real runs measured in the same window as the served calibration (the plain
 twins of its hooked servers, passes alternating with theirs): a cost model is fitted on one machine
 at one time, and this VM's speed drifts between windows minutes apart by more than the tolerance.
@@ -20,7 +23,7 @@ from pathlib import Path
 
 from experiments.sim import api
 from experiments.sim.arrivals import arrival_times
-from experiments.sim.served import is_hooked
+from experiments.sim.served import HOOKED_SUFFIX, is_hooked
 
 METRICS = ("median_ttft_ms", "p90_ttft_ms", "median_tpot_ms", "output_throughput", "short_p90_ttft_ms")
 TOLERANCE = 0.10
@@ -122,10 +125,14 @@ def compare_bench(bench_dir: Path, cost_model: str = "cpu", same_window: bool = 
             spread = (max(vals) - min(vals)) / med if med else None
             err = (s - med) / med if med else None
             allowed = max(TOLERANCE, spread or 0.0)
+            # the same point's hooked server (its calibration runs, alternating with these): how far the
+            # compared runs themselves sat from the calibration's
+            twin = real.get((variant + HOOKED_SUFFIX, wl, m))
             rows.append({"point": variant, "workload": wl, "rate": str(cfg["request_rate"][wl]), "metric": m,
                          "real_median": med, "real_min": min(vals), "real_max": max(vals), "real_passes": len(vals),
                          "real_spread": spread, "sim": s, "error": err, "allowed": allowed,
-                         "within": err is not None and abs(err) <= allowed, "same_series": same_series})
+                         "within": err is not None and abs(err) <= allowed, "same_series": same_series,
+                         "plain_over_hooked_twin": med / statistics.median(twin) if twin else None})
     return {"real_bench": bench_dir.name, "cost_model": cost_model, "label": sims[0]["label"],
             "real_series": manifest["series_hash"], "sim_series": sorted({s["series"] for s in sims if s["series"]}),
             "real_machine": manifest["provenance"]["machine"], "arrivals": arrival_check(bench_dir, cfg),
@@ -166,12 +173,13 @@ def markdown(comparison: dict) -> str:
                    + (f"; **not counted**: {b['not_counted']}" if b.get("not_counted") else "")
                    + (f"; window: {window_note(b.get('window'))}" if b.get("window") else "") + "\n")
         lines = ["| rate | workload | point | metric | real median [min, max] (passes) | real spread | simulated | "
-                 "error | within max(10%, spread) |", "|---|---|---|---|---|---|---|---|---|"]
+                 "error | within max(10%, spread) | real / hooked twin |", "|---|---|---|---|---|---|---|---|---|---|"]
         for r in b["rows"]:
+            twin = r.get("plain_over_hooked_twin")
             lines.append(f"| {r['rate']} | {r['workload']} | {r['point']} | {r['metric']} | "
                          f"{r['real_median']:,.1f} [{r['real_min']:,.1f}, {r['real_max']:,.1f}] ({r['real_passes']}) | "
                          f"{r['real_spread']:.1%} | {r['sim']:,.1f} | {r['error']:+.1%} | "
-                         f"{'yes' if r['within'] else '**no**'} |")
+                         f"{'yes' if r['within'] else '**no**'} | {f'{twin:.2f}x' if twin else '-'} |")
         out.append("\n".join(lines) + "\n")
     return "\n".join(out)
 

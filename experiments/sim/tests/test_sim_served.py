@@ -169,6 +169,9 @@ def test_committed_served_model_reproduces_its_fitted_points():
     assert refit.fit["held_out_points"].pop("points") == committed.fit["held_out_points"].pop("points")
     for part in ("train", "held_out", "held_out_points"):
         assert refit.fit[part] == pytest.approx(committed.fit[part], rel=1e-9)
+    assert [r.pop("period_over_model") for r in refit.fit["residuals"]] == \
+        pytest.approx([r.pop("period_over_model") for r in committed.fit["residuals"]], rel=1e-9)
+    assert refit.fit["residuals"] == committed.fit["residuals"]
     assert committed.fit["held_out"]["n"] > 20 and committed.fit["held_out_points"]["n"] > 20
     assert "calibrated" in committed.label and committed.fit["runs"]
     for new, old in zip(refit.fit["windows"], committed.fit["windows"], strict=True):
@@ -351,5 +354,10 @@ def test_validation_compares_the_plain_servers_only_and_counts_one_value_per_pas
     row = same["rows"][0]
     assert (row["real_passes"], row["real_median"], row["real_spread"]) == (3, 100.0, pytest.approx(0.2))
     assert row["within"] and same["not_counted"] is None
+    assert row["plain_over_hooked_twin"] == pytest.approx(1.0)  # the twin's passes are the same here
+    apart = validate.compare_bench(_bench(tmp_path, "c", {"baseline": plain, "baseline-served": HOOKED}), "cpu-served",
+                                   same_window=True)
+    assert apart["rows"][0]["plain_over_hooked_twin"] == pytest.approx(100.0 / 200.0)
+    assert validate.compare_bench(older, "cpu-served")["rows"][0]["plain_over_hooked_twin"] is None
     assert validate.compare_bench(older, "cpu-served")["not_counted"] == "measured in another window than the served calibration"
     assert "another CPU" in validate.not_counted_reason("Test CPU", "Other CPU", same_window=True)
