@@ -36,13 +36,16 @@ CPU_SERVED_MODEL_PATH = CALIBRATION_DIR / "cost_model_served.json"
 
 
 def step_features(num_scheduled: dict[str, int], computed_before: dict[str, int],
-                  prompt_lens: dict[str, int]) -> dict:
+                  prompt_lens: dict[str, int], shared_context: int = 0) -> dict:
     """What one step computes, from the scheduler's decision and each request's progress before it.
 
     prefill_tokens counts every token computed beyond one per decoding sequence: prompt tokens and, with
     speculative decoding, the draft tokens a step verifies (`draft_tokens`, also given alone): the forward
     pass does the same work for each query token, so a model fitted without speculative decoding prices a
-    verified draft as a prompt token."""
+    verified draft as a prompt token.
+    unique_context_tokens: the context with every KV block that several of the step's requests attend
+    (prefix-cache hits share blocks) counted once; `shared_context` is how many tokens fewer that is
+    (`shared_context_tokens`). The same keys are read once from the CPU's caches for the whole batch."""
     prefill = decode = context = pairs = drafts = 0
     for rid, n in num_scheduled.items():
         done, plen = computed_before[rid], prompt_lens[rid]
@@ -54,8 +57,24 @@ def step_features(num_scheduled: dict[str, int], computed_before: dict[str, int]
         pairs += n * done + n * (n + 1) // 2  # causal: query i sees everything before it and itself
     feats = {"prefill_tokens": prefill + drafts, "decode_seqs": decode, "context_tokens": context,
              "attention_pairs": pairs, "num_reqs": len(num_scheduled),
-             "total_tokens": sum(num_scheduled.values()), "draft_tokens": drafts}
+             "total_tokens": sum(num_scheduled.values()), "draft_tokens": drafts,
+             "unique_context_tokens": context - shared_context}
     return feats | derived_features(feats)
+
+
+def shared_context_tokens(scheduler, num_scheduled: dict[str, int], computed_before: dict[str, int]) -> int:
+    """Context tokens a step's requests attend more than once: each full KV block of computed context that
+    k > 1 of them hold (a prefix-cache hit maps the same block into every request with that prefix) counts
+    (k - 1) blocks of tokens. From the scheduler's block tables right after schedule()."""
+    from collections import Counter
+
+    bs, mgr = scheduler.block_size, scheduler.kv_cache_manager
+    refs: Counter = Counter()
+    for rid in num_scheduled:
+        full = computed_before[rid] // bs
+        if full:
+            refs.update(mgr.get_block_ids(rid)[0][:full])
+    return bs * sum(k - 1 for k in refs.values())
 
 
 def derived_features(feats: dict) -> dict:

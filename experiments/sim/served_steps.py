@@ -27,7 +27,7 @@ import os
 import sys
 import time
 
-from experiments.sim.cost_models import step_features
+from experiments.sim.cost_models import shared_context_tokens, step_features
 
 TARGET = "vllm.v1.engine.core"
 _OUT: dict = {}
@@ -55,8 +55,9 @@ def decision(scheduler, out) -> dict:
     """Cost-model features of a SchedulerOutput, right after schedule() (computed tokens include it)."""
     n = dict(out.num_scheduled_tokens)
     reqs = {rid: scheduler.requests[rid] for rid in n}
-    return step_features(n, {rid: r.num_computed_tokens - n[rid] for rid, r in reqs.items()},
-                         {rid: r.num_prompt_tokens for rid, r in reqs.items()})
+    before = {rid: r.num_computed_tokens - n[rid] for rid, r in reqs.items()}
+    return step_features(n, before, {rid: r.num_prompt_tokens for rid, r in reqs.items()},
+                         shared_context_tokens(scheduler, n, before))
 
 
 def install(core_module) -> None:

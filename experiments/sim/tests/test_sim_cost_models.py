@@ -103,3 +103,21 @@ def test_arrivals_while_a_step_runs_lengthen_it():
     assert cost_with_arrivals(m, {"decode_seqs": 1}, reach, 4, 0.0) == (0, pytest.approx(0.01))
     no_arrival_cost = LinearStepCost(name="t", overhead_s=0.01, coef={"decode_seqs": 0.0})
     assert cost_with_arrivals(no_arrival_cost, {"decode_seqs": 1}, reach, 1, 0.0) == (1, pytest.approx(0.01))
+
+
+def test_context_in_blocks_several_requests_hold_counts_once():
+    """Two decodes behind the same two cached prefix blocks (block size 4, 8 and 10 tokens computed): 8
+    tokens are attended twice, so the unique context is 18 - 8; a partial block is never shared."""
+    import types
+
+    from experiments.sim.cost_models import shared_context_tokens, step_features
+
+    blocks = {"a": [7, 8], "b": [7, 8, 9], "c": [3, 4]}
+    sched = types.SimpleNamespace(block_size=4, kv_cache_manager=types.SimpleNamespace(
+        get_block_ids=lambda rid: (blocks[rid],)))
+    n, before = {"a": 1, "b": 1}, {"a": 8, "b": 10}
+    assert shared_context_tokens(sched, n, before) == 8
+    feats = step_features(n, before, {"a": 6, "b": 6}, shared_context_tokens(sched, n, before))
+    assert (feats["context_tokens"], feats["unique_context_tokens"]) == (18, 10)
+    assert shared_context_tokens(sched, {"a": 1, "c": 1}, {"a": 8, "c": 8}) == 0
+    assert shared_context_tokens(sched, {"a": 1, "b": 1}, {"a": 7, "b": 7}) == 4  # only the first block is full

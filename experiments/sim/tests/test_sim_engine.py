@@ -42,6 +42,8 @@ def batch():
         "cap_long": api.make_job({"engine": "patched", "engine_args": CAP_ARGS}, LONG[1], LONG[0], LONG[2], 0, "cpu"),
         "served_burst": api.make_job("baseline", None, "mixed_long_short", "inf", 0, "cpu-served",
                                      workload_overrides=small),
+        "shared_prefix": api.make_job("baseline", None, "shared_prefix_chat", "inf", 0, "cpu",
+                                      workload_overrides={"num_requests": 16}),
         **{f"spec_{a}": api.make_job("baseline", SPEC, "mixed_long_short", 16, 3, "cpu", workload_overrides=small,
                                      spec_acceptance=a) for a in (0.0, 1.0)},
     }
@@ -126,6 +128,16 @@ def test_speculative_decoding_accepts_as_told_and_every_request_gets_its_tokens(
     assert len(every["steps"]) < len(none["steps"])
     assert every["summary"]["median_tpot_ms"] < none["summary"]["median_tpot_ms"]
     assert out["a"]["spec_decode"] is None and all(s["draft_tokens"] == 0 for s in out["a"]["steps"])
+
+
+def test_prefix_cache_hits_make_context_shared_within_a_step(batch):
+    """shared_prefix_chat's requests hit each other's cached prefix blocks: decode steps attend those blocks
+    for several requests at once, so their unique context is below the summed one; random-word prompts
+    share nothing."""
+    shared = batch[1]["shared_prefix"]["steps"]
+    assert all(s["unique_context_tokens"] <= s["context_tokens"] for s in shared)
+    assert any(s["unique_context_tokens"] < s["context_tokens"] for s in shared if s["decode_seqs"] > 1)
+    assert all(s["unique_context_tokens"] == s["context_tokens"] for s in batch[1]["a"]["steps"])
 
 
 def test_json_keys_match_vllm_bench_serve(batch):

@@ -213,6 +213,8 @@ def test_step_hook_times_steps_and_arrivals(tmp_path, monkeypatch):
 
     class Sched:
         requests = {"a": Req(8)}
+        block_size = 4
+        kv_cache_manager = types.SimpleNamespace(get_block_ids=lambda rid: ([0, 1],))
 
         def schedule(self):
             return Out()
@@ -246,6 +248,7 @@ def test_step_hook_times_steps_and_arrivals(tmp_path, monkeypatch):
     events = [json.loads(x) for x in (tmp_path / "served-steps-1.jsonl").read_text().splitlines()]
     assert [e["ev"] for e in events] == ["start", "add", "step"]
     assert events[2]["prefill_tokens"] == 8 and events[2]["first"] == ["a"] and events[2]["fin"] == ["a"]
+    assert events[2]["unique_context_tokens"] == events[2]["context_tokens"] == 0
     assert events[2]["more"] is False  # the step finished the only request: no work left
     assert name not in sys.modules
 
