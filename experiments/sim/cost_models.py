@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -59,7 +58,7 @@ def step_features(num_scheduled: dict[str, int], computed_before: dict[str, int]
              "attention_pairs": pairs, "num_reqs": len(num_scheduled),
              "total_tokens": sum(num_scheduled.values()), "draft_tokens": drafts,
              "unique_context_tokens": context - shared_context}
-    return feats | derived_features(feats)
+    return feats
 
 
 def shared_context_tokens(scheduler, num_scheduled: dict[str, int], computed_before: dict[str, int]) -> int:
@@ -75,14 +74,6 @@ def shared_context_tokens(scheduler, num_scheduled: dict[str, int], computed_bef
         if full:
             refs.update(mgr.get_block_ids(rid)[0][:full])
     return bs * sum(k - 1 for k in refs.values())
-
-
-def derived_features(feats: dict) -> dict:
-    """Features computed from the counted ones, so a step logged before one was added still has it.
-    sqrt(decode sequences): a decode batch reads the weights once for all its sequences, so each further
-    sequence costs less than the one before (served decode-only steps: the cost per sequence falls with
-    the batch size)."""
-    return {"sqrt_decode_seqs": math.sqrt(feats["decode_seqs"])}
 
 
 # Features the driver supplies from its virtual clock rather than from the scheduler's decision:
@@ -318,8 +309,7 @@ def load_linear(path: Path, spec: str, how: str = "python -m experiments.sim cal
         raise SimInputError(f"cost model {spec!r} is not calibrated: {path} does not exist "
                             f"(run `{how}` to record real steps and fit it)")
     data = json.loads(path.read_text())
-    missing = [k for k in ("name", "overhead_s", "coef") if k not in data] + \
-        [f"coef.{f}" for f in FEATURES if f not in data.get("coef", {})]
+    missing = [k for k in ("name", "overhead_s") if k not in data] + ([] if data.get("coef") else ["coef"])
     if missing:
         raise SimInputError(f"cost model {spec!r} in {path} is not a fitted model: missing {missing} (run `{how}`)")
     unknown = sorted(set(data["coef"]) - set(STEP_FEATURES))

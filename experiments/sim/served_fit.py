@@ -26,8 +26,7 @@ import statistics
 from pathlib import Path
 
 from experiments.common.results import write_json_atomic
-from experiments.sim.cost_models import (CPU_SERVED_MODEL_PATH, FEATURES, LinearStepCost, derived_features, load,
-                                         relative_errors)
+from experiments.sim.cost_models import CPU_SERVED_MODEL_PATH, LinearStepCost, load, relative_errors
 from experiments.sim.errors import SimInputError
 from experiments.sim.served import SERVED_DIR, is_hooked, point_of
 from tools.pins import REPO_ROOT
@@ -42,13 +41,15 @@ HOLDOUT_EVERY = 5
 # speeds further apart than this: the VM's speed moved by more than the validation's 10% tolerance, and
 # one cost model cannot fit both halves. Reported with the fit and in the validation, not hidden.
 WINDOW_DRIFT_LIMIT = 1.2
-# The in-process model's three features plus: the (query, key) pairs of causal attention (a prefill chunk
-# of n tokens over c cached ones does about n*c of attention work, which context_tokens (c) alone misses);
-# sqrt(decode sequences) (a decode batch reads the weights once, so the cost per sequence falls with the
-# batch); the requests arriving while the step runs (their client, API server and input handling share the
-# cores). Each kept because it lowers the error on the held-out steps and on the held-out points' steps
-# (`fit.held_out`, `fit.held_out_points`); num_reqs was tried as well and got no weight.
-SERVED_FEATURES = (*FEATURES, "attention_pairs", "sqrt_decode_seqs", "arrivals")
+# Prefill tokens, decode sequences and three more than the in-process model has, each kept because it lowers
+# the error on the held-out steps and on the held-out points' steps (`fit.held_out`, `fit.held_out_points`):
+# the attended context with shared KV blocks counted once (prefix-cache hits map one block into many
+# requests; its keys are read once for the batch) in place of the summed context; the (query, key) pairs of
+# causal attention (a prefill chunk of n tokens over c cached ones does about n*c of attention work, which
+# the context alone misses); the requests arriving while the step runs (their client, API server and input
+# handling share the cores). Tried and left out: num_reqs (no weight), sqrt(decode sequences) (lowered the
+# errors on the sets before unique context existed, no weight beside it).
+SERVED_FEATURES = ("prefill_tokens", "decode_seqs", "unique_context_tokens", "attention_pairs", "arrivals")
 
 
 def read_events(run_dir: Path) -> tuple[list[dict], list[dict]]:
@@ -80,11 +81,9 @@ def read_events(run_dir: Path) -> tuple[list[dict], list[dict]]:
             nxt = next(pending, None)
         unfinished.difference_update(a["fin"])
         a["period"] = b["t0"] - a["t0"] if b is not None and unfinished else None
-    # features the log implies: the derived ones (for logs written before they existed) and the arrivals
-    # while each step ran (start to the next step's start), which the driver counts on its clock
+    # the arrivals while each step ran (start to the next step's start), which the driver counts on its clock
     add_times = [a["t"] for a in adds]
     for a, b in zip(steps, steps[1:] + [None]):
-        a.update(derived_features(a))
         end = b["t0"] if b is not None else a["t0"] + a["s"]
         a["arrivals"] = bisect.bisect_right(add_times, end) - bisect.bisect_right(add_times, a["t0"])
     return steps, adds
@@ -234,6 +233,10 @@ def residuals(runs: list[dict], model: LinearStepCost) -> list[dict]:
 
 def fit(runs: list[dict], source: str) -> LinearStepCost:
     train_steps = _timed(runs, FIT_POINTS)
+    missing = sorted({f for s in _timed(runs) for f in SERVED_FEATURES if f not in s})
+    if missing:
+        raise SimInputError(f"served runs logged without step feature(s) {missing} (recorded before the hook "
+                            "wrote them): re-measure with `python -m experiments.sim served`")
     model = LinearStepCost.fit_steps("cpu-served", train_steps, [s["period"] for s in train_steps], source=source,
                                      holdout_every=HOLDOUT_EVERY, features=SERVED_FEATURES)
     other = _timed(runs, {r["point"] for r in runs} - set(FIT_POINTS))

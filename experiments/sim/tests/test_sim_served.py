@@ -37,7 +37,8 @@ def synthetic_run(root, rate: str = "16", point: str = "baseline", n: int = 40, 
         for k, (prefill, decode) in enumerate(((plen, 0), (0, 1 + i % 4))):
             s = 0.005 + 1e-5 * prefill + 1e-3 * decode
             events.append({"ev": "step", "t0": t, "s": s, "prefill_tokens": prefill, "decode_seqs": decode,
-                           "context_tokens": 0, "attention_pairs": prefill * (prefill + 1) // 2 + decode,
+                           "context_tokens": 0, "unique_context_tokens": 0,
+                           "attention_pairs": prefill * (prefill + 1) // 2 + decode,
                            "first": [f"r{i}"] if k == 0 else [], "fin": [],
                            "more": k == 0 or i < n - 1})
             if k == 0:
@@ -72,8 +73,8 @@ def test_ttft_splits_exactly_and_the_fit_reproduces_its_points(tmp_path):
         assert q["inbound_s"] == pytest.approx(0.003) and q["outbound_s"] == pytest.approx(0.002)
     model = served_fit.fit(runs, source="synthetic")
     assert model.overhead_s == pytest.approx(0.005, rel=1e-6)
-    assert model.coef == pytest.approx({"prefill_tokens": 1e-5, "decode_seqs": 1e-3, "context_tokens": 0.0,
-                                        "attention_pairs": 0.0, "sqrt_decode_seqs": 0.0, "arrivals": 0.0}, abs=1e-9)
+    assert model.coef == pytest.approx({"prefill_tokens": 1e-5, "decode_seqs": 1e-3, "unique_context_tokens": 0.0,
+                                        "attention_pairs": 0.0, "arrivals": 0.0}, abs=1e-9)
     assert model.fit["held_out"]["n"] > 0 and model.fit["held_out"]["median_abs_rel_error"] < 1e-6
     assert model.frontend["request_in_s"] == pytest.approx(0.003)
     assert model.frontend["token_out_s"] == pytest.approx(0.002)
@@ -96,9 +97,8 @@ def test_the_idle_wait_after_the_last_request_finishes_is_not_a_step_period(tmp_
     assert periods[2:] == [None, pytest.approx(0.010), None]  # idle until c arrives; nothing after c
 
 
-def test_the_log_gives_each_step_its_arrivals_and_derived_features(tmp_path):
-    """arrivals: adds after a step's start up to the next step's start (the last step: up to its end);
-    sqrt_decode_seqs is derived for steps logged before the hook wrote it."""
+def test_the_log_gives_each_step_its_arrivals(tmp_path):
+    """arrivals: adds after a step's start up to the next step's start (the last step: up to its end)."""
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     events = [{"ev": "add", "t": t, "rid": rid, "plen": 4}
@@ -109,7 +109,14 @@ def test_the_log_gives_each_step_its_arrivals_and_derived_features(tmp_path):
     (run_dir / "served-steps-1.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
     steps, _ = served_fit.read_events(run_dir)
     assert [s["arrivals"] for s in steps] == [3, 0, 1]  # b, c, d (d at the next start); none; e by 0.028
-    assert [s["sqrt_decode_seqs"] for s in steps] == [0.0, 1.0, 2.0]
+
+
+def test_a_fit_on_logs_without_a_served_feature_asks_for_a_re_measure(tmp_path):
+    run_dir = synthetic_run(tmp_path)
+    log = run_dir / "served-steps-1.jsonl"
+    log.write_text(log.read_text().replace('"unique_context_tokens": 0, ', ""))
+    with pytest.raises(SimInputError, match=r"without step feature\(s\) \['unique_context_tokens'\].*re-measure"):
+        served_fit.fit(served_fit.load_runs(tmp_path), source="synthetic")
 
 
 def test_the_served_model_records_its_machine_and_refuses_two(tmp_path):
