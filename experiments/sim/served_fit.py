@@ -47,8 +47,10 @@ WINDOW_DRIFT_LIMIT = 1.2
 # requests; its keys are read once for the batch) in place of the summed context; the (query, key) pairs of
 # causal attention (a prefill chunk of n tokens over c cached ones does about n*c of attention work, which
 # the context alone misses); the requests arriving while the step runs (their client, API server and input
-# handling share the cores). Tried and left out: num_reqs (no weight), sqrt(decode sequences) (lowered the
-# errors on the sets before unique context existed, no weight beside it).
+# handling share the cores). Each check is recorded with the fit (`fit.alternatives`). Tried and left out:
+# num_reqs (lowers the held-out errors by a hair by taking over decode_seqs' weight: the same per-request term
+# under another name), sqrt(decode sequences) (helped on the sets before unique context was logged, no weight
+# beside it).
 SERVED_FEATURES = ("prefill_tokens", "decode_seqs", "unique_context_tokens", "attention_pairs", "arrivals")
 
 
@@ -231,19 +233,43 @@ def residuals(runs: list[dict], model: LinearStepCost) -> list[dict]:
             for (rate, wl, kind, fitted), (n, period, predicted) in sorted(groups.items())]
 
 
-def fit(runs: list[dict], source: str) -> LinearStepCost:
+def _fit_on(runs: list[dict], features: tuple, source: str) -> LinearStepCost:
+    """The fit on FIT_POINTS' timed steps over `features`, with its errors on the held-out steps and on the
+    other points' steps."""
     train_steps = _timed(runs, FIT_POINTS)
-    missing = sorted({f for s in _timed(runs) for f in SERVED_FEATURES if f not in s})
-    if missing:
-        raise SimInputError(f"served runs logged without step feature(s) {missing} (recorded before the hook "
-                            "wrote them): re-measure with `python -m experiments.sim served`")
     model = LinearStepCost.fit_steps("cpu-served", train_steps, [s["period"] for s in train_steps], source=source,
-                                     holdout_every=HOLDOUT_EVERY, features=SERVED_FEATURES)
+                                     holdout_every=HOLDOUT_EVERY, features=features)
     other = _timed(runs, {r["point"] for r in runs} - set(FIT_POINTS))
     if other:
         model.fit["held_out_points"] = relative_errors([model.step_seconds(s) for s in other],
                                                        [s["period"] for s in other])
         model.fit["held_out_points"]["points"] = sorted({r["point"] for r in runs} - set(FIT_POINTS))
+    return model
+
+
+def alternatives(runs: list[dict]) -> list[dict]:
+    """The feature choice, checked on the same runs: held-out errors of the fit without each feature added to
+    prefill tokens and decode sequences, with the summed context in place of the unique one, with num_reqs."""
+    sets = {f"without {f}": tuple(x for x in SERVED_FEATURES if x != f) for f in SERVED_FEATURES[2:]}
+    sets["summed context in place of unique"] = tuple("context_tokens" if f == "unique_context_tokens" else f
+                                                      for f in SERVED_FEATURES)
+    sets["with num_reqs"] = (*SERVED_FEATURES, "num_reqs")
+    out = []
+    for name, features in sets.items():
+        m = _fit_on(runs, features, "")
+        out.append({"features": name, "held_out_median_abs_rel_error": m.fit["held_out"]["median_abs_rel_error"],
+                    "held_out_points_median_abs_rel_error": (m.fit.get("held_out_points") or {}).get(
+                        "median_abs_rel_error")})
+    return out
+
+
+def fit(runs: list[dict], source: str) -> LinearStepCost:
+    missing = sorted({f for s in _timed(runs) for f in SERVED_FEATURES if f not in s})
+    if missing:
+        raise SimInputError(f"served runs logged without step feature(s) {missing} (recorded before the hook "
+                            "wrote them): re-measure with `python -m experiments.sim served`")
+    model = _fit_on(runs, SERVED_FEATURES, source)
+    model.fit["alternatives"] = alternatives(runs)
     model.frontend = frontend(runs)
     model.fit["target"] = ("period of an EngineCore step in a real `vllm serve` process: start of the step to "
                            "the start of the next while work was left (schedule, forward, sample, update, "

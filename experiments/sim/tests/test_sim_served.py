@@ -37,7 +37,7 @@ def synthetic_run(root, rate: str = "16", point: str = "baseline", n: int = 40, 
         for k, (prefill, decode) in enumerate(((plen, 0), (0, 1 + i % 4))):
             s = 0.005 + 1e-5 * prefill + 1e-3 * decode
             events.append({"ev": "step", "t0": t, "s": s, "prefill_tokens": prefill, "decode_seqs": decode,
-                           "context_tokens": 0, "unique_context_tokens": 0,
+                           "context_tokens": 0, "unique_context_tokens": 0, "num_reqs": 1,
                            "attention_pairs": prefill * (prefill + 1) // 2 + decode,
                            "first": [f"r{i}"] if k == 0 else [], "fin": [],
                            "more": k == 0 or i < n - 1})
@@ -179,6 +179,16 @@ def test_committed_served_model_reproduces_its_fitted_points():
     assert [r.pop("period_over_model") for r in refit.fit["residuals"]] == \
         pytest.approx([r.pop("period_over_model") for r in committed.fit["residuals"]], rel=1e-9)
     assert refit.fit["residuals"] == committed.fit["residuals"]
+    for new, old in zip(refit.fit["alternatives"], committed.fit["alternatives"], strict=True):
+        assert new["features"] == old["features"]
+        for key in ("held_out_median_abs_rel_error", "held_out_points_median_abs_rel_error"):
+            assert new[key] == pytest.approx(old[key], rel=1e-9)
+    # every served feature earns its place: dropping it, or the summed context instead of the unique one,
+    # raises both held-out errors (the README's claim, checked on the committed runs)
+    for alt in committed.fit["alternatives"]:
+        if alt["features"].startswith(("without ", "summed context")):
+            assert alt["held_out_median_abs_rel_error"] > committed.fit["held_out"]["median_abs_rel_error"]
+            assert alt["held_out_points_median_abs_rel_error"] > committed.fit["held_out_points"]["median_abs_rel_error"]
     assert committed.fit["held_out"]["n"] > 20 and committed.fit["held_out_points"]["n"] > 20
     assert "calibrated" in committed.label and committed.fit["runs"]
     for new, old in zip(refit.fit["windows"], committed.fit["windows"], strict=True):
