@@ -72,7 +72,7 @@ def main(jobs_path: str, out_path: str) -> int:
 if __name__ == "__main__":
     rc = main(sys.argv[1], sys.argv[2])
     # The results are on disk (written whole, then renamed). Tearing down the torch/vLLM module graph at
-    # interpreter exit takes about 2 s on 2 cores and changes nothing, so leave without it.
+    # interpreter exit takes seconds on 2 cores and changes nothing, so leave without it.
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(rc)

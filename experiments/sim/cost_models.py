@@ -10,8 +10,8 @@ requests' progress before the step):
 
 Three kinds, each with a label that goes into every result:
   * `LinearStepCost` *calibrated*: seconds = overhead + a*prefill_tokens + b*decode_seqs
-    + c*context_tokens (+ d*attention_pairs for the served model: a prefill chunk attends over its
-    context, work the context sum misses), non-negative least squares on real per-step timings (CPU engine:
+    + c*context_tokens (the served model: its own features, `served_fit.SERVED_FEATURES`), non-negative
+    least squares on real per-step timings (CPU engine:
     `experiments.sim.calibrate`; a GPU: `from_csv` on rows of
     (prefill_tokens, decode_seqs, context_tokens, seconds), e.g. `make gpu-evidence` output);
     held-out error recorded with the fit.
@@ -44,7 +44,7 @@ def step_features(num_scheduled: dict[str, int], computed_before: dict[str, int]
     verified draft as a prompt token.
     unique_context_tokens: the context with every KV block that several of the step's requests attend
     (prefix-cache hits share blocks) counted once; `shared_context` is how many tokens fewer that is
-    (`shared_context_tokens`). The same keys are read once from the CPU's caches for the whole batch."""
+    (`shared_context_tokens`); those keys likely stay in the CPU's caches across the batch."""
     prefill = decode = context = pairs = drafts = 0
     for rid, n in num_scheduled.items():
         done, plen = computed_before[rid], prompt_lens[rid]
@@ -74,6 +74,16 @@ def shared_context_tokens(scheduler, num_scheduled: dict[str, int], computed_bef
         if full:
             refs.update(mgr.get_block_ids(rid)[0][:full])
     return bs * sum(k - 1 for k in refs.values())
+
+
+def scheduled_features(scheduler, num_scheduled: dict[str, int]) -> dict:
+    """`step_features` of the step `scheduler` has just scheduled (right after schedule(): each request's
+    computed tokens already include this step's), block sharing included: one reading for the simulator's
+    driver and both step hooks."""
+    reqs = {rid: scheduler.requests[rid] for rid in num_scheduled}
+    before = {rid: r.num_computed_tokens - num_scheduled[rid] for rid, r in reqs.items()}
+    return step_features(num_scheduled, before, {rid: r.num_prompt_tokens for rid, r in reqs.items()},
+                         shared_context_tokens(scheduler, num_scheduled, before))
 
 
 # Features the driver supplies from its virtual clock rather than from the scheduler's decision:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import bisect
 import random
 
-from experiments.sim.cost_models import shared_context_tokens, step_features
+from experiments.sim.cost_models import scheduled_features
 from experiments.sim.errors import SimInputError, SimStalled
 
 SAMPLED_TOKEN_ID = 100  # any id that is not EOS; with ignore_eos its value never matters
@@ -136,9 +136,7 @@ def run(scheduler, hasher, rows: list[dict], cost_model, *, by_step: bool = Fals
             continue
         stalled = 0
         live = {rid: scheduler.requests[rid] for rid in n_sched}
-        before = {rid: r.num_computed_tokens - n_sched[rid] for rid, r in live.items()}
-        feats = step_features(n_sched, before, {rid: r.num_prompt_tokens for rid, r in live.items()},
-                              shared_context_tokens(scheduler, n_sched, before))
+        feats = scheduled_features(scheduler, n_sched)
         if by_step:  # decision replay: arrivals are step indices, a step's length decides nothing
             feats["arrivals"] = 0
             cost = cost_model.step_seconds(feats)

@@ -20,7 +20,7 @@ import os
 import sys
 import time
 
-from experiments.sim.cost_models import shared_context_tokens, step_features
+from experiments.sim.cost_models import scheduled_features
 
 clock = time.perf_counter
 STEPS: list[dict] = []
@@ -43,10 +43,7 @@ def install_step_recorder() -> None:
 
     def noting_schedule(self, *args, **kwargs):
         out = schedule(self, *args, **kwargs)
-        progress = {rid: (self.requests[rid].num_computed_tokens - n, self.requests[rid].num_prompt_tokens)
-                    for rid, n in out.num_scheduled_tokens.items()}  # computed includes this step
-        shared = shared_context_tokens(self, dict(out.num_scheduled_tokens), {r: p[0] for r, p in progress.items()})
-        LAST["decision"] = (out, progress, shared)
+        LAST["decision"] = (out, scheduled_features(self, dict(out.num_scheduled_tokens)))
         return out
 
     def timed_step(self):
@@ -55,10 +52,8 @@ def install_step_recorder() -> None:
         result = step(self)
         t1 = clock()
         if "decision" in LAST and LAST["decision"][0].total_num_scheduled_tokens > 0:
-            so, progress, shared = LAST["decision"]
+            so, feats = LAST["decision"]
             n = dict(so.num_scheduled_tokens)
-            feats = step_features(n, {r: p[0] for r, p in progress.items()}, {r: p[1] for r, p in progress.items()},
-                                  shared)
             STEPS.append({"index": CURRENT["index"], "t0": t0, "step_s": t1 - t0, **feats,
                           "scheduled": {external_id(rid): n[rid] for rid in sorted(n, key=external_id)},
                           "kv_usage": self.scheduler.kv_cache_manager.usage})

@@ -27,7 +27,7 @@ import os
 import sys
 import time
 
-from experiments.sim.cost_models import shared_context_tokens, step_features
+from experiments.sim.cost_models import scheduled_features
 
 TARGET = "vllm.v1.engine.core"
 _OUT: dict = {}
@@ -53,11 +53,7 @@ def emit(event: dict) -> None:
 
 def decision(scheduler, out) -> dict:
     """Cost-model features of a SchedulerOutput, right after schedule() (computed tokens include it)."""
-    n = dict(out.num_scheduled_tokens)
-    reqs = {rid: scheduler.requests[rid] for rid in n}
-    before = {rid: r.num_computed_tokens - n[rid] for rid, r in reqs.items()}
-    return step_features(n, before, {rid: r.num_prompt_tokens for rid, r in reqs.items()},
-                         shared_context_tokens(scheduler, n, before))
+    return scheduled_features(scheduler, dict(out.num_scheduled_tokens))
 
 
 def install(core_module) -> None:
