@@ -295,14 +295,6 @@ def answer_section(doc: dict) -> list[str]:
          f"({ts['prefill_step_time_share']:.0%} of the step time), while {ts['decode_tokens']:,} decode tokens "
          f"({ts['decode_tokens'] / ts['prefill_tokens']:.2f} per prefill token) needed {ts['decode_only_steps']} "
          f"decode-only steps, which took {ts['decode_only_time_share']:.0%} of it.", "",
-         f"**Why a decode step is so expensive per token: it reads everything to compute almost nothing.** At batch 1 a "
-         f"step reads all {_mb(res['model']['weight_bytes'])} MB of weights (plus the KV cache) to do "
-         f"{b1['intensity']:.1f} FLOP per byte; a {big['prompt_tokens']}-token prefill does {big['intensity']:.0f}. This "
-         f"CPU's ridge point is only {cu['ridge_flop_per_byte']:.1f} FLOP/byte, so here decode is memory-bound on paper "
-         f"only up to batch ~{cu['compute_bound_decode_batch']:.0f}. An H100's spec sheet puts its bf16 ridge at "
-         f"{res['gpu_reference']['ridge_flop_per_byte_bf16']:.0f} FLOP/byte, so there the same model's decode would stay "
-         f"on the memory roof up to batch ~{res['gpu_reference']['compute_bound_decode_batch_bf16']:.0f} (spec-sheet "
-         f"arithmetic, not a measurement), while a long prefill is compute-bound on both.", "",
          f"**What this machine shows: a fixed cost per step that no token pays for.** The batch-1 decode step took "
          f"{_ms(b1['step_s']['median'])} ms. Streaming the weights explains at most {_ms(b1['roofline_dram_s'])} ms of "
          f"it at the best {res['machine_ceilings']['copy_dram']['bytes'] >> 20} MiB copy bandwidth; the other "
@@ -340,12 +332,8 @@ def answer_section(doc: dict) -> list[str]:
          f"{ts['prefill_steps']} steps instead of {ts_static['prefill_steps']}, each one paying the fixed step cost. "
          f"The price is visible in the timeline: new "
          f"prompts' prefill chunks land in the middle of other requests' decode steps (mixed steps), so a running "
-         f"request's next token waits for someone else's prefill: the day-17 question.", "",
-         "**On a GPU** the per-step fixed cost is what CUDA Graphs and async scheduling remove (c4), the weights "
-         "of a real model (GBs) no longer fit in cache, and a decode step sits near the HBM roofline: time per step "
-         "~ (weights + KV) / bandwidth, flat in batch size until the KV reads or the compute catch up. Decode stays "
-         "the bottleneck for the same reason, low arithmetic intensity, but the numbers above are CPU numbers and "
-         "none of them is a GPU measurement."]
+         f"request's next token waits for someone else's prefill: the day-17 question."]
+    # the arithmetic-intensity paragraph and the GPU paragraph are written by hand in the README, below the block
     return L
 
 
