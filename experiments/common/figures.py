@@ -150,7 +150,7 @@ def resolve(file: str, key: str, page: Path):
                 every = segment.startswith("*")
                 conditions = [c.split("=", 1) for c in segment.lstrip("*").split("&")]
                 hits = [v for v in value if isinstance(v, dict) and all(str(v.get(f)) == w for f, w in conditions)]
-                if not hits or (len(hits) > 1 and not every):
+                if (not hits and not every) or (len(hits) > 1 and not every):
                     raise ValueError(f"{file}#{key}: {len(hits)} elements with {segment.lstrip('*')}"
                                      + (" (prefix it with * to take them all)" if len(hits) > 1 else ""))
                 nxt += hits
@@ -210,8 +210,7 @@ def problems(path: Path) -> list[str]:
     used = figures_in(text)
     for figure in dict.fromkeys(used):
         if figure not in bound:
-            out.append(f"prose quotes {figure} with no binding (add 'FIGURE = [file#key]' or 'FIGURE : reason' "
-                       f"to the page's '<!-- figures' comment)")
+            out.append(f"prose quotes {figure} with no binding")
     for figure, rhs in bound.items():
         if figure not in used:
             out.append(f"binding for {figure}, which the prose no longer quotes")
