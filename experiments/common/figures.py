@@ -15,7 +15,9 @@ A page lists its bindings in one HTML comment at its end (invisible when the pag
   when one leads it: "0.39", "1,795", "-3.5%". Plain integers are counts and settings (2 cores, 64
   requests, day 17) and are not checked.
 - Every figure needs a line `FIGURE = EXPRESSION` (the printed figure, as written) or `FIGURE : reason`
-  (a version, a setting, a vendor's number the sentence cites: anything that is not a measurement). An
+  (a version, a setting, a vendor's number the sentence cites: anything that is not a measurement). A
+  figure the prose writes n times with different meanings is bound per occurrence, `FIGURE#1` .. `FIGURE#n`
+  in reading order; a plain `FIGURE` binds every occurrence to one value. An
   expression is arithmetic (+ - * / **, min, max, abs, sum, len, median) over terms `[FILE#KEY]`: FILE is
   a JSON file (or a Python module, for constants such as the cited spec sheet), relative to the page's
   folder or else to the repository root; KEY walks into it segment by segment, separated by `/`: a dict
@@ -203,35 +205,48 @@ def matches(figure: str, value: float) -> bool:
     return math.isfinite(value) and abs(value - printed) <= 0.5 * 10 ** -decimals * (1 + 1e-9) + 1e-12
 
 
-def problems(path: Path) -> list[str]:
-    """Everything wrong with one page's prose figures and read mark (empty when the page is sound)."""
-    text = path.read_text()
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def problems(path: Path, text: str | None = None) -> list[str]:
+    """Everything wrong with one page's prose figures and read mark (empty when the page is sound).
+
+    `text`: check this text as if it were the page at `path` (its bindings resolve beside `path`)."""
+    text = path.read_text() if text is None else text
     mark_, bound, out = parse_bindings(text)
     used = figures_in(text)
-    for figure in dict.fromkeys(used):
-        if figure not in bound:
-            out.append(f"prose quotes {figure} with no binding")
-    for figure, rhs in bound.items():
-        if figure not in used:
-            out.append(f"binding for {figure}, which the prose no longer quotes")
+    counts = {f: used.count(f) for f in used}
+    for figure, n in counts.items():
+        each = [f"{figure}#{i}" for i in range(1, n + 1)]
+        if figure not in bound and not all(e in bound for e in each):
+            out.append(f"prose quotes {figure} with no binding" if not any(e in bound for e in each) else
+                       f"prose quotes {figure} {n} times: bind {', '.join(e for e in each if e not in bound)} too")
+    for name, rhs in bound.items():
+        figure, _, nth = name.partition("#")
+        if figure not in counts or (nth and (not nth.isdigit() or int(nth) > counts[figure])):
+            out.append(f"binding for {name}, which the prose no longer quotes")
         if rhs.startswith(": "):
             continue
         try:
             value = evaluate(rhs, path)
         except (ValueError, KeyError, IndexError, TypeError, ZeroDivisionError, SyntaxError) as exc:
-            out.append(f"{figure}: {exc}")
+            out.append(f"{name}: {exc}")
             continue
         if not matches(figure, value):
-            out.append(f"prose says {figure}, its source says {value:.6g} ({rhs})")
+            out.append(f"prose says {name}, its source says {value:.6g} ({rhs})")
     if find_blocks(text):
         now = blocks_hash(text)
         if mark_ is None:
             out.append(f"no 'read: HASH' mark: read the prose against the generated blocks, then "
-                       f"python -m experiments.lab_docs --mark-read {path.name}")
+                       f"python -m experiments.lab_docs --mark-read {_shown(path)}")
         elif mark_ != now:
             out.append(f"generated blocks changed since the prose was read against them (read: {mark_}, blocks "
                        f"now {now}): re-read the prose, fix it, then python -m experiments.lab_docs --mark-read "
-                       f"<page>")
+                       f"{_shown(path)}")
     return out
 
 
