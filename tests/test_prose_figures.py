@@ -130,10 +130,13 @@ def test_a_rerender_fails_until_the_prose_is_marked_read(tmp_path):
     assert figures.problems(page) == []
 
 
-def test_figures_in_code_links_blocks_and_comments_are_not_prose(tmp_path):
+def test_what_counts_as_a_figure(tmp_path):
+    """Decimals, grouped thousands, percentages and integers with a unit; not code, links, blocks or comments."""
     text = ("a 2.5 b\n```\n9.1\n```\n`3.3` [x](r/1.5.json) <!-- 4.4 -->\nranges 3.45-8.98, x0.66-x1.04, -3.5%, "
-            "v0.32.0, 5x, 1.5x\n<!-- BEGIN GENERATED t -->\n7.7\n<!-- END GENERATED t -->\n")
-    assert figures.figures_in(text) == ["2.5", "3.45", "8.98", "0.66", "1.04", "-3.5%", "1.5"]
+            "v0.32.0, 5x, 1.5x, 2 cores, 64 requests, 44 ms, 70-132 tok/s, 256 MiB\n"
+            "<!-- BEGIN GENERATED t -->\n7.7\n<!-- END GENERATED t -->\n")
+    assert figures.figures_in(text) == ["2.5", "3.45", "8.98", "0.66", "1.04", "-3.5%", "5", "1.5", "44", "70", "132",
+                                        "256"]
 
 
 def test_docs_check_fails_on_an_unbound_figure(tmp_path, monkeypatch, capsys):

@@ -5,20 +5,21 @@ A page lists its bindings in one HTML comment at its end (invisible when the pag
     <!-- figures
     read: 3f2a9c1b0d4e
     1,795 = [results/saturating_cpu.json#results/budgets/max_num_batched_tokens=512/output_tok_s/median]
-    x1.04 = [results/saturating_cpu.json#...] / [results/saturating_sim_cpu.json#...]
+    1.04 = [results/saturating_cpu.json#...] / [results/saturating_sim_cpu.json#...]
     19.9% = 100 * [results/cpu.json#results/share]
     3.11 : the Python version the set-up names, not a measurement
     -->
 
 - A *figure* is a number in the prose (outside generated blocks, code fences, inline code, link targets
   and HTML comments) written with a decimal point, thousands separators or a percent sign, with its sign
-  when one leads it: "0.39", "1,795", "-3.5%". Plain integers are counts and settings (2 cores, 64
-  requests, day 17) and are not checked.
+  when one leads it: "0.39", "1,795", "-3.5%" (a ratio's "x", as in "x1.04", is not part of it), and an
+  integer with a unit of time, size, rate or ratio after it: "44 ms", "256 MiB", "5x". Other integers are
+  counts and settings (2 cores, 64 requests, day 17) and are not checked.
 - Every figure needs a line `FIGURE = EXPRESSION` (the printed figure, as written) or `FIGURE : reason`
   (a version, a setting, a vendor's number the sentence cites: anything that is not a measurement). A
   figure the prose writes n times with different meanings is bound per occurrence, `FIGURE#1` .. `FIGURE#n`
-  in reading order; a plain `FIGURE` binds every occurrence to one value. An
-  expression is arithmetic (+ - * / **, min, max, abs, sum, len, median) over terms `[FILE#KEY]`: FILE is
+  in reading order; a plain `FIGURE` binds every occurrence to one value.
+- An expression is arithmetic (+ - * / **, min, max, abs, sum, len, median) over terms `[FILE#KEY]`: FILE is
   a JSON file (or a Python module, for constants such as the cited spec sheet), relative to the page's
   folder or else to the repository root; KEY walks into it segment by segment, separated by `/`: a dict
   key, a list index, `field=value` (the one element of a list whose field prints as value; `a=1&b=2` for
@@ -30,7 +31,8 @@ A page lists its bindings in one HTML comment at its end (invisible when the pag
   until someone has re-read the prose and updated the mark (`python -m experiments.lab_docs --mark-read
   PAGE`).
 
-`problems(path)` returns what is wrong with one page; nothing here searches result files for a figure.
+`problems(path)` returns what is wrong with one page; the check never searches result files for a figure
+(`suggest` does, only as an aid to writing bindings by hand).
 """
 from __future__ import annotations
 
@@ -48,8 +50,11 @@ from experiments.common.docs import find_blocks, prose_of
 from experiments.common.provenance import REPO_ROOT
 
 _BINDINGS = re.compile(r"^<!-- figures\n(?P<body>.*?)^-->[ \t]*\n?", re.S | re.M)
-# a number with a decimal point, thousands separators or a percent sign, and the sign that starts it
-_NUMBER = re.compile(r"(?<![\w.,])([-+−]?)(\d{1,3}(?:,\d{3})+(?:\.\d+)?%?|\d+\.\d+%?|\d+%)(?!%|[.,]\d|x\w|(?!x)\w)")
+# a number with a decimal point, thousands separators or a percent sign, or an integer with a unit of time,
+# size, rate or ratio after it ("44 ms", "5x"), and the sign that starts it
+_UNIT = r"(?=\s?(?:ms|us|µs|s|tok/s|tokens/s|req/s|MB|GB|MiB|GiB|KiB|x)\b)"
+_NUMBER = re.compile(r"(?<![\w.,])([-+−]?)(\d{1,3}(?:,\d{3})+(?:\.\d+)?%?|\d+\.\d+%?|\d+%|\d+" + _UNIT
+                     + r"|\d+(?=[-–]\d+" + _UNIT + r"))(?!%|[.,]\d|x\w|(?!x)\w)")
 _RATIO = re.compile(r"(?<![\w.,])[x×](?=\d)")  # "x0.66": a ratio's x is not part of the number
 _TERM = re.compile(r"\[(?P<file>[^\[\]#]+)#(?P<key>[^\[\]]*)\]")
 _FUNCS = {"min": min, "max": max, "abs": abs, "sum": sum, "len": len, "median": statistics.median}
