@@ -152,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--suggest", nargs="+", type=Path, metavar=("PAGE", "FILE"),
                     help="print candidate binding lines for PAGE's unbound figures from the JSON FILEs (review each)")
     args = ap.parse_args(argv)
+    named = [*(args.mark_read or []), *(args.suggest or [])]
+    missing = [str(p) for p in named if not p.is_file()]
+    if missing:
+        ap.error(f"no such file: {', '.join(missing)}")
     if args.mark_read:
         for page in args.mark_read:
             print(f"{page}: read: {figures.mark(page.resolve())}")
@@ -160,6 +164,11 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(figures.suggest(args.suggest[0].resolve(), [p.resolve() for p in args.suggest[1:]])))
         return 0
     code = run(pages(), check=args.check, root=REPO_ROOT)
+    if not args.check:  # a re-render that changed a page's figures: its prose must be re-read before the check passes
+        unread = [p for p in figure_problems() if "changed since the prose was read" in p]
+        if unread:
+            print("re-read the prose of these pages against their new blocks, then --mark-read them:\n  "
+                  + "\n  ".join(sorted({u.split(":")[0] for u in unread})))
     if args.check:
         bad = figure_problems()
         if bad:
