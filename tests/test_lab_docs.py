@@ -1,6 +1,7 @@
 """Every generated block of every lab page equals a render of its committed result files (one test per page),
 and the two pure functions of the docs mechanism behave. A failure means a figure was edited by hand or a
-result changed without `make docs` (python -m experiments.lab_docs)."""
+result changed without `make docs` (python -m experiments.lab_docs). Figures in the hand-written prose around
+the blocks: tests/test_prose_figures.py."""
 from __future__ import annotations
 
 import re
@@ -24,21 +25,6 @@ def test_generated_blocks_equal_their_render(name):
     for block, body in rendered.items():
         assert block in committed, f"{name}: no '{docs.begin_marker(block)}' markers"
         assert committed[block] == body.strip("\n"), f"{name}: block {block!r} is stale; run make docs"
-
-
-@pytest.mark.parametrize("name", sorted(PAGES))
-def test_prose_quotes_only_figures_its_results_hold(name):
-    """Answers are written by hand; every decimal figure they quote must be in a block or a result file of the page."""
-    assert docs.unbacked_figures(PAGES[name]) == [], f"{name}: figures in prose that no result file holds"
-
-
-def test_unbacked_figure_is_caught(tmp_path):
-    result = tmp_path / "r.json"
-    result.write_text('{"p50_ms": 4.01}')
-    page_file = tmp_path / "README.md"
-    page_file.write_text("p50 was 4.01 ms, p99 7.5 ms\n<!-- BEGIN GENERATED t -->\n| 2.5 |\n<!-- END GENERATED t -->\n"
-                         "```\nlog 9.9\n```\nsee 2.5\n")
-    assert docs.unbacked_figures(docs.Page(page_file, dict, sources=(result,))) == ["7.5"]
 
 
 CITED = re.compile(r"`((?:experiments|docs|results|models|analysis|tools|nsys_traces|patches)/[^`\s*<]+)`")

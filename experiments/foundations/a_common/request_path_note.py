@@ -120,8 +120,13 @@ def render(docs: dict[str, dict]) -> str:
     }
     table = md_table(["环节", "测得的代价", "来源（结果文件 → 键）"],
                      [[labels[k], v[0], v[1]] for k, v in figs.items()])
-    machine = docs["a5"]["provenance"]["machine"]  # every file above was measured on this CPU model
-    return (f"{diagram}\n\n{table}\n\n测量机器：{machine['cpu_model']}，{machine['cpu_count']} 核，无 GPU；"
+    # the files were measured on different machines (c1 on another CPU than week 1): name each one's
+    machines: dict[str, list[str]] = {}
+    for key, doc in docs.items():
+        m = doc["provenance"]["machine"]
+        machines.setdefault(f"{m['cpu_model']}，{m['cpu_count']} 核", []).append(key)
+    where = "；".join(f"{'、'.join(sorted(keys))}：{machine}" for machine, keys in sorted(machines.items()))
+    return (f"{diagram}\n\n{table}\n\n测量机器（按结果文件）：{where}；都没有 GPU。不同机器上测得的数字只能比较量级，"
             f"各实验的具体时间与负载见各结果文件的 `provenance`。")
 
 

@@ -32,7 +32,7 @@ from experiments.foundations.b_common import lab
 from experiments.foundations.b_common.cuda_env import time_cuda_ms, torch_cuda_skip_reason
 
 LAB_DIR = Path(__file__).resolve().parent
-BENCHMARK_VERSION = 1
+BENCHMARK_VERSION = 2  # 2: variants interleaved, everything on one intra-op thread
 MAX_TRACE_BYTES = 1_000_000
 # Committed next to the plots, made by nsys_ui_screenshot (a screen grab, not drawn from results).
 SCREENSHOT = LAB_DIR / "plots" / "cpu_nsys_ui_screenshot.png"
@@ -52,15 +52,8 @@ def tiny_op_overhead(n_ops: int, elems: int, repeats: int) -> dict:
         for t in small:
             t.mul_(1.0001)
 
-    # One intra-op thread: on a shared machine a 2-thread parallel op can wait for a
-    # descheduled worker, which would measure the neighbours, not the per-op cost.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        t_many = time_repeats(many, repeats=repeats, warmup=1)
-        t_one = time_repeats(lambda: big.mul_(1.0001), repeats=repeats, warmup=1)
-    finally:
-        torch.set_num_threads(threads)
+    t_many = time_repeats(many, repeats=repeats, warmup=1)
+    t_one = time_repeats(lambda: big.mul_(1.0001), repeats=repeats, warmup=1)
     return {
         "n_ops": n_ops,
         "elements_per_op": elems,
@@ -96,36 +89,57 @@ def count_ops(model, tokens) -> int:
 
 
 def time_forwards(cfg: TinyConfig, variants: dict, repeats: int, device: str = "cpu") -> dict:
+    """First call, warm-up, then `repeats` rounds timing one forward of every variant per round, in a
+    rotating order: a neighbour's burst of CPU time lands on all variants alike, and each round gives a
+    paired difference (small ops minus each other variant) beside the per-variant medians."""
     import torch
 
     tokens = make_tokens(cfg, device)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     out = {}
     with torch.inference_mode():
         ref = variants["many small ops (eager)"](tokens)
         for name, model in variants.items():
-            sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
             sync()  # nothing queued before the clock starts
             t0 = time.perf_counter()
             y = model(tokens)  # first call: compiles when torch.compile'd
             sync()  # on a GPU the call returns once its kernels are queued, not done
-            first_s = time.perf_counter() - t0
-            err = float((y - ref).abs().max())
-            if device == "cuda":
+            out[name] = {"first_call_s": time.perf_counter() - t0,
+                         "max_abs_diff_vs_small_ops": float((y - ref).abs().max()),
+                         "top_level_ops": count_ops(model, tokens) if "compile" not in name else None}
+        if device == "cuda":
+            for name, model in variants.items():
                 t = time_cuda_ms(lambda: model(tokens), warmup=WARMUP, repeats=repeats, flush_l2=False)
-                per = {
-                    k: v / 1e3 for k, v in t.items() if k in ("median", "min", "max", "mean", "p25", "p75")
-                }
-                per.update(n=t["n"])
-            else:
-                per = time_repeats(lambda: model(tokens), repeats=repeats, warmup=WARMUP)
-            out[name] = {
-                "forward_s": per,
-                "first_call_s": first_s,
-                "max_abs_diff_vs_small_ops": err,
-                "top_level_ops": count_ops(model, tokens) if "compile" not in name else None,
-            }
-            print(f"  {name:<32} {per['median'] * 1e3:8.3f} ms/forward (first call {first_s:.2f} s)")
+                out[name]["forward_s"] = {k: v / 1e3 for k, v in t.items()
+                                          if k in ("median", "min", "max", "mean", "p25", "p75")}
+                out[name]["forward_s"]["n"] = t["n"]
+        else:
+            samples = interleaved_samples({n: (lambda m=m: m(tokens)) for n, m in variants.items()}, repeats)
+            base = samples["many small ops (eager)"]
+            for name, xs in samples.items():
+                out[name]["forward_s"] = {**summarize(xs), "samples_s": xs, "warmup": WARMUP}
+                if name != "many small ops (eager)":
+                    out[name]["saved_vs_small_ops_s"] = summarize([b - x for b, x in zip(base, xs)])
+        for name in variants:
+            print(f"  {name:<32} {out[name]['forward_s']['median'] * 1e3:8.3f} ms/forward "
+                  f"(first call {out[name]['first_call_s']:.2f} s)")
     return out
+
+
+def interleaved_samples(fns: dict, repeats: int) -> dict[str, list[float]]:
+    """WARMUP untimed calls of each function, then `repeats` rounds of one timed call of each, the order
+    rotating by one every round; seconds per call, in round order."""
+    for fn in fns.values():
+        for _ in range(WARMUP):
+            fn()
+    names = list(fns)
+    samples: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(repeats):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            t0 = time.perf_counter()
+            fns[name]()
+            samples[name].append(time.perf_counter() - t0)
+    return samples
 
 
 def profile_trace(
@@ -181,26 +195,36 @@ def run_cpu(files: LabFiles, args: argparse.Namespace) -> None:
     import torch
 
     cfg = TinyConfig()
-    repeats = 5 if quick else 30
+    repeats = 5 if quick else 60
     compile_ = not quick and shutil.which(os.environ.get("CXX", "g++")) is not None
-    print("per-op overhead:")
-    tiny = tiny_op_overhead(1024 if quick else 4096, 256, repeats)
-    print(f"  {tiny['per_small_op_us']:.2f} us per tiny op, {tiny['ratio']:.0f}x the batched call")
-    print("forward variants:")
-    fwd = time_forwards(cfg, forward_variants(cfg, compile_=compile_), repeats)
-    traces = trace_and_summarise(files, cfg, "cpu", 3, "cpu")
+    # One intra-op thread for everything here (tiny-op probe, forwards, traces; nsys_cpu does the same):
+    # the per-op cost is then priced on the thread count the forwards ran on, and on a shared machine a
+    # 2-thread op can wait for a descheduled worker, which would measure the neighbours.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        print("per-op overhead:")
+        tiny = tiny_op_overhead(1024 if quick else 4096, 256, repeats)
+        print(f"  {tiny['per_small_op_us']:.2f} us per tiny op, {tiny['ratio']:.0f}x the batched call")
+        print("forward variants (interleaved):")
+        fwd = time_forwards(cfg, forward_variants(cfg, compile_=compile_), repeats)
+        traces = trace_and_summarise(files, cfg, "cpu", 3, "cpu")
+        used_threads = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(threads)
     files.write(
         "cpu_launch_overhead",
         {
             "tiny_op_overhead": tiny,
             "forwards": fwd,
             "traces": traces,
-            "torch_threads": torch.get_num_threads(),
+            "torch_threads": used_threads,
         },
         config={
             "model": cfg.__dict__,
             "repeats": repeats,
             "warmup": WARMUP,
+            "timing": "variants interleaved: each round times one forward of every variant, order rotating",
             "torch_compile": compile_,
             "profiler": "torch.profiler, CPU activity, 3 forwards after 1 warm-up",
         },
@@ -459,9 +483,14 @@ def render_answer(files: LabFiles) -> str | None:
     r = doc["results"]
     fwd, tiny = r["forwards"], r["tiny_op_overhead"]
     small, fused = fwd["many small ops (eager)"], fwd["fused ops (eager)"]
-    saved_ms = (small["forward_s"]["median"] - fused["forward_s"]["median"]) * 1e3
+    paired = fused["saved_vs_small_ops_s"]  # per interleaved round: small ops minus fused
+    saved_ms = paired["median"] * 1e3
+    min_to_min_ms = (small["forward_s"]["min"] - fused["forward_s"]["min"]) * 1e3
     ops_saved = small["top_level_ops"] - fused["top_level_ops"]
     fixed_ms = ops_saved * tiny["per_small_op_us"] / 1e3
+    # the probe is timed apart from the forwards: its fastest repeat bounds the per-op cost from below
+    fastest_us = tiny["many_small_s"]["min"] / tiny["n_ops"] * 1e6
+    fastest_ms = ops_saved * fastest_us / 1e3
 
     def med(name: str, key: str) -> float:
         return statistics.median(reg["cpu_ops"][key] for reg in r["traces"][name]["regions"])
@@ -473,9 +502,14 @@ def render_answer(files: LabFiles) -> str | None:
     busy = [reg["cpu_ops"]["busy_fraction"] for t in r["traces"].values() for reg in t["regions"]]
     gaps = [reg["cpu_ops"]["gaps_us"]["median"] for t in r["traces"].values() for reg in t["regions"]]
     lines = [
-        f"- Fusing saves {lab.fmt(saved_ms)} ms per forward (median small-ops minus median fused) and removes "
-        f"{ops_saved} top-level ops. At the measured fixed cost of {lab.fmt(tiny['per_small_op_us'])} us per tiny "
-        f"op that is {lab.fmt(fixed_ms)} ms: {lab.fmt(100 * fixed_ms / saved_ms)}% of the saving.",
+        f"- Fusing saves {lab.fmt(saved_ms)} ms per forward (median of {paired['n']} paired differences, each from "
+        f"one interleaved round; quartiles {lab.fmt(paired['p25'] * 1e3)}-{lab.fmt(paired['p75'] * 1e3)} ms; "
+        f"fastest small-ops minus fastest fused forward: {lab.fmt(min_to_min_ms)} ms) and removes {ops_saved} "
+        f"top-level ops. At the tiny-op probe's fixed cost of {lab.fmt(tiny['per_small_op_us'])} us per op (same "
+        f"single thread as the forwards) that is {lab.fmt(fixed_ms)} ms: {lab.fmt(100 * fixed_ms / saved_ms)}% of "
+        f"the paired saving, {lab.fmt(100 * fixed_ms / min_to_min_ms)}% of the min-to-min one; priced at the probe's "
+        f"fastest repeat ({lab.fmt(fastest_us)} us per op) it is {lab.fmt(fastest_ms)} ms, "
+        f"{lab.fmt(100 * fastest_ms / saved_ms)}% of the paired saving.",
         f"- In the torch-profiler trace the CPU is busy {lab.fmt(min(busy))}-{lab.fmt(max(busy))} of every forward "
         f"and the median gap between ops is {lab.fmt(min(gaps))}-{lab.fmt(max(gaps))} us. White space per forward "
         f"(span minus time inside ops, median of the traced forwards): small ops {lab.fmt(white('small_ops') / 1e3)} "

@@ -287,23 +287,7 @@ def answer_section(doc: dict) -> list[str]:
         f"queue still hashed, so its re-admission found most of its own prompt cached: see the per-request table). "
         f"Paging also needs a block table per request and an attention kernel that gathers K/V through it "
         f"(PagedAttention); on this CPU the kernel wants blocks of a multiple of 32 tokens.",
-    ] + sweep_sentence(res)
-
-
-def sweep_sentence(res: dict) -> list[str]:
-    sw = res.get("sweep") or []
-    if len(sw) < 2:
-        return []
-
-    def ratio(policy: str) -> list[float]:
-        return [s["contiguous"][policy]["makespan_steps"] / s["paged"]["makespan_steps"] for s in sw]
-
-    mm, ora = ratio("max_model_len"), ratio("prompt + actual output (oracle)")
-    return ["", f"The pool-size sweep ({', '.join(str(s['num_blocks']) for s in sw)} blocks) says the same at every "
-            f"size: the contiguous oracle needed {min(ora):.1f}-{max(ora):.1f}x paging's steps and the max_model_len "
-            f"reservation {min(mm):.1f}-{max(mm):.1f}x; paging's own cost of a tight pool shows up as evictions "
-            f"({' / '.join(str(s['paged']['evicted_blocks']) for s in sw)}) and preemptions "
-            f"({' / '.join(str(s['paged']['preemptions']) for s in sw)})."]
+    ]  # the pool-size sweep's reading is written by hand in the README, below the block
 
 
 def readme_blocks(doc: dict, rel: str, trel: str) -> dict[str, str]:

@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 
 from experiments.common.lab import LabFiles, run_lab
-from experiments.common.readme import wrap_paragraph
 from experiments.vllm.engine_child import TRAINED_MODEL, run_jobs
 from experiments.vllm.c5_speculative_decoding import acceptance as A
 
@@ -31,9 +30,6 @@ BENCHMARK_VERSION = 1
 ALPHAS = [round(a, 2) for a in np.linspace(0.0, 0.95, 20)] + [0.99]
 KS = [1, 2, 4, 8]
 DRAFT_COSTS = [0.0, 0.05, 0.2]
-# Assumed, not measured: what one verify pass over k + 1 positions costs in plain decode steps on a GPU, where a
-# decode step is memory-bound (weights and KV are streamed once whatever the number of positions scored).
-GPU_VERIFY_COST = 1.05
 
 
 def model_tables(mc_steps: int) -> dict:
@@ -237,220 +233,6 @@ def implied_step_cost(r: dict) -> float:
     This is the model's (k*c + v) for this machine and batch."""
     return (r["mean_tokens_per_step"] or 1.0) * r["base_tok_s_median"] / r["spec_tok_s_median"]
 
-def _span(values, fmt: str) -> str:
-    """min-max of values in format fmt ("0.0-0.2%", "1.37-1.57"), or one figure where both ends print alike."""
-    lo, hi = format(min(values), fmt), format(max(values), fmt)
-    if lo == hi:
-        return lo
-    return f"{lo.removesuffix('%')}-{hi}" if lo.endswith("%") and hi.endswith("%") else f"{lo}-{hi}"
-
-
-def _times(x: float) -> str:
-    """'twice' only where the figure is about 2 (likewise 'three times'), else the figure itself."""
-    words = {2: "twice", 3: "three times"}
-    return words[round(x)] if round(x) in words and abs(x - round(x)) < 0.15 else f"{x:.1f} times"
-
-
-SEPARATION = {"slower": "every n-gram repeat slower than every plain one",
-              "faster": "every n-gram repeat faster than every plain one",
-              "overlap": "the repeats overlap: within this machine's noise"}
-
-
-def separation(r: dict) -> str:
-    """Whether the n-gram repeats and the plain repeats of a row overlap in tok/s."""
-    if max(r["spec_tok_s_all"]) < min(r["base_tok_s_all"]):
-        return "slower"
-    if min(r["spec_tok_s_all"]) > max(r["base_tok_s_all"]):
-        return "faster"
-    return "overlap"
-
-
-def noise_note(rows: list[dict], concurrency: int, spread: float = 1.25) -> str:
-    """A warning when the plain engine's own repeats differ by more than `spread`x (other jobs on the cores)."""
-    base = [x for r in rows for x in r["base_tok_s_all"]]
-    if max(base) <= spread * min(base):
-        return ""
-    return (f"; on the shared cores the no-speculation repeats at concurrency {concurrency} alone ranged "
-            f"{min(base):.0f}-{max(base):.0f} tok/s, so these ratios carry that noise")
-
-
-def decode_steps(r: dict, max_tokens: int) -> float:
-    """Target decode steps over all repeats of an engine row: every sequence gets max_tokens (ignore_eos), the
-    first from the prefill, and each decode step emits 1 token plus the accepted drafts."""
-    return r["repeats"] * r["prompts"] * (max_tokens - 1) - r["num_accepted_tokens"]
-
-
-def answer_markdown(doc: dict) -> str:
-    """The '## Answer' section, every measured figure (and every word that depends on one) taken from the JSON."""
-    eng = doc["results"].get("engine")
-    head = "## Answer\n"
-    if not eng:
-        return head + "\nThe engine half was not run in this result file, so there are no measured figures to answer from."
-    rows = eng["rows"]
-    k = eng["speculative_config"]["num_speculative_tokens"]
-    m = doc["provenance"]["machine"]
-    greedy = [r for r in rows if not r.get("temperature")]
-    # the sampled rows the risk paragraph reads: the non-copy prompts (the copy prompts are in the first paragraph)
-    sampled = sorted((r for r in rows if r.get("temperature") and r["workload"] == "non_repetitive_t1"),
-                     key=lambda r: r["concurrency"])
-    concs = sorted({r["concurrency"] for r in greedy})
-    by = {(r["workload"], r["concurrency"]): r for r in greedy}
-    if not concs or not all((w, concs[0]) in by for w in ("repetitive", "non_repetitive")) \
-            or any(r["mean_tokens_per_step"] is None for r in greedy):
-        return head + "\nThe engine rows in this result file lack the greedy workloads the answer is written from."
-    c_lo, c_hi = concs[0], concs[-1]
-    g_lo = [r for r in greedy if r["concurrency"] == c_lo]
-    g_hi = [r for r in greedy if r["concurrency"] == c_hi]
-    rep, nonrep = by[("repetitive", c_lo)], by[("non_repetitive", c_lo)]
-    rep3 = [r["output_repeated_3gram_fraction"] for r in greedy]
-    acc = [r["draft_acceptance_rate"] for r in greedy]
-    per_pos = ", ".join(_span(col, ".2f") for col in zip(*(r["accepted_per_pos_rate"] for r in greedy)))
-    flat = max(max(r["accepted_per_pos_rate"]) - min(r["accepted_per_pos_rate"]) for r in greedy) <= 0.05
-    cost_lo = [implied_step_cost(r) for r in g_lo]
-    alphas = [r["alpha_fitted"] for r in g_lo]
-    loops = min(rep3) >= 0.5
-    machine = f"{m['cpu_count']}-core CPU" if not m.get("gpu_model") else f"machine ({m['gpu_model']})"
-
-    s_lo = [rep["speedup_median"], nonrep["speedup_median"]]
-    moved = "rose" if min(s_lo) > 1 else "fell to" if max(s_lo) < 1 else "went to"
-    why_nonrep = (": it is the *output* that must repeat, not the prompt"
-                  if nonrep["speedup_median"] > 1 and nonrep["output_repeated_3gram_fraction"] >= 0.5 else "")
-    p1 = (f"**Where it pays off most.** Where the target would anyway produce text the drafter can guess, at small "
-          f"batch. Greedy on the trained tiny model, {_span(rep3, '.0%')} of output 3-grams had occurred before"
-          + (" (the weak model falls into loops, whatever the prompt)" if loops else "")
-          + f", n-gram drafts were accepted {_span(acc, '.0%')} of the time "
-          + (f"at every draft position ({per_pos})" if flat else f"(by draft position: {per_pos})")
-          + f", each target step yielded {_span([r['mean_tokens_per_step'] for r in greedy], '.2f')} of a possible "
-          f"{k + 1} tokens, and throughput at concurrency {c_lo} {moved} x{rep['speedup_median']:.2f} (repetitive "
-          f"prompts) and x{nonrep['speedup_median']:.2f} (the \"non-repetitive\" ones{why_nonrep})"
-          + noise_note(g_lo, c_lo) + ". "
-          f"The closed form explains the size: with α = {_span(alphas, '.2f')} and k = {k} it gives "
-          f"{_span([float(A.expected_tokens_per_step(a, k)) for a in alphas], '.2f')} tokens per step, and the "
-          f"measured speedup is {_span([r['mean_tokens_per_step'] for r in g_lo], '.2f')} divided by what one "
-          f"speculative step costs in plain steps, {_span(cost_lo, '.1f')} here (last-but-one column). On a GPU a "
-          f"decode step is memory-bound and scoring {k + 1} positions costs about as much as 1, so that divisor is "
-          f"close to 1 and the same acceptance would give "
-          f"~{_span([float(A.speedup(a, k, 0.0, GPU_VERIFY_COST)) for a in alphas], '.1f')}x (the model's figure "
-          f"with a divisor of {GPU_VERIFY_COST}); on this {machine} the verify pass ({k + 1} positions, plus the "
-          f"proposer and the rejection sampler) costs {_times(float(np.mean(cost_lo)))} a plain step.")
-    if c_hi != c_lo:
-        cost_hi = [implied_step_cost(r) for r in g_hi]
-        s_hi = [r["speedup_median"] for r in g_hi]
-        divisor = (f"the divisor grows to {_span(cost_hi, '.1f')} (the batch already fills the machine, so extra "
-                   f"positions are no longer free)" if min(cost_hi) > max(cost_lo)
-                   else f"the divisor is {_span(cost_hi, '.1f')}")
-        gain = (f"the gain falls to x{_span(s_hi, '.2f')}" if min(s_hi) > 1 and max(s_hi) < min(s_lo)
-                else f"the gain is x{_span(s_hi, '.2f')}" if min(s_hi) > 1
-                else f"speculation becomes a slowdown, x{_span(s_hi, '.2f')}" if max(s_hi) < 1
-                else f"the speedup is x{_span(s_hi, '.2f')}")
-        p1 += f" At concurrency {c_hi} {divisor} and {gain}."
-    p1 += (" So: low batch, latency-bound serving, and text that is predictable from context (code editing, quoting "
-           "or rewriting the prompt, RAG answers copied from retrieved text, structured output, long repetitive "
-           "generations); for open-ended text a learned drafter (EAGLE-style heads trained on the target's hidden "
-           "states) is what can make it pay, not n-gram lookup.")
-
-    risk1 = "(1) When drafts are rejected the work is wasted and the overhead stays"
-    if sampled:
-        s_rep3 = [r["output_repeated_3gram_fraction"] for r in sampled]
-        s_acc = [r["draft_acceptance_rate"] or 0.0 for r in sampled]
-        s_speed = [r["speedup_median"] for r in sampled]
-        s_cost = [r.get("step_ratio_measured") or implied_step_cost(r) for r in sampled]
-        measured = all(r.get("step_ratio_measured") for r in sampled)
-        drafted = [r["drafts_per_step"] if r.get("drafts_per_step") is not None
-                   else r["num_drafts"] / decode_steps(r, eng["max_tokens"]) for r in sampled]
-        speeds = "; ".join(f"x{r['speedup_median']:.2f} at " + ("concurrency " if i == 0 else "") + str(r["concurrency"])
-                           + f", {SEPARATION[separation(r)]}" for i, r in enumerate(sampled))
-        temps = _span([r["temperature"] for r in sampled], "g")
-        tput = ("throughput *halved*" if 0.4 <= min(s_speed) and max(s_speed) <= 0.6
-                else "throughput fell" if max(s_speed) < 1 else "throughput rose" if min(s_speed) > 1
-                else "throughput moved")
-        risk1 += (f": sampling the same prompts at temperature {temps} "
-                  + (f"broke the loops ({_span(s_rep3, '.0%')} repeated 3-grams)" if max(s_rep3) < 0.5 * min(rep3)
-                     else f"left {_span(s_rep3, '.0%')} repeated 3-grams")
-                  + (f", acceptance fell to {_span(s_acc, '.1%')}" if max(s_acc) < min(acc)
-                     else f", acceptance was {_span(s_acc, '.1%')}")
-                  + f", and {tput} ({speeds}), "
-                  + (f"even though there were only {_span(drafted, '.2f')} drafts per engine step"
-                     if max(drafted) < 0.5 else f"with {_span(drafted, '.2f')} drafts per engine step")
-                  + f": a step of the speculative engine took {_span(s_cost, '.1f')} times as long as a plain one"
-                  + (" (the engine's own step count, `vllm:iteration_tokens_total`, over wall time)" if measured
-                     else " (implied from tokens per step)")
-                  + (" whether or not it helped" if min(s_cost) > 1.2 else "") + ". Where that time goes is measured "
-                  "in the next section.")
-    else:
-        risk1 += "."
-    risk1 += (" The model puts the break-even where (1 − α^(k+1))/(1 − α) equals that step cost; below it, "
-              "speculation is a slowdown.")
-
-    v = eng["vllm_vs_transformers"]
-    n_hf, n_hf_ok = len(v["identical"]), sum(v["identical"])
-    if all(r["greedy_identical"] for r in greedy):
-        ident = (f"greedy outputs were identical with and without speculation for "
-                 f"{'/'.join(sorted({str(r['prompts_identical']) + '/' + str(r['prompts']) for r in greedy}))} "
-                 f"prompts in every greedy configuration here")
-    else:
-        ident = ("greedy outputs with and without speculation were *not* all identical here ("
-                 + ", ".join(f"{r['workload']} c={r['concurrency']}: {r['prompts_identical']}/{r['prompts']}"
-                             for r in greedy) + " prompts identical)")
-    hf = (f"and vLLM's greedy equals transformers' on the same weights, {n_hf_ok}/{n_hf}" if n_hf_ok == n_hf
-          else f"and vLLM's greedy matched transformers' on the same weights for only {n_hf_ok}/{n_hf} prompts")
-    nr_acc = [r["draft_acceptance_rate"] for r in greedy if r["workload"] == "non_repetitive"]
-    rp_acc = [r["draft_acceptance_rate"] for r in greedy if r["workload"] == "repetitive"]
-    same = min(nr_acc) >= 0.5 and abs(float(np.mean(nr_acc)) - float(np.mean(rp_acc))) <= 0.05
-    nonrep_note = (f"the \"non-repetitive\" prompts here got the same {_span(acc, '.0%')} acceptance only because "
-                   f"this tiny model loops" if same and nonrep["output_repeated_3gram_fraction"] >= 0.5
-                   else f"the \"non-repetitive\" prompts here got {_span(nr_acc, '.0%')} acceptance against "
-                        f"{_span(rp_acc, '.0%')} for the repetitive ones")
-    p2 = (f"**The risks.** {risk1} (2) Large batches: the slack it spends is the memory-bound slack of small batches; "
-          f"at high load it competes with other requests for compute (vLLM 0.32's "
-          f"`num_speculative_tokens_per_batch_size` schedules k, down to 0, by batch size). (3) Correctness is "
-          f"guaranteed only by the verifier: {ident} ({hf}); under sampling the output distribution is preserved by "
-          f"rejection sampling but not the exact tokens for a given seed, and a bug in the acceptance rule would "
-          f"silently change outputs, so tests must compare against the non-speculative path. (4) Memory and "
-          f"complexity: a draft model or EAGLE head needs its own weights and KV cache and must match the target's "
-          f"tokenizer; the KV of rejected positions has to be rolled back; tree drafts need tree attention masks. "
-          f"(5) Tail latency becomes bursty (several tokens at once, then one) and acceptance is workload-dependent, "
-          f"so a benchmark on repetitive data overstates what production traffic will see: {nonrep_note}.")
-    return (head + "\n" + wrap_paragraph(workloads_paragraph(rows), 118) + "\n\n" + wrap_paragraph(p1, 118)
-            + "\n\n" + wrap_paragraph(p2, 118))
-
-
-def workloads_paragraph(rows: list[dict]) -> str:
-    """Which workloads make n-gram drafts land on this model: the prompt or the output, from the four rows at the
-    lowest concurrency (greedy and sampled, copy prompts and the others)."""
-    c = min(r["concurrency"] for r in rows)
-    by = {r["workload"]: r for r in rows if r["concurrency"] == c}
-    need = ("repetitive", "non_repetitive", "repetitive_t1", "non_repetitive_t1")
-    if not all(w in by for w in need):
-        return "**Which workloads make drafts land.** This result file lacks the greedy and sampled rows of both prompt sets."
-    acc = {w: by[w]["draft_acceptance_rate"] or 0.0 for w in need}
-    rep3 = {w: by[w]["output_repeated_3gram_fraction"] for w in need}
-    g, s = [acc["repetitive"], acc["non_repetitive"]], [acc["repetitive_t1"], acc["non_repetitive_t1"]]
-    same_greedy = abs(g[0] - g[1]) <= 0.05
-    copies = acc["repetitive_t1"] >= 0.5
-    text = (f"**Which workloads make drafts land.** Greedy, the copy prompts (a held-out snippet written out 3 times, "
-            f"then the start of a 4th copy: the continuation is in the prompt) got {acc['repetitive']:.1%} "
-            f"acceptance and the other prompts (the start of other held-out files) {acc['non_repetitive']:.1%}"
-            + (f", the same, because {_span([rep3['repetitive'], rep3['non_repetitive']], '.0%')} of the output "
-               "3-grams had occurred before: the tiny model falls into loops whatever the prompt, and the drafter "
-               "predicts the loop" if same_greedy else "")
-            + f". Sampled at temperature 1 (no loops: {_span([rep3['repetitive_t1'], rep3['non_repetitive_t1']], '.0%')} "
-            f"of output 3-grams seen before), the copy prompts got {acc['repetitive_t1']:.1%} acceptance and the others "
-            f"{acc['non_repetitive_t1']:.1%}")
-    if not copies:
-        text += (": this model does not continue a text it has just read three times, so with it no prompt makes a "
-                 "workload n-gram-friendly. On a model that copies (any real code or chat model), quoting and "
-                 "code-edit prompts are exactly that workload; here what decides acceptance is whether the model's "
-                 "*output* repeats")
-    if min(g) - max(s) >= 0.5:
-        text += (f". So the workloads whose acceptance really differs here are greedy, looping output "
-                 f"({_span(g, '.0%')}) and sampled output with no reusable n-grams ({_span(s, '.1%')}), and the "
-                 "rest of this answer compares those.")
-    else:
-        text += f". Greedy acceptance {_span(g, '.0%')} against sampled {_span(s, '.1%')}."
-    return text
-
-
 def _opt(x, fmt: str) -> str:
     return "-" if x is None else format(x, fmt)
 
@@ -466,7 +248,8 @@ def _step_ms(r: dict) -> str:
 
 
 def readme_blocks(doc: dict, result_rel: str) -> dict[str, str]:
-    """The README's generated block (experiments.common.docs markers): tables, then the Answer."""
+    """The README's generated block (experiments.common.docs markers): the tables. The Answer is written by hand
+    below the block, its figures bound to this result file (experiments.common.figures)."""
     res = doc["results"]
     prov = doc["provenance"]
     m = prov["machine"]
@@ -504,7 +287,7 @@ def readme_blocks(doc: dict, result_rel: str) -> dict[str, str]:
                   f"{eng['startup_s']['base']:.0f} s without, {eng['startup_s']['spec']:.0f} s with speculation."]
     else:
         lines += ["", "Engine half not run in this result file."]
-    lines += ["", f"Data: `{result_rel}`.", "", answer_markdown(doc)]
+    lines += ["", f"Data: `{result_rel}`."]
     return {"results": "\n".join(lines)}
 
 
