@@ -10,11 +10,6 @@ from experiments.bench import aggregate, presets, runner, table
 from experiments.common.results import write_json_atomic
 
 
-def test_noise_floor_is_max_pairwise_relative_difference():
-    assert aggregate.noise_floor([100.0]) is None
-    assert aggregate.noise_floor([100.0, 102.0, 99.0]) == pytest.approx(3.0 / 100.0)
-
-
 @pytest.mark.parametrize("delta,floor,sign,want", [
     (0.01, 0.02, +1, "within noise"), (-0.02, 0.02, +1, "within noise"),
     (0.05, 0.02, +1, "better"), (-0.05, 0.02, +1, "worse"),

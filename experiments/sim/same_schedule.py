@@ -1,0 +1,58 @@
+"""Which arms of a comparison make the same scheduling decisions: vLLM's real Scheduler of each arm
+replays the same arrival traces on the virtual clock, and arms whose every step schedules the same
+tokens for the same requests are one group.
+
+    from experiments.sim import same_schedule
+    same_schedule.groups({"a": vdef_a, "b": vdef_b, ...}, "long_docs", rate=2, seeds=[0, 1])
+
+Two arms in one group differ in nothing the scheduler does on that workload, so whatever their
+served runs measure apart is noise: the bench pools those differences with its A/A arm's
+(experiments.bench.aggregate) instead of reading them as an effect. A flag that is off by default
+shows its neutrality the same way (the patched engine, flag off, in the baseline's group).
+
+The replay is exact for the simulated timing only: a real run's steps take other times, so a rule
+that depends on timing could still split two arms the replay put together. The rules compared here
+(token budgets, thresholds, caps) depend on the queue's contents at each step, which the same
+arrivals reproduce step for step until the arms' decisions first differ.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+
+from experiments.sim import api
+
+
+def decision_digest(steps: list[dict]) -> str:
+    """One hash of a run's decisions: every step's {request: scheduled tokens}, in order."""
+    blob = json.dumps([s["scheduled"] for s in steps], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def digests(points: dict[str, dict], workload: str, rate, seeds: list[int], cost_model: str = "cpu",
+            **job_kwargs) -> dict[str, list[str]]:
+    """{arm: [decision digest per seed]}: each arm replayed on the same arrivals of every seed."""
+    jobs, keys = [], []
+    for name, vdef in points.items():
+        for seed in seeds:
+            job = api.make_job(vdef, None, workload, rate, seed, cost_model, **job_kwargs)
+            job["record_decisions"] = True
+            jobs.append(job)
+            keys.append(name)
+    out: dict[str, list[str]] = {name: [] for name in points}
+    for name, result in zip(keys, api.run_jobs(jobs)):
+        out[name].append(decision_digest(result["steps"]))
+    return out
+
+
+def group_by_digest(per_arm: dict[str, list[str]]) -> list[list[str]]:
+    """Arms with equal digests on every seed, in the arms' order; singletons included."""
+    groups: dict[tuple, list[str]] = {}
+    for name, ds in per_arm.items():
+        groups.setdefault(tuple(ds), []).append(name)
+    return list(groups.values())
+
+
+def groups(points: dict[str, dict], workload: str, rate, seeds: list[int], cost_model: str = "cpu",
+           **job_kwargs) -> list[list[str]]:
+    return group_by_digest(digests(points, workload, rate, seeds, cost_model, **job_kwargs))
