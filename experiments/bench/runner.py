@@ -23,6 +23,7 @@ from pathlib import Path
 from experiments.bench import aggregate, machine, processes, serve, table, workloads
 from experiments.common.provenance import provenance
 from experiments.common.results import write_json_atomic
+from experiments.sim import same_schedule
 from tools import pins
 from tools.patches import series_hash
 from tools.vllm_source import check_installed_engine, check_source_tree
@@ -174,7 +175,8 @@ def busy_warning(cfg: dict) -> str:
 
 def write_summary(bench_dir: Path, runs: list[dict], cfg: dict, source: str) -> list[dict]:
     """summary.json / .md / .png of a bench from its run records (medians, noise floor, verdicts)."""
-    summary = aggregate.summarize_runs(runs, cfg["variant_defs"], pairs=cfg.get("pairs"))
+    summary = aggregate.summarize_runs(runs, cfg["variant_defs"], pairs=cfg.get("pairs"),
+                                       same_schedule=(cfg.get("same_schedule") or {}).get("workloads"))
     write_json_atomic(bench_dir / "summary.json", summary)
     (bench_dir / "summary.md").write_text(busy_warning(cfg) + table.markdown_table(summary))
     table.plot_summary(summary, bench_dir / "summary.png", source=source)
@@ -212,6 +214,11 @@ def print_phases(breakdown: dict) -> None:
 def run_bench(cfg: dict, out_root: Path = DEFAULT_OUT, argv: list[str] | None = None) -> Path:
     t_bench = time.time()
     info = preflight(cfg)
+    if len(cfg["variants"]) > 1 and "same_schedule" not in cfg:
+        # Before any server starts: which arms make identical decisions (their gaps are noise, pooled
+        # into the floor), replayed through each arm's real Scheduler on the virtual clock.
+        cfg["same_schedule"] = same_schedule.for_bench(cfg)
+        print(f"[bench] same schedule: {same_schedule.describe(cfg['same_schedule'])}", flush=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     bench_id = f"{cfg['preset']}-{cfg['backend']}-{stamp}"
     partial = out_root / f"{bench_id}.partial"

@@ -21,6 +21,7 @@ import hashlib
 import json
 
 from experiments.sim import api
+from experiments.sim.errors import SimInputError
 
 
 def decision_digest(steps: list[dict]) -> str:
@@ -56,3 +57,41 @@ def group_by_digest(per_arm: dict[str, list[str]]) -> list[list[str]]:
 def groups(points: dict[str, dict], workload: str, rate, seeds: list[int], cost_model: str = "cpu",
            **job_kwargs) -> list[list[str]]:
     return group_by_digest(digests(points, workload, rate, seeds, cost_model, **job_kwargs))
+
+
+BENCH_SEEDS = (0, 1)
+
+
+def for_bench(cfg: dict, seeds: tuple[int, ...] = BENCH_SEEDS) -> dict:
+    """A bench's same-schedule groups per served workload, from its resolved config (presets.resolve):
+    {"workloads": {workload: [[arm, ...], ...]}, "seeds", "cost_model"}, or {"skipped": reason} where the
+    replay cannot stand for the bench (no served workload, not the CPU engine on one rank, a model
+    without a local config)."""
+    served = {w: o for w, o in cfg["workloads"].items() if w in cfg.get("request_rate", {})}
+    if "serve" not in cfg["modes"] or not served:
+        return {"skipped": "no served workload"}
+    if cfg["backend"] != "cpu" or cfg.get("distributed"):
+        return {"skipped": "the replay configures vLLM's scheduler as the CPU engine on one rank; this bench "
+                           f"ran backend {cfg['backend']} with {cfg.get('distributed') or 'one rank'}"}
+    engine_args = {k: v for k, v in cfg["engine_args"].items() if k != "load_format"}
+    points = {v: {"engine": d["engine"], "env": {}, "engine_args": {**engine_args, **d["engine_args"]}}
+              for v, d in cfg["variant_defs"].items()}
+    out = {}
+    try:
+        for workload, overrides in served.items():
+            out[workload] = groups(points, workload, cfg["request_rate"][workload], list(seeds), "cpu",
+                                   model=cfg["model"], workload_overrides=overrides or None)
+    except SimInputError as exc:
+        return {"skipped": f"replay refused: {exc}"}
+    return {"workloads": out, "seeds": list(seeds), "cost_model": "cpu"}
+
+
+def describe(found: dict) -> str:
+    """One line: the groups of more than one arm per workload, or why none were looked for."""
+    if "skipped" in found:
+        return f"not checked ({found['skipped']})"
+    parts = []
+    for workload, gs in found["workloads"].items():
+        same = [" = ".join(g) for g in gs if len(g) > 1]
+        parts.append(f"{workload}: {'; '.join(same) if same else 'every arm schedules differently'}")
+    return ", ".join(parts) + f" (seeds {found['seeds']}, {found['cost_model']} cost model)"

@@ -22,3 +22,11 @@ def test_threshold_and_its_adaptive_floor_schedule_identically_at_half_the_budge
 
 def test_group_by_digest_needs_every_seed_to_agree():
     assert same_schedule.group_by_digest({"a": ["x", "y"], "b": ["x", "y"], "c": ["x", "z"]}) == [["a", "b"], ["c"]]
+
+
+def test_a_bench_the_replay_cannot_stand_for_says_why():
+    offline = presets.resolve("smoke")
+    assert same_schedule.for_bench(offline) == {"skipped": "no served workload"}
+    cuda = presets.resolve("default", backend="cuda")
+    assert "backend cuda" in same_schedule.for_bench(cuda)["skipped"]
+    assert same_schedule.describe({"skipped": "x"}) == "not checked (x)"
