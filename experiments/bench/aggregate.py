@@ -49,7 +49,8 @@ SERVE_METRICS = ("output_throughput", "total_token_throughput", "request_through
                  "mean_ttft_ms", "median_ttft_ms", "p90_ttft_ms", "p99_ttft_ms",
                  "mean_tpot_ms", "median_tpot_ms", "p99_tpot_ms",
                  "mean_itl_ms", "median_itl_ms", "p99_itl_ms", "median_e2el_ms", "p99_e2el_ms",
-                 "short_p90_ttft_ms", "long_p90_ttft_ms")
+                 "short_p50_ttft_ms", "short_p90_ttft_ms", "short_p99_ttft_ms", "long_p90_ttft_ms",
+                 "short_median_tpot_ms", "long_median_tpot_ms")
 
 
 def pass_values(workload_result: dict, metric: str) -> list[float] | None:

@@ -139,17 +139,9 @@ def run_jobs(jobs: list[dict]) -> list[dict]:
     return results
 
 
-def long_threshold(spec: dict) -> int | None:
-    """Prompt length splitting short from long requests: the bench's own rule (workloads.long_threshold,
-    being added with long_docs), or the rule serve.py used before it for mixed_long_short."""
-    if hasattr(workloads, "long_threshold"):
-        return workloads.long_threshold(spec)
-    return (spec["long_words"] + spec["short_words"]) // 2 if "long_words" in spec else None
-
-
 def run_summary(job: dict, out: dict) -> dict:
     """What the bench keeps of a `vllm bench serve` JSON (its own summarize_bench_json), plus the label."""
-    summary = serve.summarize_bench_json(out["bench_serve"], long_threshold(job["workload"]["spec"]))
+    summary = serve.summarize_bench_json(out["bench_serve"], workloads.request_kinds(job["rows"]))
     summary["request_rate"] = job["rate"]
     summary["simulated"] = out["label"]
     return summary
