@@ -54,3 +54,18 @@ def test_arms_that_schedule_identically_raise_the_floor_they_measured_apart():
     assert row["noise_floor"] > 0.4 and row["noise_floor_pairs"] == 15 + 15
     assert row["noise_floor_groups"] == [["baseline", "baseline-aa"], ["threshold", "adaptive"]]
     assert row["vs_baseline"]["cap"]["verdict"] == "within noise"  # +37% is below what A/A arms reach here
+
+
+def test_a_pair_that_schedules_identically_is_labelled_so_not_judged():
+    runs = [run(v, i, x) for v, xs in (("baseline", (43.0, 44.0)), ("baseline-aa", (43.5, 44.5)),
+                                       ("threshold", (80.9, 79.0)), ("adaptive", (43.9, 45.0)))
+            for i, x in enumerate(xs)]
+    defs = {v: DEFS[v] for v in ("baseline", "baseline-aa", "threshold", "adaptive")}
+    summary = aggregate.summarize_runs(runs, defs, pairs=[["threshold", "adaptive"]],
+                                       same_schedule={"long_docs": [["threshold", "adaptive"]]})
+    row = next(r for r in summary if r["metric"] == "short_p90_ttft_ms")
+    assert row["pairs"]["threshold vs adaptive"]["verdict"] == aggregate.SAME_SCHEDULE
+    assert row["vs_baseline"]["baseline-aa"]["verdict"] == aggregate.SAME_SCHEDULE
+    # the identical pair's runs lie (80.9 - 43.9) / 62 apart over their median: +84% is beyond even that
+    assert row["noise_floor"] == pytest.approx(37.0 / 62.0)
+    assert row["vs_baseline"]["threshold"]["verdict"] == "worse"

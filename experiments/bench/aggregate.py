@@ -104,7 +104,9 @@ def metric_rows(run: dict) -> list[dict]:
 
 
 # 2: a difference also needs the two variants' runs not to overlap (verdict(..., ref_values, values)).
-AGGREGATION_VERSION = 2
+# 3: the floor pools every pair of arms known to schedule identically (floors.pooled_floor).
+AGGREGATION_VERSION = 3
+SAME_SCHEDULE = "same schedule"
 
 
 def runs_overlap(ref_values: list[float] | None, values: list[float] | None) -> bool:
@@ -189,11 +191,15 @@ def summarize_runs(runs: list[dict], variant_defs: dict[str, dict], reference: s
 
         def compare(v: str, against: str) -> dict:
             if interleaved:
-                return paired_comparison(sel, against, v, floor, sign)
-            a_vals, vals = per_variant[against]["values"], per_variant[v]["values"]
-            delta = rel_diff(per_variant[against]["median"], per_variant[v]["median"])
-            return {"delta": delta, "ci95": bootstrap_delta_ci(a_vals, vals),
-                    "verdict": verdict(delta, floor, sign, a_vals, vals)}
+                out = paired_comparison(sel, against, v, floor, sign)
+            else:
+                a_vals, vals = per_variant[against]["values"], per_variant[v]["values"]
+                delta = rel_diff(per_variant[against]["median"], per_variant[v]["median"])
+                out = {"delta": delta, "ci95": bootstrap_delta_ci(a_vals, vals),
+                       "verdict": verdict(delta, floor, sign, a_vals, vals)}
+            if any(v in g and against in g for g in groups):
+                out["verdict"] = SAME_SCHEDULE  # their gap is noise by construction: it is in the floor
+            return out
 
         comparisons = {v: compare(v, reference) for v in per_variant if v != reference}
         paired = {}
