@@ -30,3 +30,22 @@ def test_a_bench_the_replay_cannot_stand_for_says_why():
     cuda = presets.resolve("default", backend="cuda")
     assert "backend cuda" in same_schedule.for_bench(cuda)["skipped"]
     assert same_schedule.describe({"skipped": "x"}) == "not checked (x)"
+
+
+def test_uncached_estimate_is_what_no_earlier_prompt_shares():
+    from experiments.sim import driver
+
+    assert driver.uncached_estimates([[1, 2, 3], [1, 2, 3, 4, 5], [9, 9], [1, 2, 7]]) == [3, 2, 2, 1]
+
+
+def test_priority_from_uncached_length_serves_cache_hit_follow_ups_first():
+    from experiments.sim import api
+
+    small = {"num_sessions": 2, "turns_per_session": 8, "num_cold": 2}
+    args = dict(presets.LONG_DOCS_ENGINE_ARGS)
+    fcfs = api.make_job("baseline", args, "agentic", "inf", 0, "cpu", workload_overrides=small)
+    prio = api.make_job({"engine": "baseline", "engine_args": {"scheduling_policy": "priority"},
+                         "priority_from": "uncached"}, args, "agentic", "inf", 0, "cpu", workload_overrides=small)
+    a, b = api.run_jobs([fcfs, prio])
+    assert b["summary"]["short_p50_ttft_ms"] < a["summary"]["short_p50_ttft_ms"]
+    assert b["summary"]["long_p90_ttft_ms"] >= a["summary"]["long_p90_ttft_ms"]
