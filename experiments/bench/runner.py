@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from experiments.bench import aggregate, machine, processes, serve, table, workloads
+from experiments.bench import aggregate, capacity, machine, processes, serve, table, workloads
 from experiments.common.provenance import provenance
 from experiments.common.results import write_json_atomic
 from experiments.sim import same_schedule
@@ -214,11 +214,6 @@ def print_phases(breakdown: dict) -> None:
 def run_bench(cfg: dict, out_root: Path = DEFAULT_OUT, argv: list[str] | None = None) -> Path:
     t_bench = time.time()
     info = preflight(cfg)
-    if len(cfg["variants"]) > 1 and "same_schedule" not in cfg:
-        # Before any server starts: which arms make identical decisions (their gaps are noise, pooled
-        # into the floor), replayed through each arm's real Scheduler on the virtual clock.
-        cfg["same_schedule"] = same_schedule.for_bench(cfg)
-        print(f"[bench] same schedule: {same_schedule.describe(cfg['same_schedule'])}", flush=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     bench_id = f"{cfg['preset']}-{cfg['backend']}-{stamp}"
     partial = out_root / f"{bench_id}.partial"
@@ -234,6 +229,17 @@ def run_bench(cfg: dict, out_root: Path = DEFAULT_OUT, argv: list[str] | None = 
     runs: list[dict] = []
     try:
         metas = prepare_workloads(cfg, partial / "workloads")
+        if cfg.get("rate_from_capacity") and "capacity" not in cfg:
+            cfg["capacity"] = capacity.probe(cfg, metas, partial / "capacity", cfg["variants"][0])
+            cfg["request_rate"].update({wl: c["rate"] for wl, c in cfg["capacity"].items()})
+            print("[bench] rates from capacity: " + ", ".join(
+                f"{wl} {c['rate']} req/s ({c['share']:.0%} of {c['request_throughput']:.2f})"
+                for wl, c in cfg["capacity"].items()), flush=True)
+        if len(cfg["variants"]) > 1 and "same_schedule" not in cfg:
+            # Before the compared runs: which arms make identical decisions (their gaps are noise, pooled
+            # into the floor), replayed through each arm's real Scheduler on the virtual clock.
+            cfg["same_schedule"] = same_schedule.for_bench(cfg)
+            print(f"[bench] same schedule: {same_schedule.describe(cfg['same_schedule'])}", flush=True)
         manifest["workloads"] = {k: {kk: v[kk] for kk in ("fingerprint", "num_requests", "spec", "seed")}
                                  for k, v in metas.items()}
         order = run_order(cfg)

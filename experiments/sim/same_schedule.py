@@ -74,13 +74,21 @@ def for_bench(cfg: dict, seeds: tuple[int, ...] = BENCH_SEEDS) -> dict:
         return {"skipped": "the replay configures vLLM's scheduler as the CPU engine on one rank; this bench "
                            f"ran backend {cfg['backend']} with {cfg.get('distributed') or 'one rank'}"}
     engine_args = {k: v for k, v in cfg["engine_args"].items() if k != "load_format"}
-    points = {v: {"engine": d["engine"], "env": {}, "engine_args": {**engine_args, **d["engine_args"]}}
-              for v, d in cfg["variant_defs"].items()}
+    # Arms with the same engine and arguments (e.g. the A/A pair) need no replay: one stands for all.
+    same_def: dict[str, list[str]] = {}
+    for v, d in cfg["variant_defs"].items():
+        same_def.setdefault(json.dumps([d["engine"], d["engine_args"]], sort_keys=True), []).append(v)
+    points = {names[0]: {"engine": cfg["variant_defs"][names[0]]["engine"], "env": {},
+                         "engine_args": {**engine_args, **cfg["variant_defs"][names[0]]["engine_args"]}}
+              for names in same_def.values()}
+    members = {names[0]: names for names in same_def.values()}
     out = {}
     try:
         for workload, overrides in served.items():
-            out[workload] = groups(points, workload, cfg["request_rate"][workload], list(seeds), "cpu",
-                                   model=cfg["model"], workload_overrides=overrides or None)
+            found = [[n] for n in points] if len(points) == 1 else groups(
+                points, workload, cfg["request_rate"][workload], list(seeds), "cpu", model=cfg["model"],
+                workload_overrides=overrides or None)
+            out[workload] = [[m for n in g for m in members[n]] for g in found]
     except SimInputError as exc:
         return {"skipped": f"replay refused: {exc}"}
     return {"workloads": out, "seeds": list(seeds), "cost_model": "cpu"}

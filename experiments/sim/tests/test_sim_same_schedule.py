@@ -49,3 +49,9 @@ def test_priority_from_uncached_length_serves_cache_hit_follow_ups_first():
     a, b = api.run_jobs([fcfs, prio])
     assert b["summary"]["short_p50_ttft_ms"] < a["summary"]["short_p50_ttft_ms"]
     assert b["summary"]["long_p90_ttft_ms"] >= a["summary"]["long_p90_ttft_ms"]
+
+
+def test_arms_with_the_same_engine_and_arguments_need_no_replay():
+    cfg = presets.resolve("aa")  # baseline and baseline-aa: one definition
+    found = same_schedule.for_bench(cfg)
+    assert found["workloads"] == {wl: [["baseline", "baseline-aa"]] for wl in cfg["request_rate"]}
