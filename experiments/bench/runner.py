@@ -20,9 +20,10 @@ import sys
 import time
 from pathlib import Path
 
-from experiments.bench import aggregate, machine, processes, serve, table, workloads
+from experiments.bench import aggregate, capacity, machine, processes, serve, table, workloads
 from experiments.common.provenance import provenance
 from experiments.common.results import write_json_atomic
+from experiments.sim import same_schedule
 from tools import pins
 from tools.patches import series_hash
 from tools.vllm_source import check_installed_engine, check_source_tree
@@ -174,7 +175,8 @@ def busy_warning(cfg: dict) -> str:
 
 def write_summary(bench_dir: Path, runs: list[dict], cfg: dict, source: str) -> list[dict]:
     """summary.json / .md / .png of a bench from its run records (medians, noise floor, verdicts)."""
-    summary = aggregate.summarize_runs(runs, cfg["variant_defs"], pairs=cfg.get("pairs"))
+    summary = aggregate.summarize_runs(runs, cfg["variant_defs"], pairs=cfg.get("pairs"),
+                                       same_schedule=(cfg.get("same_schedule") or {}).get("workloads"))
     write_json_atomic(bench_dir / "summary.json", summary)
     (bench_dir / "summary.md").write_text(busy_warning(cfg) + table.markdown_table(summary))
     table.plot_summary(summary, bench_dir / "summary.png", source=source)
@@ -227,6 +229,17 @@ def run_bench(cfg: dict, out_root: Path = DEFAULT_OUT, argv: list[str] | None = 
     runs: list[dict] = []
     try:
         metas = prepare_workloads(cfg, partial / "workloads")
+        if cfg.get("rate_from_capacity") and "capacity" not in cfg:
+            cfg["capacity"] = capacity.probe(cfg, metas, partial / "capacity", cfg["variants"][0])
+            cfg["request_rate"].update({wl: c["rate"] for wl, c in cfg["capacity"].items()})
+            print("[bench] rates from capacity: " + ", ".join(
+                f"{wl} {c['rate']} req/s ({c['share']:.0%} of {c['request_throughput']:.2f})"
+                for wl, c in cfg["capacity"].items()), flush=True)
+        if len(cfg["variants"]) > 1 and "same_schedule" not in cfg:
+            # Before the compared runs: which arms make identical decisions (their gaps are noise, pooled
+            # into the floor), replayed through each arm's real Scheduler on the virtual clock.
+            cfg["same_schedule"] = same_schedule.for_bench(cfg)
+            print(f"[bench] same schedule: {same_schedule.describe(cfg['same_schedule'])}", flush=True)
         manifest["workloads"] = {k: {kk: v[kk] for kk in ("fingerprint", "num_requests", "spec", "seed")}
                                  for k, v in metas.items()}
         order = run_order(cfg)

@@ -102,15 +102,24 @@ def wait_ready(base_url: str, proc, timeout_s: float) -> float:
                        "still starting; see server.log in the run directory")
 
 
-def split_by_length(values: list[float], input_lens: list[int], threshold: int) -> dict:
-    short = [v for v, n in zip(values, input_lens) if n < threshold]
-    long_ = [v for v, n in zip(values, input_lens) if n >= threshold]
+def split_by_class(raw: dict, kinds: list[str]) -> dict:
+    """Per class ("short"/"long", the workload's own label of each request, in the client's order:
+    --disable-shuffle): count, TTFT p50/p90/p99 and median TPOT (a request's mean inter-token gap)."""
+    ttfts, itls = raw.get("ttfts") or [], raw.get("itls") or []
+    if len(ttfts) != len(kinds):
+        return {}
     out = {}
-    for label, xs in (("short", short), ("long", long_)):
-        if xs:
-            out[f"{label}_count"] = len(xs)
-            out[f"{label}_p50_ttft_ms"] = percentile(xs, 50) * 1e3
-            out[f"{label}_p90_ttft_ms"] = percentile(xs, 90) * 1e3
+    for label in ("short", "long"):
+        idx = [i for i, k in enumerate(kinds) if k == label]
+        if not idx:
+            continue
+        xs = [ttfts[i] for i in idx]
+        out[f"{label}_count"] = len(xs)
+        for q in (50, 90, 99):
+            out[f"{label}_p{q}_ttft_ms"] = percentile(xs, q) * 1e3
+        tpots = [sum(itls[i]) / len(itls[i]) for i in idx if i < len(itls) and itls[i]]
+        if tpots:
+            out[f"{label}_median_tpot_ms"] = percentile(tpots, 50) * 1e3
     return out
 
 
@@ -133,13 +142,13 @@ KEEP_KEYS = ("completed", "failed", "duration", "total_input_tokens", "total_out
              "request_throughput", "output_throughput", "total_token_throughput", "max_concurrent_requests")
 
 
-def summarize_bench_json(raw: dict, long_threshold: int | None) -> dict:
+def summarize_bench_json(raw: dict, kinds: list[str] | None) -> dict:
     out = {k: raw[k] for k in KEEP_KEYS if k in raw}
     for k, v in raw.items():
         if re.fullmatch(r"(mean|median|std|p\d+(\.\d+)?)_(ttft|tpot|itl|e2el)_ms", k):
             out[k] = v
-    if long_threshold and raw.get("ttfts") and raw.get("input_lens"):
-        out.update(split_by_length(raw["ttfts"], raw["input_lens"], long_threshold))
+    if kinds:
+        out.update(split_by_class(raw, kinds))
     # Per-request latencies for CDFs (kept, they are small).
     out["ttfts_s"] = raw.get("ttfts", [])
     out["itls_s"] = [x for req in raw.get("itls", []) for x in req]
@@ -231,7 +240,7 @@ def summarize_workload(cfg: dict, name: str, meta: dict, passes: list[dict], run
     per_pass = []
     for p in passes:
         summary = summarize_bench_json(json.loads((run_dir / p["result_file"]).read_text()),
-                                       workloads_mod.long_threshold(meta["spec"]))
+                                       meta.get("kinds"))
         if summary.get("failed"):
             raise RuntimeError(f"{summary['failed']} request(s) failed in {name} pass {p['pass']}; see {run_dir}")
         summary["scheduler"] = p["scheduler"]

@@ -13,10 +13,12 @@ HEADLINE = ("output_throughput", "total_token_throughput", "median_ttft_ms", "p9
 
 
 def floor_cell(row: dict) -> str:
-    """The A/A floor; in a paired bench the within-repeat one, the across-runs one beside it."""
+    """The A/A floor (the minimum detectable effect) and the number of identical-arm pairs it pools;
+    in a paired bench the within-repeat one, the across-runs one beside it."""
+    pairs = f", {row['noise_floor_pairs']} pairs" if row.get("noise_floor_pairs") is not None else ""
     if row.get("interleaved"):
-        return f"{_pct(row['noise_floor'])} paired ({_pct(row.get('noise_floor_unpaired'))} across runs)"
-    return _pct(row["noise_floor"])
+        return f"{_pct(row['noise_floor'])} paired{pairs} ({_pct(row.get('noise_floor_unpaired'))} across runs)"
+    return _pct(row["noise_floor"]) + (f" ({pairs[2:]})" if pairs else "")
 
 
 def _pct(x: float | None) -> str:

@@ -68,9 +68,31 @@ class LongDocsBurst(LongDocs):
     num_requests: int = 64
 
 
-WorkloadSpec = SharedPrefixChat | MixedLongShort | LongDocs
+@dataclass(frozen=True)
+class Agentic:
+    """Agent sessions over long contexts, with cold long prompts among them (#57427's traffic).
+
+    Each session opens with its context (cold: several times a 512-token step budget), then sends
+    follow-ups, each the whole history so far plus a short new turn: the history is in the prefix
+    cache, so a follow-up's uncached part is its new turn ("short": cache-hit follow-ups, judged by
+    what is left to compute, not by prompt length). Openers and cold prompts are "long". Rows are in
+    arrival order: the openers first, then the sessions' follow-ups interleaved at random (each
+    session's in order) with the cold prompts at random places among them. With the defaults ~90% of
+    prompt tokens can be served from the cache; the bench reports the server's measured hit rate.
+    """
+    name: str = "agentic"
+    num_sessions: int = 4
+    turns_per_session: int = 20
+    context_words: int = 1536
+    turn_words: int = 32
+    num_cold: int = 3
+    cold_words: int = 2048
+    output_tokens: int = 32
+
+
+WorkloadSpec = SharedPrefixChat | MixedLongShort | LongDocs | Agentic
 SPECS = {"shared_prefix_chat": SharedPrefixChat, "mixed_long_short": MixedLongShort, "long_docs": LongDocs,
-         "long_docs_burst": LongDocsBurst}
+         "long_docs_burst": LongDocsBurst, "agentic": Agentic}
 # Characters of documentation tokenised for long_docs: ~4x the tokens one workload draws.
 CORPUS_CHARS = 2_000_000
 
@@ -132,13 +154,32 @@ def _tokenizer(tokenizer_path: str):
     return Tokenizer.from_file(tokenizer_path)
 
 
-def long_threshold(spec: dict) -> int | None:
-    """Prompt length (tokens) that splits a workload's long from its short requests, if it has both."""
-    if "long_words" in spec:
-        return (spec["long_words"] + spec["short_words"]) // 2
-    if "long_tokens" in spec:
-        return (min(spec["long_tokens"]) + max(spec["short_tokens"])) // 2
-    return None
+def request_kinds(rows: list[dict]) -> list[str] | None:
+    """Each request's class for per-class latency ("short"/"long", as the workload labels it), or None
+    for a workload without the two classes."""
+    kinds = [r["kind"] for r in rows]
+    return kinds if set(kinds) == {"short", "long"} else None
+
+
+def _agentic_rows(spec: Agentic, rng: random.Random, words: tuple[str, ...]) -> list[dict]:
+    def row(i: int, kind: str, prompt: str) -> dict:
+        return {"request_id": f"{spec.name}-{i}", "kind": kind, "prompt": prompt, "output_tokens": spec.output_tokens}
+
+    histories = [_text(rng, words, spec.context_words) for _ in range(spec.num_sessions)]
+    rows = [row(i, "long", h) for i, h in enumerate(histories)]
+    order = [s for s in range(spec.num_sessions) for _ in range(spec.turns_per_session - 1)]
+    rng.shuffle(order)  # which session speaks next; each session's turns stay in order
+    events: list[int | None] = list(order)
+    for _ in range(spec.num_cold):
+        events.insert(rng.randrange(len(events) + 1), None)
+    for event in events:
+        i = len(rows)
+        if event is None:
+            rows.append(row(i, "long", _text(rng, words, spec.cold_words)))
+        else:
+            histories[event] += " " + _text(rng, words, spec.turn_words)
+            rows.append(row(i, "short", histories[event]))
+    return rows
 
 
 def generate(spec: WorkloadSpec, seed: int = 0, tokenizer_path: Path = DEFAULT_TOKENIZER) -> Workload:
@@ -172,6 +213,8 @@ def generate(spec: WorkloadSpec, seed: int = 0, tokenizer_path: Path = DEFAULT_T
             rows.append({"request_id": f"{spec.name}-{i}", "kind": kind,
                          "prompt": _doc_window(rng, ids, n, str(tokenizer_path)),
                          "output_tokens": spec.output_tokens})
+    elif isinstance(spec, Agentic):
+        rows = _agentic_rows(spec, rng, words)
     else:
         raise TypeError(f"unknown workload spec {spec!r}")
     return Workload(name=spec.name, seed=seed, spec=asdict(spec), rows=rows)
@@ -197,7 +240,7 @@ def save(workload: Workload, out_dir: Path) -> dict:
             fh.write(json.dumps({"prompt": row["prompt"], "output_tokens": row["output_tokens"]}) + "\n")
     meta = {"name": workload.name, "seed": workload.seed, "spec": workload.spec,
             "num_requests": len(workload.rows), "fingerprint": workload.fingerprint,
-            "dataset_dir": str(ds_dir), "jsonl": str(jsonl)}
+            "dataset_dir": str(ds_dir), "jsonl": str(jsonl), "kinds": request_kinds(workload.rows)}
     (out_dir / f"{workload.name}.meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     return meta
 

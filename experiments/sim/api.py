@@ -39,7 +39,8 @@ SERVER_ONLY_ENV = ("PYTHONPATH", "SIM_SERVED_STEPS")
 def resolve_variant(variant: str | dict) -> dict:
     if isinstance(variant, dict):
         vdef = {"engine": variant.get("engine"), "env": dict(variant.get("env", {})),
-                "engine_args": dict(variant.get("engine_args", {}))}
+                "engine_args": dict(variant.get("engine_args", {})),
+                **({"priority_from": variant["priority_from"]} if variant.get("priority_from") else {})}
     elif variant in presets.VARIANTS:
         vdef = copy.deepcopy(presets.VARIANTS[variant])
     else:
@@ -68,25 +69,33 @@ def workload_rows(name: str, overrides: dict | None = None, seed: int = 0) -> tu
 
 def make_job(variant, engine_args: dict | None, workload: str, rate, seed: int, cost_model: str, *,
              model: str | None = None, workload_overrides: dict | None = None, burstiness: float = 1.0,
-             stall_steps: int = 64, spec_acceptance: float | None = None) -> dict:
+             stall_steps: int = 64, spec_acceptance: float | None = None, priority_from: str | None = None) -> dict:
     """One simulation. Speculative decoding: `speculative_config` in the engine arguments (as for `vllm
     serve`; the scheduler reserves and schedules its draft tokens) and `spec_acceptance`, the chance each
-    draft token is accepted (no drafter runs: `driver.accepted_drafts`)."""
+    draft token is accepted (no drafter runs: `driver.accepted_drafts`). priority_from="uncached": each
+    request's priority is its prompt's tokens beyond the longest prefix an earlier prompt shares
+    (`driver.uncached_estimates`), for `scheduling_policy="priority"`."""
     vdef = resolve_variant(variant)
     model = model or presets.EMBEDDED_MODEL
     if not (Path(model) / "config.json").is_file():
         raise SimInputError(f"unknown model {model!r}: no config.json in that directory")
     rows, meta = workload_rows(workload, workload_overrides)
+    priority_from = priority_from or vdef.get("priority_from")
     args = {**BASE_ENGINE_ARGS, **vdef["engine_args"], **(engine_args or {})}
     if (args.get("speculative_config") is None) != (spec_acceptance is None):
         raise SimInputError("speculative decoding needs both engine_args['speculative_config'] and spec_acceptance "
                             "(the chance each draft token is accepted: the simulator runs no drafter)")
     if spec_acceptance is not None and not 0.0 <= spec_acceptance <= 1.0:
         raise SimInputError(f"spec_acceptance must be within [0, 1], got {spec_acceptance}")
+    if priority_from not in (None, "uncached"):
+        raise SimInputError(f"priority_from must be None or 'uncached', got {priority_from!r}")
+    if priority_from and args.get("scheduling_policy") != "priority":
+        raise SimInputError("priority_from needs engine_args['scheduling_policy'] = 'priority' (under fcfs the "
+                            "scheduler ignores request priorities)")
     return {"variant": vdef, "model": model, "engine_args": args, "workload": meta, "rows": rows,
             "arrivals": arrival_times(len(rows), rate, seed, burstiness), "rate": str(rate), "seed": seed,
             "burstiness": burstiness, "cost_model": cost_model, "stall_steps": stall_steps,
-            "spec_acceptance": spec_acceptance}
+            "spec_acceptance": spec_acceptance, "priority_from": priority_from}
 
 
 def engine_series(engine: str) -> str | None:
@@ -139,17 +148,9 @@ def run_jobs(jobs: list[dict]) -> list[dict]:
     return results
 
 
-def long_threshold(spec: dict) -> int | None:
-    """Prompt length splitting short from long requests: the bench's own rule (workloads.long_threshold,
-    being added with long_docs), or the rule serve.py used before it for mixed_long_short."""
-    if hasattr(workloads, "long_threshold"):
-        return workloads.long_threshold(spec)
-    return (spec["long_words"] + spec["short_words"]) // 2 if "long_words" in spec else None
-
-
 def run_summary(job: dict, out: dict) -> dict:
     """What the bench keeps of a `vllm bench serve` JSON (its own summarize_bench_json), plus the label."""
-    summary = serve.summarize_bench_json(out["bench_serve"], long_threshold(job["workload"]["spec"]))
+    summary = serve.summarize_bench_json(out["bench_serve"], workloads.request_kinds(job["rows"]))
     summary["request_rate"] = job["rate"]
     summary["simulated"] = out["label"]
     return summary

@@ -28,6 +28,9 @@ def run_job(job: dict, tokenizer: Tokenizer) -> dict:
                      "output_tokens": row["output_tokens"],
                      **({"arrival_step": row["arrival_step"]} if job.get("by_step")
                         else {"arrival_s": job["arrivals"][i]})})
+    if job.get("priority_from") == "uncached":
+        for row, prio in zip(rows, driver.uncached_estimates([r["prompt_token_ids"] for r in rows])):
+            row["priority"] = prio
     t0 = time.perf_counter()
     sim = driver.run(scheduler, hasher, rows, cost, by_step=job.get("by_step", False),
                      stall_steps=job.get("stall_steps", 64), record_decisions=job.get("record_decisions", False),

@@ -34,8 +34,27 @@ def make_request(row: dict, hasher, arrival_time: float):
     core = EngineCoreRequest(request_id=row["request_id"], prompt_token_ids=list(row["prompt_token_ids"]),
                              mm_features=None, sampling_params=params, pooling_params=None,
                              arrival_time=arrival_time, lora_request=None, cache_salt=None,
-                             data_parallel_rank=None)
+                             data_parallel_rank=None, priority=row.get("priority", 0))
     return Request.from_engine_core_request(core, hasher)
+
+
+def uncached_estimates(prompts: list[list[int]]) -> list[int]:
+    """Each prompt's tokens beyond its longest common prefix with an earlier prompt: what a client (or a
+    router with a prefix index) can tell of the prefix cache before sending, used as the request's
+    priority (lower runs first under `scheduling_policy="priority"`). Upper bound of the real uncached
+    count: evicted blocks are not modelled, partial blocks are counted as cached."""
+    out = []
+    for i, ids in enumerate(prompts):
+        best = 0
+        for prev in prompts[:i]:
+            n = 0
+            for a, b in zip(ids, prev):
+                if a != b:
+                    break
+                n += 1
+            best = max(best, n)
+        out.append(len(ids) - best)
+    return out
 
 
 def reach_times(rows: list[dict], frontend: dict) -> list[dict]:
