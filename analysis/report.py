@@ -22,7 +22,7 @@ from experiments.bench.presets import PRESETS
 from experiments.common.fmt import bench_range
 from experiments.common.fmt import bench_value as fmt
 from tools import pins
-from tools.patches import series_files, series_hash
+from tools.patches import SERIES_NUMBER, series_files, series_hash
 
 REFERENCE_ROOT = pins.REPO_ROOT / "results" / "reference"
 TRACE_ROOT = pins.REPO_ROOT / "nsys_traces"
@@ -59,14 +59,17 @@ def patch_message(patch: Path) -> dict:
     body = head[m.end():] if m else head
     fields, current = {}, None
     for line in body.splitlines():
+        if SERIES_NUMBER.match(line):  # numbers the patch file (tools.patches), not part of any field
+            continue
         hit = re.match(r"^(%s):\s*(.*)$" % "|".join(map(re.escape, FIELDS)), line)
         if hit:
             current = hit.group(1)
             fields[current] = hit.group(2)
         elif current:
             fields[current] += "\n" + line
-    # sentences in the draft: "Why: in a mixed ..." -> "In a mixed ..."
-    return {"subject": subject, **{k: v.strip()[:1].upper() + v.strip()[1:] for k, v in fields.items()}}
+    # sentences in the draft: "Why: in a mixed ..." -> "In a mixed ..." ("vLLM" keeps its spelling)
+    return {"subject": subject, **{k: v.strip() if v.strip().startswith("vLLM")
+                                   else v.strip()[:1].upper() + v.strip()[1:] for k, v in fields.items()}}
 
 
 def benches_for(preset_names: tuple[str, ...], root: Path) -> list[Path]:
@@ -466,15 +469,15 @@ def pr_draft(patch: Path, benches: list[Path], out: Path, trace: Path | None = N
 PROFILING_PATCHES = ("0001", "0001b")
 MICRO_ROOT = REFERENCE_ROOT / "overhead-micro"
 PATCH_TESTS_ROOT = REFERENCE_ROOT / "patch-tests"
-# Rows of the microbenchmark table per patch: (variant, compared with, what it is).
+# Rows of the microbenchmark table per patch: (variant, compared with, what it is, stated in Claims).
 MICRO_ROWS = {
-    "0001": [("off_aa", "off", "ranges off again (A/A: the floor)"),
-             ("upstream_on", "off", "upstream's own ranges on"),
-             ("on", "off", "every range on (VLLM_CUSTOM_SCOPES_FOR_PROFILING=1)"),
-             ("on", "upstream_on", "**this patch's ranges** (every range vs upstream's only)")],
-    "0001b": [("off_aa", "off", "ranges off again (A/A: the floor)"),
-              ("profiler", "off", "ranges on, CPU torch profiler recording"),
-              ("profiler", "on", "**recording** (profiler vs ranges on, no profiler)")],
+    "0001": [("off_aa", "off", "ranges off again (A/A: the floor)", False),
+             ("upstream_on", "off", "upstream's own ranges on", True),
+             ("on", "off", "every range on (VLLM_CUSTOM_SCOPES_FOR_PROFILING=1)", False),
+             ("on", "upstream_on", "**this patch's ranges** (every range vs upstream's only)", True)],
+    "0001b": [("off_aa", "off", "ranges off again (A/A: the floor)", False),
+              ("profiler", "off", "ranges on, CPU torch profiler recording", False),
+              ("profiler", "on", "**recording** (profiler vs ranges on, no profiler)", True)],
 }
 CALLS = {"schedule": "`Scheduler.schedule()`", "step": "`EngineCore.step()` (tiny model's forward included)"}
 GPU_WORK = {
@@ -537,13 +540,13 @@ def micro_section(number: str, path: Path) -> tuple[str, list[str]]:
         v = summary["variants"]
         lines.append(f"| {CALLS[bench]} | off (default) | {v['off']['median_us']:,.1f} "
                      f"[{v['off']['min_us']:,.1f}, {v['off']['max_us']:,.1f}] | | | | |")
-        for variant, against, what in MICRO_ROWS[number]:
+        for variant, against, what, claim in MICRO_ROWS[number]:
             e = v[variant]
             cmp = e if against == "off" else e["vs_" + against]
             lines.append(f"| {CALLS[bench]} | {what} | {e['median_us']:,.1f} [{e['min_us']:,.1f}, "
                          f"{e['max_us']:,.1f}] | {against} | {pct(cmp['delta'])} [{pct(cmp['delta_min'])}, "
                          f"{pct(cmp['delta_max'])}] | {summary['floor'] * 100:.1f}% | {cmp['verdict']} |")
-            if variant != "off_aa":
+            if claim:
                 said.append(f"{what.replace('**', '')}, {CALLS[bench]}: {pct(cmp['delta'])} CPU time per call "
                             f"vs {against} (rounds {pct(cmp['delta_min'])} to {pct(cmp['delta_max'])}; "
                             f"A/A floor {summary['floor'] * 100:.1f}%: {cmp['verdict']}).")
@@ -582,8 +585,8 @@ def profiling_pr_draft(patch: Path, out: Path, trace: Path | None, micro: Path |
     number = patch_number(patch)
     msg = patch_message(patch)
     micro_text, said = micro_section(number, micro) if micro else ("", [])
-    claims = ["- No speed-up is claimed. " + msg.get("Metric it should move", ""),
-              *(f"- {s}" for s in said)]
+    claims = ["- No speed-up is claimed. Metric it should move: " + msg.get("Metric it should move", ""),
+              *(f"- {s[:1].upper() + s[1:]}" for s in said)]
     if not micro:
         claims.append("- Cost not measured yet: `python -m experiments.trace.overhead_micro`.")
     if trace is None:

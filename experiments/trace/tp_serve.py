@@ -51,17 +51,33 @@ def trace_dirs(traces: Path) -> dict[str, Path]:
     return {d.name.split("-")[1]: d for d in sorted(traces.iterdir()) if d.is_dir()}
 
 
-def file_roles(files: list[str]) -> dict[str, str]:
-    """Which process wrote each trace file: engine_core, worker_tp<k>, or frontend."""
-    roles = {}
-    for f in files:
-        if ".engine_core." in f:
-            roles[f] = "engine_core"
-        elif "_tp" in f:
-            roles[f] = "worker_tp" + f.split("_tp", 1)[1].split("_", 1)[0]
-        else:
-            roles[f] = "frontend"
-    return roles
+def file_role(name: str) -> str:
+    """Which process wrote a trace file: `<host>_<pid>.engine_core.*` (patch 0001b), a worker
+    (`rank<k>.*`, vLLM's rank suffix), or the API server's frontend (`<host>_<pid>.async_llm.*`)."""
+    if ".engine_core." in name:
+        return "engine_core"
+    if ".async_llm." in name:
+        return "frontend"
+    head = name.split(".", 1)[0]
+    return f"worker {head}" if "rank" in head else "unknown"
+
+
+def describe(run_dir: Path, run_id: str) -> tuple[dict, dict, dict]:
+    """Per variant: its trace files with their process and range counts; the ranges and their source."""
+    from analysis import chrome_trace
+    from experiments.trace.overhead_micro import PATCH_0001_RANGES
+
+    ranges, sources, variants = {}, {}, {}
+    for variant, tdir in trace_dirs(run_dir / "traces").items():
+        r = chrome_trace.load_profiler_dir(tdir, categories=(chrome_trace.USER_ANNOTATION,))
+        ranges[variant], sources[variant] = r, f"{run_id}/traces/{tdir.name}"
+        files = {}
+        for f in chrome_trace.trace_files(tdir):
+            mine = r[r["file"] == f.name] if "file" in r.columns else r.iloc[0:0]
+            files[f.name] = {"role": file_role(f.name), "ranges": len(mine),
+                             "patch_0001_ranges": int(mine["name"].isin(PATCH_0001_RANGES).sum())}
+        variants[variant] = {"trace_dir": f"traces/{tdir.name}", "files": files}
+    return variants, ranges, sources
 
 
 README = """# TP=2 serve trace: {run_id}
@@ -72,7 +88,7 @@ started and stopped through `/start_profile` and `/stop_profile` (`vllm bench se
 around one pass of {workload}. The patched server also sets `profile_engine_core` (patch 0001b).
 
 Made by `{command}` at {utc} in {wall_s:.0f} s; git {git_sha} (dirty: {git_dirty}); series
-{series_hash}; machine: {machine}. Throughput figures below are under the profiler.
+{series_hash}; machine: {machine}. Output tokens/s under the profiler: {tput}.
 
 | variant | process | trace file | patch 0001 ranges | all ranges |
 |---|---|---|---|---|
@@ -87,14 +103,37 @@ Summaries (experiments/trace/summaries.py): `scope_counts_<variant>.csv`, `phase
 """
 
 
+def write_readme(run_dir: Path, manifest: dict) -> None:
+    prov = manifest["provenance"]
+    rows = [f"| {v} | {info['role']} | `{vi['trace_dir']}/{f}` | {info['patch_0001_ranges']} | {info['ranges']} |"
+            for v, vi in manifest["variants"].items() for f, info in vi["files"].items()]
+    machine = prov["machine"]
+    (run_dir / "README.md").write_text(README.format(
+        run_id=manifest["run_id"], workload="16 requests x 16 output tokens", command=prov["command"],
+        utc=manifest["finished_utc"], wall_s=manifest["wall_s"], git_sha=prov["git_sha"],
+        git_dirty=prov["git_dirty"], series_hash=manifest["series_hash"],
+        machine=f"{machine['cpu_model']}, {machine['cpu_count']} cores, load average at start "
+                f"{machine['loadavg_1m']:.2f}",
+        tput=", ".join(f"{v} {x:,.1f}" for v, x in manifest.get("output_throughput", {}).items()),
+        rows="\n".join(rows)))
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     ap = argparse.ArgumentParser(prog="python -m experiments.trace.tp_serve", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=TRACE_ROOT)
+    ap.add_argument("--redescribe", type=Path, metavar="RUN_DIR",
+                    help="recompute a finished run's file table, summaries and README from its traces")
     args = ap.parse_args(argv)
-    from analysis import chrome_trace
-    from experiments.trace.overhead_micro import PATCH_0001_RANGES
+    if args.redescribe:
+        run_dir = args.redescribe
+        manifest = json.loads((run_dir / "trace_manifest.json").read_text())
+        manifest["variants"], ranges, sources = describe(run_dir, run_dir.name)
+        summaries.write_all(ranges, sources, run_dir)
+        write_readme(run_dir, manifest)
+        write_json_atomic(run_dir / "trace_manifest.json", manifest)
+        return 0
 
     t0 = time.time()
     run_id = f"torch-tp{TP}-cpu-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
@@ -104,16 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg["profile_dir"] = str((partial / "traces").resolve())
     try:
         bench = runner.run_bench(cfg, partial / "bench", argv=["python", "-m", "experiments.trace.tp_serve", *argv])
-        ranges, sources, variants = {}, {}, {}
-        for variant, tdir in trace_dirs(partial / "traces").items():
-            files = [p.name for p in chrome_trace.trace_files(tdir)]
-            roles = file_roles(files)
-            r = chrome_trace.load_profiler_dir(tdir, categories=(chrome_trace.USER_ANNOTATION,))
-            ranges[variant], sources[variant] = r, f"{run_id}/traces/{tdir.name}"
-            counts = {f: {"role": roles[f], "ranges": int((r["file"] == f).sum()),
-                          "patch_0001_ranges": int(((r["file"] == f) & r["name"].isin(PATCH_0001_RANGES)).sum())}
-                      for f in files}
-            variants[variant] = {"trace_dir": f"traces/{tdir.name}", "files": counts}
+        variants, ranges, sources = describe(partial, run_id)
         summaries.write_all(ranges, sources, partial)
     except Exception as exc:  # noqa: BLE001 - keep the evidence apart, say why
         dead = args.out / f"{run_id}.incomplete"
@@ -129,15 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                 "output_throughput": {v: r["workloads"]["shared_prefix_chat"]["output_throughput"]
                                       for v, r in runs.items()},
                 "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    rows = [f"| {v} | {info['role']} | `{info_dir['trace_dir']}/{f}` | {info['patch_0001_ranges']} | {info['ranges']} |"
-            for v, info_dir in variants.items() for f, info in info_dir["files"].items()]
-    machine = prov["machine"]
-    (partial / "README.md").write_text(README.format(
-        run_id=run_id, workload="16 requests x 16 output tokens", command=prov["command"],
-        utc=manifest["finished_utc"], wall_s=manifest["wall_s"], git_sha=prov["git_sha"],
-        git_dirty=prov["git_dirty"], series_hash=manifest["series_hash"],
-        machine=f"{machine['cpu_model']}, {machine['cpu_count']} cores, load average {machine['loadavg_1m']:.2f}",
-        rows="\n".join(rows)))
+    write_readme(partial, manifest)
     write_json_atomic(partial / "trace_manifest.json", manifest)
     shutil.rmtree(final, ignore_errors=True)
     partial.rename(final)
