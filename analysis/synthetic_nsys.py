@@ -2,7 +2,7 @@
 
 Use it for what a CPU trace cannot hold (CUDA kernels, runtime launches, copies) and for size
 (the speed benchmark). NVTX and process data have a real export committed:
-nsys_traces/nsys-cpu-20261202T064904Z/patched.sqlite (Nsight Systems 2022.4, make trace on CPU);
+nsys_traces/nsys-cpu-20261208T034604Z/patched.sqlite (Nsight Systems 2022.4, make trace on CPU);
 tests/test_nsys_reference_export.py checks that every column of a table both exports hold exists
 here too and that the enum values agree, so this file cannot drift from what nsys writes.
 

@@ -12,7 +12,7 @@ from analysis import nsys_sqlite, phases, synthetic_nsys
 from experiments.trace import summaries
 from tools import pins
 
-REFERENCE = pins.REPO_ROOT / "nsys_traces" / "nsys-cpu-20261208T032603Z"
+REFERENCE = pins.REPO_ROOT / "nsys_traces" / "nsys-cpu-20261208T034604Z"
 EXPORT = REFERENCE / "patched.sqlite"
 
 
