@@ -44,7 +44,13 @@ format-patches: source ## regenerate patches/ from the llm-infra/patched branch
 
 BENCH_OUT ?= results/bench
 TEST_WORKERS ?= 2
-bench: apply-patches ## baseline vs patched, then traces and the PR draft (PRESET=default|smoke|overhead-0001|aa|prefill-cap, REPEATS=N, NO_TRACE=1, TP= PP= DP= DISTRIBUTED_BACKEND=mp|ray, BENCH_ARGS=--allow-busy)
+# Set-up step of `make bench` and `make trace`: install Nsight Systems where the machine allows it
+# (Debian 12 + root; elsewhere it says how to get nsys); never fails the target (traces then use
+# vLLM's torch profiler). NO_NSYS=1 skips it.
+NSYS_SETUP = $(if $(NO_NSYS),true,bash tools/install_nsys.sh || echo "[setup] continuing without Nsight Systems: traces use vLLM's torch profiler (NO_NSYS=1 skips this step)" >&2)
+
+bench: apply-patches ## set-up (incl. Nsight Systems where possible), baseline vs patched, then traces and the PR draft (PRESET=default|smoke|overhead-0001|aa|prefill-cap, REPEATS=N, NO_TRACE=1, NO_NSYS=1, TP= PP= DP= DISTRIBUTED_BACKEND=mp|ray, BENCH_ARGS=--allow-busy)
+	@$(if $(NO_TRACE),true,$(NSYS_SETUP))
 	@$(PY) -m experiments.bench --preset $(PRESET) $(if $(REPEATS),--repeats $(REPEATS)) --out $(BENCH_OUT) $(if $(TP),--tp $(TP)) $(if $(PP),--pp $(PP)) $(if $(DP),--dp $(DP)) $(if $(DISTRIBUTED_BACKEND),--distributed-backend $(DISTRIBUTED_BACKEND)) $(BENCH_ARGS)
 	@$(if $(NO_TRACE),true,$(PY) -m experiments.trace $(TRACE_ARGS) || echo "[bench] the trace step failed (exit $$?; its cause is printed above): the bench result stands and the report is still written" >&2)
 	@$(PY) -m analysis.report --latest $(BENCH_OUT) --out $(BENCH_OUT)/$$(cat $(BENCH_OUT)/LATEST)/pr_draft $(if $(NO_TRACE),--no-trace)
@@ -68,7 +74,8 @@ test-fast: $(VENV)/.setup-stamp ## tests that need no engine start
 clean: ## remove build outputs (keeps .venv, ./vllm and results/)
 	rm -rf build .pytest_cache
 
-trace: apply-patches ## baseline + patched under a profiler -> nsys_traces/<run>/ (CPU: nsys NVTX+OS runtime; CUDA: nsys GPU recipe; no nsys: torch profiler)
+trace: apply-patches ## baseline + patched under a profiler -> nsys_traces/<run>/ (installs Nsight Systems where possible; CPU: nsys NVTX+OS runtime; CUDA: nsys GPU recipe; no nsys: torch profiler; NO_NSYS=1)
+	@$(NSYS_SETUP)
 	@$(PY) -m experiments.trace $(TRACE_ARGS)
 
 nsys: ## install Nsight Systems (Debian 12 + root: apt non-free, ~1 min); a no-op when present

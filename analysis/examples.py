@@ -20,14 +20,15 @@ import pandas as pd
 from analysis import phases
 
 # (range name, own milliseconds, children): one step per process. Own time runs before children.
-ENGINE_CORE_STEP = ("engine_core: step", 0.5, [
-    ("engine_core: schedule", 1.0, [
-        ("schedule: get_computed_blocks (waiting)", 1.0, []),
-        ("schedule: allocate_slots (waiting)", 0.5, [("block_pool: get_new_blocks", 0.5, [])]),
+ENGINE_CORE_STEP = ("engine_core_step", 0.5, [
+    ("scheduler_step", 1.0, [
+        ("scheduler_waiting_get_computed_blocks", 1.0, []),
+        ("scheduler_waiting_allocate_slots", 0.5, [("block_pool_get_new_blocks", 0.5, [])]),
     ]),
-    ("engine_core: execute_model", 4.0, []),
-    ("engine_core: sample_tokens", 1.0, []),
-    ("engine_core: update_from_output", 1.5, []),
+    ("engine_core_execute_model_dispatch", 0.5, []),
+    ("engine_core_execute_model_wait", 3.5, []),
+    ("engine_core_sample_tokens", 1.0, []),
+    ("scheduler_update_from_output", 1.5, []),
 ])
 WORKER_STEP = ("execute_context_1(64)_generation_3(3)", 0.5, [
     ("gpu_model_runner: preprocess", 1.0, []),

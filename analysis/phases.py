@@ -20,22 +20,26 @@ PHASES = ("schedule", "prefix_lookup", "allocate", "forward", "sample", "update"
 # Range name -> phase. Extend freely; any name not here (nor matched by a prefix
 # below) counts as "other".
 PHASE_BY_NAME: dict[str, str] = {
-    # EngineCore step (scopes added by this repo's patch 0001); the step's own
-    # time outside its four children is loop overhead.
-    "engine_core: step": "other",
-    "engine_core: schedule": "schedule",
-    "engine_core: execute_model": "forward",  # in multiprocess mode: waiting for the workers
-    "engine_core: sample_tokens": "sample",
-    "engine_core: update_from_output": "update",
-    # Scheduler (upstream 0.32 scopes plus the waiting-loop scopes of patch 0001).
-    "schedule: get_computed_blocks (waiting)": "prefix_lookup",
-    "schedule: allocate_slots (waiting)": "allocate",
+    # EngineCore step (ranges of this repo's patch 0001); the step's own time
+    # outside its children is loop overhead.
+    "engine_core_step": "other",
+    "scheduler_step": "schedule",
+    # With worker processes the forward pass runs during the wait; with the
+    # in-process executor inside the dispatch (its worker ranges nest there).
+    "engine_core_execute_model_dispatch": "forward",
+    "engine_core_execute_model_wait": "forward",
+    "engine_core_grammar_bitmask": "sample",
+    "engine_core_sample_tokens": "sample",
+    "scheduler_update_from_output": "update",
+    # Scheduler: upstream 0.32's running-loop scopes and patch 0001's waiting loop.
+    "scheduler_waiting_get_computed_blocks": "prefix_lookup",
+    "scheduler_waiting_get_num_new_matched_tokens": "prefix_lookup",
+    "scheduler_waiting_allocate_slots": "allocate",
     "schedule: allocate_slots": "allocate",
     "schedule: make_cached_request_data": "schedule",
     "schedule: update_after_schedule": "schedule",
     # Block pool (patch 0001).
-    "block_pool: get_new_blocks": "allocate",
-    "block_pool: evict": "allocate",
+    "block_pool_get_new_blocks": "allocate",
     # Worker, upstream vLLM 0.32 (VLLM_CUSTOM_SCOPES_FOR_PROFILING=1).
     "gpu_model_runner: preprocess": "forward",
     "gpu_model_runner: forward": "forward",
@@ -56,7 +60,7 @@ PHASE_BY_PREFIX: dict[str, str] = {
 }
 
 # Ranges that delimit one engine step (EngineCore and worker).
-STEP_NAME_PATTERN = re.compile(r"^(?:engine_core: step$|execute_context_)")
+STEP_NAME_PATTERN = re.compile(r"^(?:engine_core_step$|execute_context_)")
 
 _GROUP_CANDIDATES = ("file", "process", "pid", "tid")
 

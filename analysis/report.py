@@ -22,19 +22,20 @@ from experiments.bench.presets import PRESETS
 from experiments.common.fmt import bench_range
 from experiments.common.fmt import bench_value as fmt
 from tools import pins
-from tools.patches import series_files, series_hash
+from tools.patches import SERIES_NUMBER, series_files, series_hash
 
 REFERENCE_ROOT = pins.REPO_ROOT / "results" / "reference"
 TRACE_ROOT = pins.REPO_ROOT / "nsys_traces"
-# Scope names of the EngineCore process (step phases, scheduler, KV block pool).
-ENGINE_CORE_SCOPE_PREFIXES = ("engine_core:", "schedule:", "block_pool:")
+# Range names of the EngineCore process (patch 0001's step phases, scheduler and KV block pool, and
+# upstream's `schedule: ...` scopes).
+ENGINE_CORE_SCOPE_PREFIXES = ("engine_core_", "scheduler_", "block_pool_", "schedule:")
 OUT_DIR = pins.REPO_ROOT / "docs" / "pr_draft"
 
 # Which bench presets are evidence for which patch (by patch number prefix).
 # 0002/0003: the long_docs comparison (documents several times the step budget), where the problem occurs;
 # the older prefill-cap / patch0002-sweep sets used prompts that fit one step and an earlier series.
 COMPARISON_PRESETS = ("long-docs-sweep", "long-docs")
-EVIDENCE = {"0001": ("overhead-0001", "default"), "0002": COMPARISON_PRESETS, "0003": COMPARISON_PRESETS}
+EVIDENCE = {"0002": COMPARISON_PRESETS, "0003": COMPARISON_PRESETS}  # 0001, 0001b: PROFILING_PATCHES
 # The long-docs arms, in the order the comparison table lists them, and what each one is.
 ARMS = {
     "baseline": "upstream defaults",
@@ -58,14 +59,17 @@ def patch_message(patch: Path) -> dict:
     body = head[m.end():] if m else head
     fields, current = {}, None
     for line in body.splitlines():
+        if SERIES_NUMBER.match(line):  # numbers the patch file (tools.patches), not part of any field
+            continue
         hit = re.match(r"^(%s):\s*(.*)$" % "|".join(map(re.escape, FIELDS)), line)
         if hit:
             current = hit.group(1)
             fields[current] = hit.group(2)
         elif current:
             fields[current] += "\n" + line
-    # sentences in the draft: "Why: in a mixed ..." -> "In a mixed ..."
-    return {"subject": subject, **{k: v.strip()[:1].upper() + v.strip()[1:] for k, v in fields.items()}}
+    # sentences in the draft: "Why: in a mixed ..." -> "In a mixed ..." ("vLLM" keeps its spelling)
+    return {"subject": subject, **{k: v.strip() if v.strip().startswith("vLLM")
+                                   else v.strip()[:1].upper() + v.strip()[1:] for k, v in fields.items()}}
 
 
 def benches_for(preset_names: tuple[str, ...], root: Path) -> list[Path]:
@@ -314,8 +318,9 @@ def model_phrase(benches: list[Path]) -> str:
     return ", ".join(sorted(phrases)) or "no bench recorded"
 
 
-def latest_trace(root: Path = TRACE_ROOT) -> Path | None:
-    """The most recently recorded complete `make trace` run (it has trace_manifest.json).
+def latest_trace(root: Path = TRACE_ROOT, *, served_tp: bool = False) -> Path | None:
+    """The most recently recorded complete `make trace` run (it has trace_manifest.json); with
+    `served_tp`, the newest TP serve trace of `experiments.trace.tp_serve` instead.
 
     Ordered by the time its manifest records (finished_utc, else provenance.utc), not by name:
     names start with the profiler (`nsys-cuda-...` sorts before `torch-cpu-...`). A manifest
@@ -327,7 +332,14 @@ def latest_trace(root: Path = TRACE_ROOT) -> Path | None:
             return ("", manifest.parent.name)
         return (str(m.get("finished_utc") or (m.get("provenance") or {}).get("utc") or ""), manifest.parent.name)
 
-    manifests = sorted(Path(root).glob("*/trace_manifest.json"), key=recorded)
+    def is_tp_serve(manifest: Path) -> bool:
+        try:
+            return "-serve" in json.loads(manifest.read_text()).get("recipe", "")
+        except (OSError, ValueError):
+            return False
+
+    manifests = sorted((m for m in Path(root).glob("*/trace_manifest.json") if is_tp_serve(m) == served_tp),
+                       key=recorded)
     return manifests[-1].parent if manifests else None
 
 
@@ -452,6 +464,156 @@ def pr_draft(patch: Path, benches: list[Path], out: Path, trace: Path | None = N
         "do not edit by hand._", ""])
 
 
+# ------------------------------------------------------------------ the profiling patches (0001, 0001b)
+
+PROFILING_PATCHES = ("0001", "0001b")
+MICRO_ROOT = REFERENCE_ROOT / "overhead-micro"
+PATCH_TESTS_ROOT = REFERENCE_ROOT / "patch-tests"
+# Rows of the microbenchmark table per patch: (variant, compared with, what it is, stated in Claims).
+MICRO_ROWS = {
+    "0001": [("off_aa", "off", "ranges off again (A/A: the floor)", False),
+             ("upstream_on", "off", "upstream's own ranges on", True),
+             ("on", "off", "every range on (VLLM_CUSTOM_SCOPES_FOR_PROFILING=1)", False),
+             ("on", "upstream_on", "**this patch's ranges** (every range vs upstream's only)", True)],
+    "0001b": [("off_aa", "off", "ranges off again (A/A: the floor)", False),
+              ("profiler", "off", "ranges on, CPU torch profiler recording", False),
+              ("profiler", "on", "**recording** (profiler vs ranges on, no profiler)", True)],
+}
+CALLS = {"schedule": "`Scheduler.schedule()`", "step": "`EngineCore.step()` (tiny model's forward included)"}
+GPU_WORK = {
+    "0001": [
+        "- The ranges' share of a GPU step: the microbenchmark prices them in CPU time per call; on a GPU "
+        "the EngineCore step mostly waits on the workers, so the same microseconds are a different share of "
+        "the step. A GPU run with `VLLM_NVTX_SCOPES_FOR_PROFILING=1` off/on, interleaved, would give it.",
+        "- NVTX (the Nsight Systems path) was not priced: the microbenchmark uses torch `record_function`.",
+        "- Async scheduling (the GPU default, `step_with_batch_queue()`): tested here on a real EngineCore "
+        "with a 2-slot batch queue (CPU forces async scheduling off); a GPU trace would show dispatch and "
+        "wait overlapping with the workers.",
+    ],
+    "0001b": [
+        "- The profiler's cost on a GPU server's throughput (TP>1, async scheduling): here it is priced in "
+        "CPU time of `Scheduler.schedule()` and `EngineCore.step()`; whether that opens gaps between GPU "
+        "steps needs a GPU trace with and without it.",
+        "- The windows of `delay_iterations`/`max_iterations` side by side with a GPU worker's trace.",
+    ],
+}
+
+
+def patch_number(patch: Path) -> str:
+    """`0001` of `0001-...patch`, `0001b` of a follow-up `0001b-...patch`."""
+    return patch.name.split("-", 1)[0]
+
+
+def latest_micro(root: Path = MICRO_ROOT) -> Path | None:
+    found = sorted(Path(root).glob("*/result.json"))
+    return found[-1] if found else None
+
+
+def pct(x: float | None) -> str:
+    return "-" if x is None else f"{x * 100:+.1f}%"
+
+
+def micro_section(number: str, path: Path) -> tuple[str, list[str]]:
+    """The microbenchmark table for one patch, and the cost sentences its Claims state."""
+    doc = json.loads(path.read_text())
+    cfg, prov = doc["config"], doc["provenance"]
+    machine, load = prov["machine"], doc.get("load") or {}
+    lines = [f"#### CPU microbenchmark (`{rel(path.parent)}`)", "",
+             f"Process CPU time per call on the patched engine, `models/tiny-llama` (dummy weights, in-process "
+             f"executor), {cfg['workload']['in_flight']} requests in flight ({cfg['workload']['prompt_len']}-token "
+             f"prompts, {cfg['workload']['shared_prefix_len']} shared, {cfg['workload']['max_tokens']} output "
+             f"tokens); blocks of {cfg['schedule_steps']} `schedule()` / {cfg['step_steps']} `step()` calls, "
+             f"variants interleaved over {len(cfg['orders'])} rounds (order rotated, reversed every other round; "
+             "one warm-up round dropped). Delta: median [min, max] over rounds of the per-round ratio; floor: "
+             "the largest A/A (off vs off again) ratio of any round.", "",
+             f"Reproduce: `{prov['command']}` (under `flock /work/measure.lock`).", "",
+             f"- machine: {machine['cpu_model']} ({machine['cpu_count']} cores); others kept "
+             f"{(doc.get('machine_before') or {}).get('busy_share', 0) * 100:.0f}% of the CPUs busy before it "
+             f"started; load average {load.get('loadavg_1m_start', 0):.2f} at start, "
+             f"{load.get('loadavg_1m_end', 0):.2f} at end",
+             f"- engine: {doc['engine']}, series {doc['series_hash']}{series_note(doc['series_hash'])}; torch "
+             f"{prov['versions'].get('torch')}; git {prov['git_sha']}", "",
+             "| call | variant | CPU us per call, median [min, max] | compared with | delta | floor | verdict |",
+             "|---|---|---|---|---|---|---|"]
+    said = []
+    for bench, summary in doc["summary"].items():
+        v = summary["variants"]
+        lines.append(f"| {CALLS[bench]} | off (default) | {v['off']['median_us']:,.1f} "
+                     f"[{v['off']['min_us']:,.1f}, {v['off']['max_us']:,.1f}] | | | | |")
+        for variant, against, what, claim in MICRO_ROWS[number]:
+            e = v[variant]
+            cmp = e if against == "off" else e["vs_" + against]
+            lines.append(f"| {CALLS[bench]} | {what} | {e['median_us']:,.1f} [{e['min_us']:,.1f}, "
+                         f"{e['max_us']:,.1f}] | {against} | {pct(cmp['delta'])} [{pct(cmp['delta_min'])}, "
+                         f"{pct(cmp['delta_max'])}] | {summary['floor'] * 100:.1f}% | {cmp['verdict']} |")
+            if claim:
+                said.append(f"{what.replace('**', '')}, {CALLS[bench]}: {pct(cmp['delta'])} CPU time per call "
+                            f"vs {against} (rounds {pct(cmp['delta_min'])} to {pct(cmp['delta_max'])}; "
+                            f"A/A floor {summary['floor'] * 100:.1f}%: {cmp['verdict']}).")
+    return "\n".join(lines) + "\n", said
+
+
+def tests_section(number: str, root: Path = PATCH_TESTS_ROOT) -> str:
+    """The patch's own tests as `tools.upstream_tests --json` recorded them (counts, not typed in)."""
+    path = root / f"{number}.json"
+    if not path.exists():
+        return f"Not recorded yet: `python -m tools.upstream_tests --list {rel(root)}/{number}.txt --json {rel(path)}`."
+    r = json.loads(path.read_text())
+    return (f"`{r['command'] if 'command' in r else 'python -m tools.upstream_tests'} --list {rel(root)}/{number}.txt` "
+            f"on the patched engine (CPU): **{r['passed']} passed, {r['failures']} failed, {r['errors']} errors, "
+            f"{r['skipped']} skipped** in {r['wall_s']:.0f} s (`{rel(path)}`; files: "
+            + ", ".join(f"`{p}`" for p in r["paths"]) + ").")
+
+
+def tp_trace_section(trace: Path) -> str:
+    """The TP=2 serve trace: which process wrote which file, and patch 0001's ranges in each."""
+    m = json.loads((trace / "trace_manifest.json").read_text())
+    lines = [f"#### Trace `{trace.name}` ({rel(trace)})", "",
+             f"{m['why']}: `{m['provenance']['command']}` at git {m['provenance']['git_sha']}, series "
+             f"{m['series_hash']}{series_note(m['series_hash'])}. Trace files per variant, with the number of "
+             "patch 0001 ranges each holds:", "",
+             "| variant | process | file | patch 0001 ranges | all ranges |", "|---|---|---|---|---|"]
+    for variant, info in m["variants"].items():
+        for f, c in info["files"].items():
+            lines.append(f"| {variant} | {c['role']} | `{f}` | {c['patch_0001_ranges']} | {c['ranges']} |")
+    return "\n".join(lines) + "\n"
+
+
+def profiling_pr_draft(patch: Path, out: Path, trace: Path | None, micro: Path | None) -> str:
+    """PR draft of 0001 / 0001b in vLLM's template: Overview (purpose), Claims (the measured cost
+    with its floor), Validation (test plan, test result, microbenchmark, traces), Details (lineage)."""
+    number = patch_number(patch)
+    msg = patch_message(patch)
+    micro_text, said = micro_section(number, micro) if micro else ("", [])
+    claims = ["- No speed-up is claimed. Metric it should move: " + msg.get("Metric it should move", ""),
+              *(f"- {s[:1].upper() + s[1:]}" for s in said)]
+    if not micro:
+        claims.append("- Cost not measured yet: `python -m experiments.trace.overhead_micro`.")
+    if trace is None:
+        trace_text = "No trace recorded yet."
+    elif number == "0001":
+        trace_text = trace_section(trace, out, patch)
+    else:
+        trace_text = tp_trace_section(trace)
+    return "\n".join([
+        f"# {msg['subject']}", "",
+        "## Overview", "", msg.get("Why", ""), "", "**What this PR does**", "", msg.get("What", ""), "",
+        "## Claims", "", *claims, "",
+        "## Validation", "", "### Test plan", "",
+        f"- `pytest` of the patch's tests (list: `{rel(PATCH_TESTS_ROOT)}/{number}.txt`), run by "
+        "`python -m tools.upstream_tests` against the patched engine.",
+        "- The CPU microbenchmark `python -m experiments.trace.overhead_micro` (cost per call).",
+        "- " + ("`make trace`: the current series under Nsight Systems (baseline and patched)." if number == "0001"
+                else "`python -m experiments.trace.tp_serve`: TP=2 `mp` serving on CPU, profiled through "
+                     "/start_profile and /stop_profile."), "",
+        "### Test result", "", tests_section(number), "", micro_text, trace_text, "",
+        "## Details", "", "### Related upstream work / why this is not a duplicate", "",
+        msg.get("Upstream status", "not stated"), "", "### When this can be dropped", "",
+        msg.get("Drop when", "not stated"), "", "### What needs a GPU run", "", *GPU_WORK[number], "",
+        f"_Generated by `make report` from "
+        + ", ".join(f"`{rel(p)}`" for p in (micro and micro.parent, trace) if p) + "; do not edit by hand._", ""])
+
+
 def write_report(root: Path = REFERENCE_ROOT, out: Path = OUT_DIR, benches: list[Path] | None = None,
                  trace: Path | None = None) -> list[Path]:
     """One PR draft per patch. `benches` given: use exactly those (e.g. the bench just run).
@@ -466,6 +628,13 @@ def write_report(root: Path = REFERENCE_ROOT, out: Path = OUT_DIR, benches: list
     for b in chosen or []:
         store.load_manifest(b)  # refuses incomplete ones
     for patch in patches:
+        if patch_number(patch) in PROFILING_PATCHES:
+            number = patch_number(patch)
+            patch_trace = trace if number == "0001" else latest_trace(TRACE_ROOT, served_tp=True)
+            path = out / f"PR_{number}.md"
+            path.write_text(profiling_pr_draft(patch, out, patch_trace, latest_micro()))
+            written.append(path)
+            continue
         if chosen:
             presets_for_patch = EVIDENCE.get(patch.name[:4], ())
             benches = [b for b in chosen

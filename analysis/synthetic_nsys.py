@@ -2,7 +2,7 @@
 
 Use it for what a CPU trace cannot hold (CUDA kernels, runtime launches, copies) and for size
 (the speed benchmark). NVTX and process data have a real export committed:
-nsys_traces/nsys-cpu-20261202T064904Z/patched.sqlite (Nsight Systems 2022.4, make trace on CPU);
+nsys_traces/nsys-cpu-20261208T034604Z/patched.sqlite (Nsight Systems 2022.4, make trace on CPU);
 tests/test_nsys_reference_export.py checks that every column of a table both exports hold exists
 here too and that the enum values agree, so this file cannot drift from what nsys writes.
 
@@ -57,14 +57,15 @@ KERNEL_NAMES = [
 
 # (name, pid, tid, eventType, start_us, end_us, domainId, inline_text) relative to the step start.
 NVTX_TEMPLATE = [
-    ("engine_core: step", ENGINE_PID, ENGINE_TID, 59, 0, 11000, 1, False),
-    ("engine_core: schedule", ENGINE_PID, ENGINE_TID, 59, 100, 1100, 1, False),
-    ("schedule: get_computed_blocks (waiting)", ENGINE_PID, ENGINE_TID, 59, 200, 500, 1, False),
-    ("schedule: allocate_slots (waiting)", ENGINE_PID, ENGINE_TID, 59, 500, 800, 1, False),
-    ("block_pool: get_new_blocks", ENGINE_PID, ENGINE_TID, 59, 550, 700, 1, False),
-    ("engine_core: execute_model", ENGINE_PID, ENGINE_TID, 59, 1200, 9200, 1, False),
-    ("engine_core: sample_tokens", ENGINE_PID, ENGINE_TID, 59, 9300, 9800, 1, False),
-    ("engine_core: update_from_output", ENGINE_PID, ENGINE_TID, 59, 9900, 10900, 1, False),
+    ("engine_core_step", ENGINE_PID, ENGINE_TID, 59, 0, 11000, 1, False),
+    ("scheduler_step", ENGINE_PID, ENGINE_TID, 59, 100, 1100, 1, False),
+    ("scheduler_waiting_get_computed_blocks", ENGINE_PID, ENGINE_TID, 59, 200, 500, 1, False),
+    ("scheduler_waiting_allocate_slots", ENGINE_PID, ENGINE_TID, 59, 500, 800, 1, False),
+    ("block_pool_get_new_blocks", ENGINE_PID, ENGINE_TID, 59, 550, 700, 1, False),
+    ("engine_core_execute_model_dispatch", ENGINE_PID, ENGINE_TID, 59, 1200, 1700, 1, False),
+    ("engine_core_execute_model_wait", ENGINE_PID, ENGINE_TID, 59, 1700, 9200, 1, False),
+    ("engine_core_sample_tokens", ENGINE_PID, ENGINE_TID, 59, 9300, 9800, 1, False),
+    ("scheduler_update_from_output", ENGINE_PID, ENGINE_TID, 59, 9900, 10900, 1, False),
     ("execute_context_1(128)_generation_7(7)", WORKER_PID, WORKER_TID, 59, 1300, 9100, 0, True),
     ("gpu_model_runner: preprocess", WORKER_PID, WORKER_TID, 59, 1400, 2000, 0, False),
     ("gpu_model_runner: forward", WORKER_PID, WORKER_TID, 59, 2100, 8000, 0, False),

@@ -6,7 +6,8 @@ rank runs the variant's engine. Functional, not speed: 2 cores are not a cluster
 
 Checks the result directory, the correctness gate through the completions API, the timed
 passes (each from an empty prefix cache, so each does the same work), that each variant
-ran its own engine (the patched server's profile holds patch 0001's EngineCore scopes, the
+ran its own engine (the patched server's profile holds patch 0001's EngineCore ranges, recorded by patch 0001b's
+opt-in EngineCore profiler, the
 baseline one has no EngineCore trace at all), that both TP workers were traced, and that the
 manifest records the distributed settings. The offline mode runs end to end in
 tests/test_bench_uni_executor.py (one engine start shared by its tests).
@@ -25,11 +26,10 @@ from tools import pins
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
 PATCH_0001_SCOPES = {
-    "engine_core: step", "engine_core: schedule", "engine_core: execute_model",
-    "engine_core: update_from_output", "schedule: get_computed_blocks (waiting)",
-    "schedule: allocate_slots (waiting)", "block_pool: get_new_blocks",
+    "engine_core_step", "scheduler_step", "engine_core_execute_model_dispatch",
+    "engine_core_execute_model_wait", "scheduler_update_from_output",
+    "scheduler_waiting_get_computed_blocks", "scheduler_waiting_allocate_slots", "block_pool_get_new_blocks",
 }
-
 
 MODEL = str(pins.REPO_ROOT / "models" / "tiny-llama")
 

@@ -12,7 +12,7 @@ from analysis import nsys_sqlite, phases, synthetic_nsys
 from experiments.trace import summaries
 from tools import pins
 
-REFERENCE = pins.REPO_ROOT / "nsys_traces" / "nsys-cpu-20261202T064904Z"
+REFERENCE = pins.REPO_ROOT / "nsys_traces" / "nsys-cpu-20261208T034604Z"
 EXPORT = REFERENCE / "patched.sqlite"
 
 
@@ -36,8 +36,9 @@ def test_engine_core_and_worker_ranges_are_both_there(ranges):
     worker = [p for p in by_process.index if p.startswith("VLLM::Worker")]
     assert len(engine) == 1 and len(worker) == 1, list(by_process.index)
     # Patch 0001's EngineCore scopes, in the EngineCore process; upstream's runner scopes in the worker.
-    assert {"engine_core: step", "engine_core: schedule", "engine_core: execute_model",
-            "schedule: get_computed_blocks (waiting)", "block_pool: get_new_blocks"} <= by_process[engine[0]]
+    assert {"engine_core_step", "scheduler_step", "engine_core_execute_model_dispatch",
+            "engine_core_execute_model_wait", "scheduler_update_from_output",
+            "scheduler_waiting_get_computed_blocks", "block_pool_get_new_blocks"} <= by_process[engine[0]]
     assert {"gpu_model_runner: forward", "gpu_model_runner: sample"} <= by_process[worker[0]]
     assert ranges.groupby("process")["pid"].nunique().eq(1).all()
 

@@ -10,7 +10,8 @@ from tests.conftest import git
 from tools import patches, pins
 
 
-def make_series(src: Path, out: Path, edits: list[tuple[int, str]]) -> list[Path]:
+def make_series(src: Path, out: Path, edits: list[tuple[int, str]], trailers: dict[int, str] | None = None
+                ) -> list[Path]:
     """Commit one edit per patch on a branch, then format the series into `out`."""
     git(src, "checkout", "-q", "-b", "work", pins.PRISTINE_REF.removeprefix("refs/"))
     f = src / "vllm" / "core" / "sched.py"
@@ -18,7 +19,8 @@ def make_series(src: Path, out: Path, edits: list[tuple[int, str]]) -> list[Path
         lines = f.read_text().splitlines(True)
         lines[line_no] = text + "\n"
         f.write_text("".join(lines))
-        git(src, "commit", "-q", "-am", f"[Test] change {i}\n\nWhy: test.\n")
+        trailer = f"\n{trailers[i]}\n" if trailers and i in trailers else ""
+        git(src, "commit", "-q", "-am", f"[Test] change {i}\n\nWhy: test.\n{trailer}")
     files = patches.format_patches(src, out, branch="work")
     git(src, "checkout", "-q", "pristine")
     git(src, "branch", "-D", "work")
@@ -35,6 +37,19 @@ def series(fake_release: Path, tmp_path: Path) -> Path:
     out = tmp_path / "patches"
     make_series(fake_release, out, [(3, "patched three"), (10, "patched ten")])
     return out
+
+
+def test_follow_up_patch_is_numbered_after_the_one_it_follows(fake_release, tmp_path):
+    """`Series-number: 0001b` names a follow-up patch; the others keep their numbers in order."""
+    out = tmp_path / "patches"
+    files = make_series(fake_release, out, [(3, "three"), (5, "five"), (10, "ten")],
+                        trailers={2: "Series-number: 0001b"})
+    assert [f.name.split("-", 1)[0] for f in files] == ["0001", "0001b", "0002"]
+    assert patches.series_files(out) == files
+    regen = tmp_path / "regen"
+    patches.apply_to_source(fake_release, out)
+    patches.format_patches(fake_release, regen)
+    assert sorted(p.name for p in regen.iterdir()) == sorted(p.name for p in out.iterdir())
 
 
 def test_apply_is_idempotent_and_builds_the_branch(fake_release, series):

@@ -37,11 +37,18 @@ def two_benches(monkeypatch, tmp_path):
     return tmp_path / "results", dirs
 
 
+def bench_draft(dirs: dict, out) -> str:
+    """The generic bench-evidence draft (as PR_0002/0003 get it) over the two fake benches."""
+    out.mkdir(parents=True, exist_ok=True)
+    patch = next(p for p in report.series_files() if report.patch_number(p) == "0002")
+    return report.pr_draft(patch, list(dirs.values()), out)
+
+
 def test_report_numbers_come_from_the_files(two_benches, tmp_path):
     root, dirs = two_benches
     out = tmp_path / "draft"
     written = report.write_report(root, out)
-    pr1 = (out / "PR_0001.md").read_text()
+    pr1 = bench_draft(dirs, tmp_path / "bench-draft")
     for section in ("## Overview", "## Claims", "## Validation", "## Details", "Related upstream work"):
         assert section in pr1
     for preset, d in dirs.items():
@@ -59,9 +66,7 @@ def test_report_numbers_come_from_the_files(two_benches, tmp_path):
 
 def test_difference_inside_noise_is_not_claimed(two_benches, tmp_path):
     root, dirs = two_benches
-    out = tmp_path / "draft"
-    report.write_report(root, out)
-    pr1 = (out / "PR_0001.md").read_text()
+    pr1 = bench_draft(dirs, tmp_path / "draft")
     claims = pr1.split("## Claims", 1)[1].split("## Validation", 1)[0]
     # overhead-0001's +0% is within noise: no claim line for it; default's +50% is claimed.
     tput_line = [ln for ln in claims.splitlines() if "patched: output_throughput" in ln]
@@ -84,14 +89,14 @@ def test_trace_section_lists_patch_scopes_per_variant(two_benches, tmp_path):
         "process,name,count\ndp0_pp0_tp0_rank0,gpu_model_runner: forward,7\n")
     (trace / "scope_counts_patched.csv").write_text(
         "process,name,count\ndp0_pp0_tp0_rank0,gpu_model_runner: forward,7\n"
-        "EngineCore_DP0,engine_core: schedule,9\nEngineCore_DP0,block_pool: get_new_blocks,3\n")
+        "EngineCore_DP0,scheduler_step,9\nEngineCore_DP0,block_pool_get_new_blocks,3\n")
     assert report.latest_trace(tmp_path / "nsys_traces") == trace
     out = tmp_path / "draft"
     report.write_report(root, out, trace=trace)
     text = (out / "PR_0001.md").read_text()
-    assert "| `engine_core: schedule` | yes | 0 | 9 |" in text  # quoted in patch 0001's added lines
-    assert "| `block_pool: get_new_blocks` | yes | 0 | 3 |" in text
-    assert "gpu_model_runner" not in text  # upstream's own scopes are not the patch's evidence
+    assert "| `scheduler_step` | yes | 0 | 9 |" in text  # quoted in patch 0001's added lines
+    assert "| `block_pool_get_new_blocks` | yes | 0 | 3 |" in text
+    assert "gpu_model_runner: forward" not in text  # upstream's own scopes are not the patch's evidence
     assert "torch-cpu-20260101T000000Z" not in (out / "PR_0002.md").read_text()
 
 
@@ -177,3 +182,32 @@ def test_paths_recorded_by_another_checkout_render_as_this_one():
     assert report.rel(report.pins.REPO_ROOT / "models" / "tiny-llama") == "models/tiny-llama"
     assert report.rel(Path("/elsewhere/README.md")) == "/elsewhere/README.md"  # one part is not evidence
     assert report.rel(Path("/nowhere/at/all")) == "/nowhere/at/all"
+
+
+def test_profiling_drafts_state_the_measured_cost_with_its_floor(tmp_path):
+    """PR_0001 and PR_0001b: vLLM's template, the cost figures rendered from the committed
+    microbenchmark with their floor, no claim the floor cannot test, each its own trace."""
+    import json
+
+    micro = report.latest_micro()
+    if micro is None:
+        pytest.skip("no committed overhead-micro result")
+    out = tmp_path / "draft"
+    report.write_report(report.REFERENCE_ROOT, out, None, report.latest_trace())
+    summary = json.loads(micro.read_text())["summary"]
+    for number in report.PROFILING_PATCHES:
+        text = (out / f"PR_{number}.md").read_text()
+        for section in ("## Overview", "## Claims", "## Validation", "### Test plan", "### Test result",
+                        "## Details", "Related upstream work", "### What needs a GPU run"):
+            assert section in text, (number, section)
+        assert "<= 2%" not in text and "within noise" not in text
+        floor = summary["schedule"]["floor"]
+        assert f"A/A floor {floor * 100:.1f}%" in text
+    pr1 = (out / "PR_0001.md").read_text()
+    patch_share = summary["schedule"]["variants"]["on"]["vs_upstream_on"]
+    assert report.pct(patch_share["delta"]) in pr1 and "#37095" in pr1 and "#31193" in pr1 and "#46647" in pr1
+    pr1b = (out / "PR_0001b.md").read_text()
+    assert report.pct(summary["schedule"]["variants"]["profiler"]["vs_on"]["delta"]) in pr1b
+    tp = report.latest_trace(served_tp=True)
+    if tp is not None:
+        assert f"#### Trace `{tp.name}`" in pr1b and "engine_core" in pr1b

@@ -8,7 +8,9 @@
 #   `nsight-systems` (host: nsys, nsys-ui, QdstrmImporter) and `nsight-systems-target`
 #   (the profiling CLI; pulls libcuda1, a library only: no driver or GPU needed).
 #   Seen: ~1 min, ~600 MB (../shared/notes/nsys-on-cpu.md).
-# - Anywhere else: say why and how to get it (NVIDIA's CUDA repository), exit 3.
+# - Anywhere else: say why and how to get it (NVIDIA's CUDA repository), exit 3; a failed apt run
+#   says so and exits 4. Never prompts. `make bench` and `make trace` run it and go on without nsys
+#   when it fails (their traces then use vLLM's torch profiler).
 #
 # NSYS_UI=1 also installs what a headless nsys-ui screenshot needs (xvfb, xdotool, x11-apps,
 # imagemagick).
@@ -73,12 +75,19 @@ EOF
 fi
 
 export DEBIAN_FRONTEND=noninteractive
+# Never prompt: no terminal questions (noninteractive, -y), and wait for another apt's lock
+# instead of failing at once.
+APT=(apt-get -q -o DPkg::Lock::Timeout=120 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
 echo "[nsys] apt-get update"
-apt-get update -q >/dev/null
+if ! "${APT[@]}" update >/dev/null; then
+    echo "[nsys] apt-get update failed (see above)" >&2; how_to; exit 4
+fi
 pkgs=(nsight-systems nsight-systems-target)
 [[ "${NSYS_UI:-0}" == 1 ]] && pkgs+=(xvfb xdotool x11-apps imagemagick)
 echo "[nsys] apt-get install ${pkgs[*]} (about 1 min, ~600 MB)"
-apt-get install -y -q --no-install-recommends "${pkgs[@]}" >/dev/null
+if ! "${APT[@]}" install -y --no-install-recommends "${pkgs[@]}" >/dev/null; then
+    echo "[nsys] apt-get install ${pkgs[*]} failed (see above)" >&2; how_to; exit 4
+fi
 if ! command -v nsys >/dev/null || ! have_importer; then
     echo "[nsys] installed ${pkgs[*]} but nsys or QdstrmImporter is still missing" >&2; exit 4
 fi

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -31,6 +32,9 @@ from tools.vllm_source import check_installed_engine, check_source_tree, install
 GIT_ID = ["-c", "user.name=llm-infra-learning", "-c", "user.email=bot@llm-infra-learning.invalid",
           "-c", "commit.gpgsign=false"]
 FORMAT_ARGS = ["--zero-commit", "--no-signature", "--no-numbered", "--filename-max-length=64"]
+# A commit message line that numbers its patch as a follow-up of the one before ("0001b": its own
+# change and PR, applied right after 0001); the other patches are numbered in order without it.
+SERIES_NUMBER = re.compile(r"^Series-number: (\d{4}[a-z])$", re.M)
 
 
 class PatchError(SystemExit):
@@ -204,7 +208,17 @@ def format_patches(src: Path, out_dir: Path, *, branch: str = pins.PATCHED_BRANC
         old.unlink()
     res = git(src, "format-patch", *FORMAT_ARGS, "-o", str(out_dir.resolve()),
               f"{pins.PRISTINE_REF.removeprefix('refs/')}..{branch}")
-    names = [Path(line.strip()).name for line in res.stdout.splitlines() if line.strip()]
+    names, number = [], 0
+    for line in res.stdout.splitlines():
+        if not line.strip():
+            continue
+        path = Path(line.strip())
+        follow_up = SERIES_NUMBER.search(path.read_text().split("\n---\n", 1)[0])
+        if follow_up is None:
+            number += 1
+        name = (follow_up.group(1) if follow_up else f"{number:04d}") + path.name[4:]
+        path.rename(out_dir / name)
+        names.append(name)
     (out_dir / "series").write_text(
         "# Applied in this order onto vLLM v0.32.0 (see patches/README.md).\n"
         + "".join(n + "\n" for n in names))

@@ -26,7 +26,7 @@ def test_traces_notebook_on_given_inputs(tmp_path, torch_traces):
     text = "".join(str(o.get("text", "")) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert torch_traces["dir"] in text  # ran on the given directory, not the example
     # the nsys part reads the committed real export by default: EngineCore and worker processes
-    assert "nsys-cpu-20261202T064904Z/patched.sqlite" in text and "2022.4" in text
+    assert "nsys-cpu-20261208T034604Z/patched.sqlite" in text and "2022.4" in text
     html = "".join(str(o.get("data", {}).get("text/plain", "")) for c in nb.cells if c.cell_type == "code"
                    for o in c.outputs)
     assert "VLLM::EngineCor" in html and "VLLM::Worker" in html

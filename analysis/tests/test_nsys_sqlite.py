@@ -20,9 +20,9 @@ def test_nvtx_names_inline_and_via_string_ids(export):
     r = nsys_sqlite.nvtx_ranges(export)
     assert len(r) == STEPS * RANGES_PER_STEP  # marks (34) and the domain-create event (75) left out
     names = set(r["name"])
-    assert {"engine_core: step", "execute_context_1(128)_generation_7(7)", "frontend: batch in flight"} <= names
+    assert {"engine_core_step", "execute_context_1(128)_generation_7(7)", "frontend: batch in flight"} <= names
     assert r["name"].notna().all()
-    step = r[r["name"] == "engine_core: step"]
+    step = r[r["name"] == "engine_core_step"]
     assert (step["pid"] == syn.ENGINE_PID).all() and (step["tid"] == syn.ENGINE_TID).all()
     assert (step["domain"] == syn.DOMAIN_NAME).all()
     assert (step["dur_us"] == 11000).all() and np.allclose(np.diff(step["ts_us"]), syn.STEP_NS / 1e3)
@@ -51,8 +51,8 @@ def test_sql_summaries(export):
     assert (ks["count"] == STEPS * syn.KERNELS_PER_STEP // len(syn.KERNEL_NAMES)).all()
     assert ks["share"].sum() == pytest.approx(1.0)
     ns = nsys_sqlite.nvtx_summary(export).set_index("name")
-    assert ns.loc["engine_core: schedule", "count"] == STEPS
-    assert ns.loc["engine_core: schedule", "total_us"] == pytest.approx(STEPS * 1000)
+    assert ns.loc["scheduler_step", "count"] == STEPS
+    assert ns.loc["scheduler_step", "total_us"] == pytest.approx(STEPS * 1000)
     assert ns.loc["execute_context_1(128)_generation_7(7)", "mean_us"] == pytest.approx(7800)
     gaps = nsys_sqlite.stream_gap_summary(export).iloc[0]
     slots = syn.kernel_slots()

@@ -53,7 +53,7 @@ def test_step_table_and_gaps(torch_traces):
 
 
 def test_phase_table_is_extensible_and_unknown_is_other():
-    names = pd.Series(["engine_core: schedule", "execute_context_2(7)_generation_0(0)", "my: new scope", None])
+    names = pd.Series(["scheduler_step", "execute_context_2(7)_generation_0(0)", "my: new scope", None])
     assert phases.phase_of(names).tolist() == ["schedule", "other", "other", "other"]
     custom = {**phases.PHASE_BY_NAME, "my: new scope": "allocate"}
     assert phases.phase_of(names, by_name=custom).tolist()[2] == "allocate"
@@ -62,12 +62,12 @@ def test_phase_table_is_extensible_and_unknown_is_other():
 def test_nested_steps_count_once_and_shares_by_group():
     # In-process executor: the worker step runs inside the EngineCore step on one thread.
     r = pd.DataFrame({
-        "name": ["engine_core: step", "engine_core: schedule", "execute_context_1(4)_generation_0(0)",
-                 "gpu_model_runner: forward", "engine_core: step"],
+        "name": ["engine_core_step", "scheduler_step", "execute_context_1(4)_generation_0(0)",
+                 "gpu_model_runner: forward", "engine_core_step"],
         "ts_us": [0.0, 0.0, 10.0, 12.0, 100.0], "end_us": [50.0, 10.0, 40.0, 38.0, 130.0],
         "pid": 1, "tid": 1, "process": "inproc"})
     steps = phases.step_table(r)
-    assert steps["name"].tolist() == ["engine_core: step", "engine_core: step"]
+    assert steps["name"].tolist() == ["engine_core_step", "engine_core_step"]
     assert steps["gap_before_us"].iloc[1] == 50
     assert steps.loc[0, "forward_us"] == 26 and steps.loc[0, "other_us"] == 10 + 4
     shares = phases.phase_shares(r, by=["tid"]).set_index("phase")["share"]

@@ -30,6 +30,17 @@ def variant_env(engine: str, extra: dict[str, str] | None = None) -> dict[str, s
     return env
 
 
+def torch_profiler_config(profile_dir: str | Path, engine: str) -> dict:
+    """vLLM's --profiler-config of a profiled run: torch without Python stacks (on CPU stopping with
+    stacks took minutes and wrote a GB); the patched engine also traces its EngineCore process
+    (patch 0001b's opt-in `profile_engine_core`, a field the baseline engine refuses)."""
+    config = {"profiler": "torch", "torch_profiler_dir": str(Path(profile_dir).resolve()),
+              "torch_profiler_with_stack": False}
+    if engine == "patched":
+        config["profile_engine_core"] = True
+    return config
+
+
 def tree_processes(pid: int) -> list[psutil.Process]:
     """The process and all its descendants (EngineCore, workers), or [] once it is gone."""
     try:

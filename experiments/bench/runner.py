@@ -102,8 +102,7 @@ def offline_run(cfg: dict, variant: str, wl_meta: dict, run_dir: Path) -> dict:
     if cfg.get("profile_dir"):
         pdir = Path(cfg["profile_dir"]) / run_dir.name
         run_cfg["profile"] = True
-        run_cfg["engine_args"]["profiler_config"] = {
-            "profiler": "torch", "torch_profiler_dir": str(pdir.resolve()), "torch_profiler_with_stack": False}
+        run_cfg["engine_args"]["profiler_config"] = processes.torch_profiler_config(pdir, vdef["engine"])
     cfg_path = run_dir / "offline-config.json"
     write_json_atomic(cfg_path, run_cfg)
     out_path = run_dir / "offline-result.json"

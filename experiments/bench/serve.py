@@ -161,9 +161,8 @@ def server_args(cfg: dict, variant: str, port: int, run_name: str = "") -> list[
     args = ["serve", cfg["model"], "--host", "127.0.0.1", "--port", str(port), "--seed", str(cfg["seed"]),
             *engine_flags({**cfg["engine_args"], **cfg["variant_defs"][variant]["engine_args"]})]
     if cfg.get("profile_dir"):
-        args += ["--profiler-config", json.dumps({
-            "profiler": "torch", "torch_profiler_dir": str((Path(cfg["profile_dir"]) / run_name).resolve()),
-            "torch_profiler_with_stack": False})]
+        args += ["--profiler-config", json.dumps(processes.torch_profiler_config(
+            Path(cfg["profile_dir"]) / run_name, cfg["variant_defs"][variant]["engine"]))]
     return args
 
 

@@ -135,8 +135,8 @@ and warm-up, whole run traced.
 ## How to open
 - `<variant>.nsys-rep`: Nsight Systems (`nsys-ui <file>`; `make nsys` installs it on Debian 12).
   Each process has its own row: the frontend (`python`), `VLLM::EngineCor` (EngineCore: scheduler,
-  KV-cache manager; patch 0001's `engine_core:`, `schedule:` and `block_pool:` ranges) and the
-  worker, each with its NVTX and OS-runtime rows.
+  KV-cache manager; patch 0001's `engine_core_*`, `scheduler_*` and `block_pool_*` ranges next to
+  upstream's `schedule: ...` ones) and the worker, each with its NVTX and OS-runtime rows.
 - `<variant>.sqlite`: its SQLite export, read by `analysis.nsys_sqlite` (`nvtx_ranges`, `nvtx_summary`).
 - Chrome-trace JSON (`*.pt.trace.json.gz`, torch profiler runs): https://ui.perfetto.dev.
 
@@ -145,7 +145,7 @@ and warm-up, whole run traced.
 - `steps_<variant>.csv`, `step_gaps_<variant>.csv`, `step_timeline_<variant>.png`: per-step phases,
   gaps between steps per process/thread, four steps from the middle of the run drawn with every
   process on the same clock. A variant without step ranges (the unpatched EngineCore has no
-  `engine_core: step`) has an empty step table and its timeline shows the whole run.
+  `engine_core_step`) has an empty step table and its timeline shows the whole run.
 - `threads_<variant>.csv`: per process/thread: ranges, scopes, time inside its outermost ranges.
 - `scope_counts_<variant>.csv`: occurrences and inclusive time of each scope per process.
 """
