@@ -1,0 +1,34 @@
+"""python -m experiments.sim.public_gpu extract|fit|replay|report (see README.md beside this file)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from experiments.sim.public_gpu import extract, fit, published, report
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m experiments.sim.public_gpu")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    ex = sub.add_parser("extract", help="raw public experiments -> results/reference/sim/public_gpu/ facts")
+    ex.add_argument("--mirror", type=Path, required=True, help="git dir of inference-sim/inference-sim")
+    ex.add_argument("--companion", type=Path, help="git dir of inference-sim/sim-to-real-accuracy-validation")
+    sub.add_parser("fit", help="fit public-gpu-h100 on the fitted experiments (replays them)")
+    sub.add_parser("replay", help="replay every experiment with both cost models (run under the measure lock)")
+    sub.add_parser("report", help="README tables from the result files")
+    args = ap.parse_args(argv)
+    if args.cmd == "extract":
+        extract.extract_all(extract.git_reader(args.mirror))
+        if args.companion:
+            published.extract(args.companion)
+    elif args.cmd == "fit":
+        fit.fit()
+    elif args.cmd == "replay":
+        report.run()
+    else:
+        report.write_readme()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,176 @@
+"""Replay every extracted experiment with both cost models, score it in the companion repository's schema,
+and render the tables of experiments/sim/public_gpu/README.md from the result files.
+
+    flock /work/measure.lock python -m experiments.sim.public_gpu replay   # -> replay.json, errors.csv
+    python -m experiments.sim.public_gpu report                            # README tables from them
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+from experiments.common import fmt, provenance
+from experiments.sim.public_gpu import extract, fit, metrics, replay
+
+REPLAY_PATH = extract.FACTS_DIR / "replay.json"
+ERRORS_PATH = extract.FACTS_DIR / "errors.csv"
+PUBLISHED_PATH = extract.FACTS_DIR / "published-errors.csv"
+README = Path(__file__).resolve().parent / "README.md"
+KINDS = ("roofline", "fitted")
+SIMULATOR_NAMES = {"roofline": "vllm032-sched+roofline-h100", "fitted": "vllm032-sched+public-gpu-h100"}
+ERROR_COLUMNS = ("simulator", "experiment_folder", "model", "workload", "stage_index", "metric_name",
+                 "predicted", "actual", "mape", "mpe", "absolute_error", "split", "hardware",
+                 "max_num_batched_tokens")
+
+
+def split_of(name: str) -> str:
+    return "fitted" if name in fit.FIT_EXPERIMENTS else "held-out" if name in fit.HELD_OUT else "unused"
+
+
+def score(rows: list[dict], out: dict) -> dict:
+    sim = replay.per_request(out)
+    real_s = metrics.summary([r["ttft_s"] for r in rows], [r["e2e_s"] for r in rows],
+                             [r["output_tokens"] for r in rows])
+    sim_s = metrics.summary([s["ttft_s"] for s in sim], [s["e2e_s"] for s in sim],
+                            [s["output_tokens"] for s in sim])
+    return metrics.errors(sim_s, real_s)
+
+
+def run(names=extract.EXPERIMENTS) -> dict:
+    """Every experiment x cost model; one simulator process (the vLLM import) for all of them."""
+    manifest = {m["name"]: m for m in extract.load_manifest()["experiments"]}
+    jobs, keys = [], []
+    for kind in KINDS:
+        for name in names:
+            meta = manifest[name]
+            rows = extract.load_requests(name)
+            jobs.append(replay.make_job(meta, rows, replay.cost_spec(kind, meta)))
+            keys.append((kind, name, meta, rows))
+    prov = provenance.provenance(argv=[sys.executable.rsplit("/", 1)[-1], "-m", "experiments.sim.public_gpu",
+                                       "replay"])
+    outs = replay.api.run_jobs(jobs)
+    results = []
+    for (kind, name, meta, rows), out in zip(keys, outs):
+        results.append({"experiment": name, "cost_model": kind, "model": meta["model"], "split": split_of(name),
+                        "label": out["label"], "requests": len(rows), "steps": len(out["steps"]),
+                        "loop_wall_s": out["loop_wall_s"], "errors": score(rows, out),
+                        "scheduler": out["scheduler"],
+                        "max_num_batched_tokens": meta["log"]["engine_args"]["max_num_batched_tokens"],
+                        "workload": meta["exp_config"]["app"]})
+    doc = {"provenance": prov, "process_wall_s": outs[0]["process_wall_s"], "process_jobs": len(jobs),
+           "loadavg_1m_after": os.getloadavg()[0], "results": results,
+           "note": "simulated: vLLM 0.32.0's scheduler with a cost model in place of the GPU; the measured "
+                   "values are the public runs' (vLLM 0.11.0 on one 80 GB H100-class GPU)"}
+    REPLAY_PATH.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    ERRORS_PATH.write_text(errors_csv(doc))
+    return doc
+
+
+def errors_csv(doc: dict) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=ERROR_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    for r in doc["results"]:
+        for m, e in r["errors"].items():
+            w.writerow({"simulator": SIMULATOR_NAMES[r["cost_model"]], "experiment_folder": r["experiment"],
+                        "model": r["model"], "workload": r["workload"], "stage_index": -1, "metric_name": m,
+                        "predicted": f"{e['predicted']:.3f}", "actual": f"{e['actual']:.3f}",
+                        "mape": f"{e['mape']:.3f}", "mpe": f"{e['mpe']:.3f}",
+                        "absolute_error": f"{abs(e['predicted'] - e['actual']):.3f}", "split": r["split"],
+                        "hardware": "H100 (inferred)", "max_num_batched_tokens": r["max_num_batched_tokens"]})
+    return buf.getvalue()
+
+
+def mean_over(results: list[dict], metric: str, key: str) -> float:
+    return sum(r["errors"][metric][key] for r in results) / len(results)
+
+
+def error_table(doc: dict) -> str:
+    lines = ["| cost model | experiment | split | " + " | ".join(metrics.METRICS) + " |",
+             "|---|---|---|" + "---:|" * len(metrics.METRICS)]
+    for kind in KINDS:
+        rs = [r for r in doc["results"] if r["cost_model"] == kind]
+        for r in rs:
+            cells = [f"{r['errors'][m]['mpe']:+.1f}%" for m in metrics.METRICS]
+            lines.append(f"| {kind} | `{r['experiment']}` | {r['split']} | " + " | ".join(cells) + " |")
+        for split in ("held-out", "fitted"):
+            sel = [r for r in rs if r["split"] == split]
+            if sel:
+                cells = [f"**{mean_over(sel, m, 'mape'):.1f}%**" for m in metrics.METRICS]
+                lines.append(f"| {kind} | MAPE, {split} ({len(sel)}) | | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def measured_table(doc: dict) -> str:
+    lines = ["| experiment | model | requests | max_num_batched_tokens | " +
+             " | ".join(f"{m} (ms)" for m in metrics.METRICS) + " |",
+             "|---|---|---:|---:|" + "---:|" * len(metrics.METRICS)]
+    for r in doc["results"]:
+        if r["cost_model"] == KINDS[0]:
+            cells = [f"{r['errors'][m]['actual']:.1f}" for m in metrics.METRICS]
+            lines.append(f"| `{r['experiment']}` | {r['model']} | {r['requests']} | {r['max_num_batched_tokens']} | "
+                         + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def speed_line(doc: dict) -> str:
+    n = sum(r["requests"] for r in doc["results"])
+    loop = sum(r["loop_wall_s"] for r in doc["results"])
+    return (f"Speed: {n} simulated requests ({len(doc['results'])} replays) in {loop:.1f} s of simulator loop, "
+            f"**{n / loop:.0f} requests per wall second** of loop; {n / doc['process_wall_s']:.0f} per wall second "
+            f"counting the simulator process ({doc['process_wall_s']:.1f} s, its vLLM import and scheduler set-ups "
+            f"included); one run, under the measurement lock, load average after "
+            f"{doc['loadavg_1m_after']:.2f} on {fmt.machine_short(doc)}.")
+
+
+def fit_lines(model: dict) -> str:
+    last = model["fit"]["rounds"][-1]
+    coef = ", ".join(f"{k} {v:.3g}" for k, v in model["coef"].items())
+    errs = last["errors_of_new_model_same_steps"]
+    return (f"`public-gpu-h100` ([`cost_model.json`](../../../results/reference/sim/public_gpu/cost_model.json)): "
+            f"overhead {model['overhead_s'] * 1e3:.2f} ms per step, coefficients {coef}; frontend "
+            f"{model['frontend']['request_in_s'] * 1e3:.1f} ms per request. On its fitted windows "
+            f"(round {last['round']}): prefill median |error| {errs['prefill']['median_abs_rel_error']:.1%} "
+            f"(n={errs['prefill']['n']}), decode {errs['decode']['median_abs_rel_error']:.1%} "
+            f"(n={errs['decode']['n']}).")
+
+
+def published_table(path: Path = PUBLISHED_PATH) -> str:
+    if not path.is_file():
+        return "(no published errors extracted)"
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    lines = ["| simulator (published) | experiments | e2e_mean MAPE | ttft_mean MAPE | itl_mean MAPE |",
+             "|---|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['simulator']} | {r['experiments']} | {float(r['e2e_mean']):.1f}% | "
+                     f"{float(r['ttft_mean']):.1f}% | {float(r['itl_mean']):.1f}% |")
+    return "\n".join(lines)
+
+
+def render(doc: dict, model: dict) -> str:
+    return "\n\n".join([
+        "Measured (the public runs, whole run per experiment):", measured_table(doc),
+        "Simulated minus measured (MPE per experiment; MAPE over the experiments of a split):", error_table(doc),
+        fit_lines(model), speed_line(doc),
+        "Published by the companion repository on **its own** runs (vLLM 0.15.1 on H100, seven models from "
+        "Llama-2-7B to Llama-4-Scout, summary rows of `results_trainval/error_records.csv`, mean over the "
+        "experiments each simulator could run; none of them the experiments above: for scale only):",
+        published_table()]) + "\n"
+
+
+def write_readme(readme: Path = README) -> None:
+    doc = json.loads(REPLAY_PATH.read_text())
+    model = json.loads(fit.cost_models.PUBLIC_GPU_MODEL_PATH.read_text())
+    text = readme.read_text()
+    begin, end = "<!-- BEGIN GENERATED public-gpu -->", "<!-- END GENERATED public-gpu -->"
+    if begin not in text or end not in text:
+        raise SystemExit(f"{readme} lacks the {begin} ... {end} markers")
+    new = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: f"{begin}\n{render(doc, model)}{end}", text,
+                 flags=re.S)
+    readme.write_text(new)
