@@ -13,7 +13,9 @@ def main(argv=None) -> int:
     ex = sub.add_parser("extract", help="raw public experiments -> results/reference/sim/public_gpu/ facts")
     ex.add_argument("--mirror", type=Path, required=True, help="git dir of inference-sim/inference-sim")
     ex.add_argument("--companion", type=Path, help="git dir of inference-sim/sim-to-real-accuracy-validation")
-    sub.add_parser("fit", help="fit public-gpu-h100 on the fitted experiments (replays them)")
+    f = sub.add_parser("fit", help="fit public-gpu-h100 on the fitted experiments (replays them)")
+    f.add_argument("--post-hoc", action="store_true",
+                   help="the form tried after the held-out results were seen -> cost_model_post_hoc.json")
     sub.add_parser("replay", help="replay every experiment with both cost models (run under the measure lock)")
     sub.add_parser("report", help="README tables from the result files")
     args = ap.parse_args(argv)
@@ -22,7 +24,10 @@ def main(argv=None) -> int:
         if args.companion:
             published.extract(args.companion)
     elif args.cmd == "fit":
-        fit.fit()
+        if args.post_hoc:
+            fit.fit(fit.POST_HOC_MODEL_PATH, terms=fit.POST_HOC_TERMS)
+        else:
+            fit.fit()
     elif args.cmd == "replay":
         report.run()
     else:

@@ -30,6 +30,9 @@ BOS_ID = 1           # Llama's BOS: the server's tokenizer puts it first in ever
 VOCAB = 32000        # Llama-2 / CodeLlama vocabulary (ids only have to be distinct; nothing decodes them)
 FIRST_FREE_ID = 3    # past BOS / EOS / UNK
 ENV = {"VLLM_ALLOW_LONG_MAX_MODEL_LEN": "1"}
+# vLLM 0.11.0 admits a waiting request when its first chunk's blocks fit; 0.32.0 by default only when its whole
+# prompt fits (`scheduler_reserve_full_isl`). This switches 0.32's scheduler to the old rule.
+V011_ADMISSION = {"scheduler_reserve_full_isl": False}
 
 
 def shape_path(meta: dict) -> str:
@@ -63,12 +66,14 @@ def engine_args(meta: dict) -> dict:
             "enable_prefix_caching": log["enable_prefix_caching"], "enable_chunked_prefill": True}
 
 
-def make_job(meta: dict, rows: list[dict], cost_model: str, *, record_decisions: bool = False) -> dict:
-    """A job for `experiments.sim.api.run_jobs`: the baseline engine (installed vLLM 0.32.0)."""
+def make_job(meta: dict, rows: list[dict], cost_model: str, *, record_decisions: bool = False,
+             scheduler_args: dict | None = None) -> dict:
+    """A job for `experiments.sim.api.run_jobs`: the baseline engine (installed vLLM 0.32.0); scheduler_args
+    override the experiment's engine arguments (e.g. vLLM 0.11's admission rule, `V011_ADMISSION`)."""
     ids = prompt_ids(meta, rows)
     span = max(r["arrival_s"] for r in rows) or 1.0
     job = {"variant": {"engine": "baseline", "env": dict(ENV), "engine_args": {}},
-           "model": str(presets.EMBEDDED_MODEL), "engine_args": engine_args(meta),
+           "model": str(presets.EMBEDDED_MODEL), "engine_args": {**engine_args(meta), **(scheduler_args or {})},
            "workload": {"name": meta["name"], "seed": 0, "spec": {}, "fingerprint": None,
                         "num_requests": len(rows)},
            "rows": [{"request_id": f"r{r['index']:04d}", "prompt_token_ids": p, "output_tokens": r["output_tokens"]}
