@@ -130,8 +130,10 @@ def measured_table(doc: dict) -> str:
 def speed_line(doc: dict) -> str:
     n = sum(r["requests"] for r in doc["results"])
     loop = sum(r["loop_wall_s"] for r in doc["results"])
-    return (f"Speed: {n} simulated requests ({len(doc['results'])} replays) in {loop:.1f} s of simulator loop, "
-            f"**{n / loop:.0f} requests per wall second** of loop; {n / doc['process_wall_s']:.0f} per wall second "
+    steps = sum(r["steps"] for r in doc["results"])
+    return (f"Speed: {n} simulated requests ({len(doc['results'])} replays, {steps} engine steps) in {loop:.1f} s "
+            f"of simulator loop, **{n / loop:.0f} requests per wall second** of loop ({steps / loop:.0f} steps per "
+            f"second: a run of long outputs costs more per request); {n / doc['process_wall_s']:.0f} per wall second "
             f"counting the simulator process ({doc['process_wall_s']:.1f} s, its vLLM import and scheduler set-ups "
             f"included); one run, under the measurement lock, load average after "
             f"{doc['loadavg_1m_after']:.2f} on {fmt.machine_short(doc)}.")
@@ -242,7 +244,7 @@ def render(doc: dict, models: list[dict]) -> str:
         sensitivity_line(doc), *(fit_lines(m) for m in models), speed_line(doc),
         "The fitted models at the shape the patch comparisons use (Llama-3.1-8B on H100; modelled step times, "
         "no GPU ran them):", example_steps(),
-        "Published by the companion repository on **its own** runs (vLLM 0.15.1 on H100, seven models from "
+        "Published by the companion repository on **its own** runs (vLLM 0.15.1 on H100, several models from "
         "Llama-2-7B to Llama-4-Scout, summary rows of `results_trainval/error_records.csv`, mean over the "
         "experiments each simulator could run; none of them the experiments above: for scale only):",
         published_table()]) + "\n"
