@@ -17,6 +17,8 @@ Three kinds, each with a label that goes into every result:
     held-out error recorded with the fit.
   * `RooflineCost` *modeled*: max(FLOPs / peak FLOP/s, bytes / peak bandwidth) per step
     from public specs and the model's shape. A lower bound, never a measurement.
+  * `FittedRooflineCost` *fitted on public GPU traces*: the roofline's pieces (`roofline_terms`) weighed
+    by coefficients fitted on public vLLM-on-H100 runs (`experiments.sim.public_gpu`), at any shape.
 """
 from __future__ import annotations
 

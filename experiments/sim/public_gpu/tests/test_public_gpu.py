@@ -60,6 +60,10 @@ def test_committed_facts_cover_every_experiment_with_its_source():
         assert all(b["arrival_s"] >= a["arrival_s"] for a, b in zip(rows, rows[1:]))
         assert e["log"]["vllm_version"] == "0.11.0" and e["log"]["gpu_stated"] is None
         assert e["model"] in replay.SHAPES
+    # the README's version table: KV blocks 2,537-2,790 at block size 16, prompts up to 7,168 tokens
+    blocks = sorted(e["log"]["num_gpu_blocks"] for e in m["experiments"] if "CodeLlama" in e["model"])
+    assert (blocks[0], blocks[-1]) == (2537, 2790)
+    assert max(r["prompt_tokens"] for e in m["experiments"] for r in extract.load_requests(e["name"])) == 7168
 
 
 def test_shared_prefix_is_rebuilt_as_identical_ids():
