@@ -76,8 +76,9 @@ def make_job(meta: dict, rows: list[dict], cost_model: str, *, record_decisions:
            "model": str(presets.EMBEDDED_MODEL), "engine_args": {**engine_args(meta), **(scheduler_args or {})},
            "workload": {"name": meta["name"], "seed": 0, "spec": {}, "fingerprint": None,
                         "num_requests": len(rows)},
-           "rows": [{"request_id": f"r{r['index']:04d}", "prompt_token_ids": p, "output_tokens": r["output_tokens"]}
-                    for r, p in zip(rows, ids)],
+           # kind: one class (the bench's run summary splits short/long only where a workload has both)
+           "rows": [{"request_id": f"r{r['index']:04d}", "kind": "recorded", "prompt_token_ids": p,
+                     "output_tokens": r["output_tokens"]} for r, p in zip(rows, ids)],
            "arrivals": [r["arrival_s"] for r in rows], "rate": f"{len(rows) / span:.4f}", "seed": 0,
            "burstiness": 1.0, "cost_model": cost_model, "stall_steps": 64, "spec_acceptance": None,
            "record_decisions": record_decisions}
