@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from experiments.sim.public_gpu import extract, fit, published, report
+from experiments.sim.public_gpu import crossval, extract, fit, published, report
 
 
 def main(argv=None) -> int:
@@ -17,6 +17,7 @@ def main(argv=None) -> int:
     f.add_argument("--post-hoc", action="store_true",
                    help="the form tried after the held-out results were seen -> cost_model_post_hoc.json")
     sub.add_parser("replay", help="replay every experiment with both cost models (run under the measure lock)")
+    sub.add_parser("crossval", help="leave-one-out fits and replays (~25 min on 2 cores)")
     sub.add_parser("report", help="README tables from the result files")
     args = ap.parse_args(argv)
     if args.cmd == "extract":
@@ -30,6 +31,8 @@ def main(argv=None) -> int:
             fit.fit()
     elif args.cmd == "replay":
         report.run()
+    elif args.cmd == "crossval":
+        crossval.run()
     else:
         report.write_readme()
     return 0

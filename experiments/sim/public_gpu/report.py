@@ -237,11 +237,21 @@ def sensitivity_line(doc: dict) -> str:
             f"fitted model by more than {moved:.2f} percentage points on these runs.")
 
 
+def crossval_part() -> list[str]:
+    from experiments.sim.public_gpu import crossval  # it builds on this module
+
+    if not crossval.CROSSVAL_PATH.is_file():
+        return ["(no leave-one-out run committed)"]
+    return ["Leave-one-out (`crossval.py`): the pre-registered form fitted on the other three experiments, "
+            "replayed on the one left out (MPE; fits in `crossval/`):",
+            crossval.table(json.loads(crossval.CROSSVAL_PATH.read_text()))]
+
+
 def render(doc: dict, models: list[dict]) -> str:
     return "\n\n".join([verdict(doc), gpu_evidence(),
         "Measured (the public runs, whole run per experiment):", measured_table(doc),
         "Simulated minus measured (MPE per experiment; MAPE over the experiments of a split):", error_table(doc),
-        sensitivity_line(doc), *(fit_lines(m) for m in models), speed_line(doc),
+        *crossval_part(), sensitivity_line(doc), *(fit_lines(m) for m in models), speed_line(doc),
         "The fitted models at the shape the patch comparisons use (Llama-3.1-8B on H100; modelled step times, "
         "no GPU ran them):", example_steps(),
         "Published by the companion repository on **its own** runs (vLLM 0.15.1 on H100, several models from "
