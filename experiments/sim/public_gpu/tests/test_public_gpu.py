@@ -140,3 +140,14 @@ def test_readme_tables_are_the_committed_results():
     roof = [r for r in doc["results"] if r["cost_model"] == "roofline"]
     assert len(roof) == 4 and all(e["mpe"] < 0 for r in roof for e in r["errors"].values())
     assert {r["cost_model"] for r in doc["results"]} == {*report.KINDS, report.SENSITIVITY, report.POST_HOC}
+
+
+def test_each_leave_one_out_fit_never_saw_its_run():
+    from experiments.sim.public_gpu import crossval
+
+    doc = json.loads(crossval.CROSSVAL_PATH.read_text())
+    assert [r["experiment"] for r in doc["results"]] == list(extract.EXPERIMENTS)
+    for r in doc["results"]:
+        saved = json.loads((crossval.CROSSVAL_DIR / r["fit"]).read_text())
+        assert r["experiment"] not in saved["fit"]["fitted_on"] and len(saved["fit"]["fitted_on"]) == 3
+        assert saved["fit"]["terms"] == list(fit.TERMS)
