@@ -17,6 +17,8 @@ Three kinds, each with a label that goes into every result:
     held-out error recorded with the fit.
   * `RooflineCost` *modeled*: max(FLOPs / peak FLOP/s, bytes / peak bandwidth) per step
     from public specs and the model's shape. A lower bound, never a measurement.
+  * `FittedRooflineCost` *fitted on public GPU traces*: the roofline's pieces (`roofline_terms`) weighed
+    by coefficients fitted on public vLLM-on-H100 runs (`experiments.sim.public_gpu`), at any shape.
 """
 from __future__ import annotations
 
@@ -97,30 +99,39 @@ CLOCK_FEATURES = ("arrivals",)
 STEP_FEATURES = (*step_features({}, {}, {}), *CLOCK_FEATURES)
 
 
-def _lstsq(rows: list[dict], ys: list[float], features=FEATURES) -> list[float]:
-    """Least squares with no negative coefficient (no step gets cheaper with more work): the best fit
-    over every subset of the features whose unconstrained solution is all >= 0 (3 features: 8 fits)."""
+def nonneg_lstsq(x, y):
+    """Least squares with no negative coefficient: the best fit over every subset of x's columns but the
+    first (always kept) whose unconstrained solution is all >= 0 (n columns: 2^(n-1) fits). None if none is."""
     from itertools import combinations
 
     import numpy as np
 
-    x = np.array([[1.0, *(r[f] for f in features)] for r in rows], dtype=float)
-    y = np.array(ys, dtype=float)
+    n = x.shape[1] - 1
     best = None
-    for k in range(len(features) + 1):
-        for subset in combinations(range(1, len(features) + 1), k):
+    for k in range(n + 1):
+        for subset in combinations(range(1, n + 1), k):
             cols = [0, *subset]
             c, *_ = np.linalg.lstsq(x[:, cols], y, rcond=None)
             if (c < 0).any():
                 continue
             sse = float(((x[:, cols] @ c - y) ** 2).sum())
             if best is None or sse < best[0]:
-                full = np.zeros(len(features) + 1)
+                full = np.zeros(n + 1)
                 full[cols] = c
                 best = (sse, full)
+    return None if best is None else best[1]
+
+
+def _lstsq(rows: list[dict], ys: list[float], features=FEATURES) -> list[float]:
+    """Least squares with no negative coefficient (no step gets cheaper with more work), with an intercept:
+    `nonneg_lstsq` (3 features: 8 fits)."""
+    import numpy as np
+
+    x = np.array([[1.0, *(r[f] for f in features)] for r in rows], dtype=float)
+    best = nonneg_lstsq(x, np.array(ys, dtype=float))
     if best is None:
         raise SimInputError("no non-negative linear fit exists for these step timings")
-    return [float(c) for c in best[1]]
+    return [float(c) for c in best]
 
 
 def relative_errors(predicted: list[float], actual: list[float]) -> dict:
@@ -268,6 +279,74 @@ class RooflineCost:
                                              "scheduling or kernel-efficiency overhead: a lower bound"}
 
 
+# Terms of a step's time at a GPU's datasheet peaks (seconds), from the model's shape and the step's features:
+# the roofline's pieces kept apart, so a fit can weigh each (`FittedRooflineCost`).
+ROOFLINE_TERMS = ("weights_s", "gemm_s", "attention_s", "kv_s", "num_reqs", "matmul_s")
+
+
+def roofline_terms(gpu: GpuSpec, shape: ModelShape, feats: dict) -> dict:
+    """weights_s: reading every weight once; gemm_s: the matmuls of every scheduled token; attention_s: the
+    (query, key) pairs; kv_s: reading the attended KV and writing the new; num_reqs: requests in the step
+    (a per-request cost: input preparation, sampling), a count, not seconds; matmul_s: the slower of the
+    weight read and the matmuls (they overlap on a GPU: a small step reads weights, a large one computes)."""
+    s, tokens = shape, feats["total_tokens"]
+    weights_s = s.matmul_params * s.bytes_per_param / gpu.peak_bytes_s
+    gemm_s = 2 * s.matmul_params * tokens / gpu.peak_flops
+    return {"weights_s": weights_s, "gemm_s": gemm_s,
+            "attention_s": 4 * s.layers * s.heads * s.head_dim * feats["attention_pairs"] / gpu.peak_flops,
+            "kv_s": s.kv_bytes_per_token * (feats["context_tokens"] + 2 * tokens) / gpu.peak_bytes_s,
+            "num_reqs": feats["num_reqs"], "matmul_s": max(weights_s, gemm_s)}
+
+
+PUBLIC_GPU_MODEL_PATH = REPO_ROOT / "results" / "reference" / "sim" / "public_gpu" / "cost_model.json"
+# the same fit with the weight read and the matmuls overlapped: a form tried after the held-out results were seen
+PUBLIC_GPU_OVERLAP_MODEL_PATH = PUBLIC_GPU_MODEL_PATH.with_name("cost_model_post_hoc.json")
+PUBLIC_GPU_MODELS = {"public-gpu-h100": PUBLIC_GPU_MODEL_PATH, "public-gpu-h100-overlap": PUBLIC_GPU_OVERLAP_MODEL_PATH}
+
+
+@dataclass
+class FittedRooflineCost:
+    """seconds = overhead_s + sum(coef[t] * roofline term t): the roofline's pieces weighed by a fit on real
+    GPU runs (`experiments.sim.public_gpu.fit`), so the model's shape still scales each piece. Fitted for
+    one GPU; `frontend` as in LinearStepCost (the server's time between a request's arrival and the
+    scheduler)."""
+    name: str
+    gpu: GpuSpec
+    shape: ModelShape
+    model: str
+    overhead_s: float
+    coef: dict
+    kind: str = "fitted on public GPU traces"
+    source: str = ""
+    fit: dict | None = None
+    frontend: dict | None = None
+
+    @property
+    def label(self) -> str:
+        return f"simulated (cost model {self.name} ({self.model} shape), {self.kind})"
+
+    def step_seconds(self, feats: dict) -> float:
+        terms = roofline_terms(self.gpu, self.shape, feats)
+        return self.overhead_s + sum(c * terms[t] for t, c in self.coef.items())
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_file(cls, path: Path, shape: str | Path, spec: str) -> "FittedRooflineCost":
+        if not path.is_file():
+            raise SimInputError(f"cost model {spec!r} is not fitted: {path} does not exist "
+                                "(run `python -m experiments.sim.public_gpu fit`)")
+        data = json.loads(path.read_text())
+        unknown = sorted(set(data.get("coef", {})) - set(ROOFLINE_TERMS))
+        if unknown or "overhead_s" not in data or data.get("gpu") not in GPUS:
+            raise SimInputError(f"cost model {spec!r} in {path} is not a fitted roofline: coefficients for "
+                                f"{ROOFLINE_TERMS}, overhead_s and a known gpu ({sorted(GPUS)}) needed")
+        return cls(name=data["name"], gpu=GPUS[data["gpu"]], shape=ModelShape.from_config(shape),
+                   model=Path(shape).stem, overhead_s=data["overhead_s"], coef=data["coef"],
+                   source=data.get("source", ""), fit=data.get("fit"), frontend=data.get("frontend"))
+
+
 @dataclass
 class ConstantStepCost:
     """Every step takes the same time: for replaying decisions step by step, where time does not matter."""
@@ -290,6 +369,9 @@ def load(spec: str, model: str | None = None):
     """A cost model by name: `cpu` (calibrated here), `roofline-h100|h200` (shape of `model`, or of
     the config-shaped JSON after a colon: `roofline-h100:experiments/sim/shapes/llama-3.1-8b.json`),
     `cpu-served` (fitted on `vllm serve` runs, with the frontend they paid),
+    `public-gpu-h100[:shape]` (fitted on public H100 vLLM traces: `experiments.sim.public_gpu`; shape as for
+    the roofline; `public-gpu-h100-overlap`: the same fit with weight read and matmuls overlapped, a form
+    chosen after its held-out runs were seen), `gpu-fit:<fit>.json[:shape]` (any saved FittedRooflineCost),
     `gpu-csv:<path>` (fitted from a GPU timing CSV), a path to a saved LinearStepCost JSON, or
     `constant-step` (decision replay only)."""
     if spec == "cpu":
@@ -306,11 +388,24 @@ def load(spec: str, model: str | None = None):
         if shape is None:
             raise SimInputError("the roofline cost model needs the model directory (its shape)")
         return RooflineCost(GPUS[gpu], ModelShape.from_config(shape), model=Path(shape).stem)
+    if spec.partition(":")[0] in PUBLIC_GPU_MODELS or spec.startswith("gpu-fit:"):
+        # public-gpu-h100[-overlap][:shape]: the committed fits; gpu-fit:<fit>.json[:shape]: any saved one
+        if spec.startswith("gpu-fit:"):
+            path, _, shape = spec.removeprefix("gpu-fit:").partition(":")
+            path = Path(path)
+        else:
+            name, _, shape = spec.partition(":")
+            path = PUBLIC_GPU_MODELS[name]
+        shape = shape or model
+        if shape is None:
+            raise SimInputError(f"cost model {spec!r} needs the model directory or a shape file (its shape)")
+        return FittedRooflineCost.from_file(path, shape, spec)
     if spec.startswith("gpu-csv:"):
         return LinearStepCost.from_csv(Path(spec.removeprefix("gpu-csv:")))
     if spec.endswith(".json"):
         return load_linear(Path(spec), spec)
     raise SimInputError(f"unknown cost model {spec!r}; known: cpu, cpu-served, roofline-h100, roofline-h200, "
+                        "public-gpu-h100[-overlap][:<shape>], gpu-fit:<fit>.json[:<shape>], "
                         "gpu-csv:<path>, <fitted model>.json, constant-step")
 
 
