@@ -68,9 +68,24 @@ class LongDocsBurst(LongDocs):
     num_requests: int = 64
 
 
-WorkloadSpec = SharedPrefixChat | MixedLongShort | LongDocs
+@dataclass(frozen=True)
+class CacheHitTurns:
+    """Short turns over a few shared long contexts (prefix-cache hits: only the turn is computed) with
+    long documents (cache misses) mixed in, real text. A turn's prompt is long, its uncached part short:
+    the case where "long" must be judged after the prefix-cache hit."""
+    name: str = "cache_hit_turns"
+    num_requests: int = 64
+    long_fraction: float = 0.125
+    long_tokens: tuple[int, int] = (2048, 3584)
+    num_contexts: int = 2
+    context_tokens: int = 1024
+    turn_tokens: tuple[int, int] = (32, 128)
+    output_tokens: int = 32
+
+
+WorkloadSpec = SharedPrefixChat | MixedLongShort | LongDocs | CacheHitTurns
 SPECS = {"shared_prefix_chat": SharedPrefixChat, "mixed_long_short": MixedLongShort, "long_docs": LongDocs,
-         "long_docs_burst": LongDocsBurst}
+         "long_docs_burst": LongDocsBurst, "cache_hit_turns": CacheHitTurns}
 # Characters of documentation tokenised for long_docs: ~4x the tokens one workload draws.
 CORPUS_CHARS = 2_000_000
 
@@ -136,6 +151,8 @@ def long_threshold(spec: dict) -> int | None:
     """Prompt length (tokens) that splits a workload's long from its short requests, if it has both."""
     if "long_words" in spec:
         return (spec["long_words"] + spec["short_words"]) // 2
+    if "turn_tokens" in spec:
+        return None  # cache_hit_turns: a turn's prompt is long, only its uncached part is short
     if "long_tokens" in spec:
         return (min(spec["long_tokens"]) + max(spec["short_tokens"])) // 2
     return None
@@ -171,6 +188,20 @@ def generate(spec: WorkloadSpec, seed: int = 0, tokenizer_path: Path = DEFAULT_T
             n = rng.randint(low, high)
             rows.append({"request_id": f"{spec.name}-{i}", "kind": kind,
                          "prompt": _doc_window(rng, ids, n, str(tokenizer_path)),
+                         "output_tokens": spec.output_tokens})
+    elif isinstance(spec, CacheHitTurns):
+        ids = corpus_ids(str(tokenizer_path))
+        contexts = [_doc_window(rng, ids, spec.context_tokens, str(tokenizer_path))
+                    for _ in range(spec.num_contexts)]
+        n_long = max(1, round(spec.num_requests * spec.long_fraction))
+        long_slots = set(rng.sample(range(spec.num_requests), n_long))
+        for i in range(spec.num_requests):
+            if i in long_slots:
+                kind, prompt = "long", _doc_window(rng, ids, rng.randint(*spec.long_tokens), str(tokenizer_path))
+            else:
+                turn = _doc_window(rng, ids, rng.randint(*spec.turn_tokens), str(tokenizer_path))
+                kind, prompt = "short", contexts[i % spec.num_contexts] + "\n\n" + turn
+            rows.append({"request_id": f"{spec.name}-{i}", "kind": kind, "prompt": prompt,
                          "output_tokens": spec.output_tokens})
     else:
         raise TypeError(f"unknown workload spec {spec!r}")
