@@ -75,6 +75,10 @@ VARIANTS = {
                           "engine_args": {"long_prefill_token_threshold": 256, "max_long_partial_prefills": 1}},
     "patched-token-cap": {"engine": "patched", "env": {},
                           "engine_args": {"long_prefill_token_threshold": 256, "short_prefill_first": "bounded"}},
+    # Patch 0002's other mode at the same threshold: long prefills take what short work leaves.
+    "patched-short-first-wc": {"engine": "patched", "env": {},
+                               "engine_args": {"long_prefill_token_threshold": 256,
+                                               "short_prefill_first": "work_conserving"}},
 }
 
 # long_docs: documents of 2048-3584 tokens against a step budget of 512, so a document's
