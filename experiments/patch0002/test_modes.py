@@ -84,7 +84,22 @@ def test_patch_message_figures_come_from_the_result(result):
     itl = " / ".join(ms(a, "p99_itl_ms") for a in ("upstream", "threshold", "work_conserving", "bounded"))
     assert f"decode p99 ITL {itl} ms" in text
     tput = [row[a]["output_throughput"]["median"] for a in modes.ARMS]
-    assert max(tput) / min(tput) - 1 < 0.01
+    assert f"output throughput {min(tput):.1f}-{max(tput):.1f} tokens/s across the four" in text
+    tpot = {a: row[a]["p50_tpot_ms"]["median"] for a in modes.ARMS}
+    others = [tpot[a] for a in ("threshold", "work_conserving", "bounded")]
+    assert (f"decode TPOT p50 {tpot['upstream']:.1f} ms upstream against {min(others):.1f}-{max(others):.1f} ms "
+            "for the threshold arms") in text
+    # "bounded beats work-conserving on every short-request TTFT and decode TPOT/ITL figure" at 1 req/s
+    for metric in ("short_p50_ttft_ms", "short_p90_ttft_ms", "p50_tpot_ms", "p90_tpot_ms", "p50_itl_ms",
+                   "p90_itl_ms", "p99_itl_ms"):
+        assert row["bounded"][metric]["median"] < row["work_conserving"][metric]["median"], metric
+    high = [result["table"][rate][arm]["short_p90_ttft_ms"]["median"] for arm in ("bounded", "work_conserving")
+            for rate in ("2", "4")]
+    assert ("bounded still has the lowest short-request TTFT (p90 {:,.0f} and {:,.0f} ms, work-conserving "
+            "{:,.0f} and {:,.0f} ms)".format(*high)) in text
+    for rate in ("2", "4"):
+        p90 = {arm: v["short_p90_ttft_ms"]["median"] for arm, v in result["table"][rate].items()}
+        assert min(p90, key=p90.get) == "bounded"
     long_s = {a: row[a]["long_p90_ttft_ms"]["median"] / 1000 for a in modes.ARMS}
     threshold_arms = [long_s[a] for a in ("threshold", "work_conserving", "bounded")]
     m = re.search(r"long-request p90 TTFT ([\d.]+) s upstream against ([\d.]+)-([\d.]+) s", text)
