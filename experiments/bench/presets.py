@@ -58,13 +58,14 @@ VARIANTS = {
     "baseline-reserved": {"engine": "baseline", "env": {}, "engine_args": {}, "core_layout": "reserved"},
     # A second, independent baseline: an explicit A/A pair.
     "baseline-aa": {"engine": "baseline", "env": {}, "engine_args": {}},
-    # Patch 0002 switched on: long prefills (more than 512 tokens left) share at
-    # most 512 tokens of each step (serve budget on CPU: 2048); the rest goes
-    # to short prefills and decodes. experiments/patch0002/sweep.py varies it.
+    # Patch 0002 switched on (bounded mode): short work first, and while a short
+    # prefill runs, long prefills (more than 512 uncached tokens left) share at
+    # most 512 tokens of each step (serve budget on CPU: 2048).
     "patched-prefill-cap": {"engine": "patched", "env": {},
-                            "engine_args": {"max_long_prefill_tokens_per_step": 512}},
+                            "engine_args": {"long_prefill_token_threshold": 512,
+                                            "short_prefill_first": "bounded"}},
     # The long-docs arms (step budget 512, LONG_DOCS_ENGINE_ARGS): what upstream offers, the
-    # count cap maintainers discuss (patch 0003), the token cap (patch 0002), each at half the budget.
+    # count cap maintainers discuss (patch 0003), patch 0002's bounded mode, each at half the budget.
     "baseline-threshold": {"engine": "baseline", "env": {},
                            "engine_args": {"long_prefill_token_threshold": 256}},
     "baseline-threshold-adaptive": {"engine": "baseline", "env": {},
@@ -73,7 +74,11 @@ VARIANTS = {
     "patched-count-cap": {"engine": "patched", "env": {},
                           "engine_args": {"long_prefill_token_threshold": 256, "max_long_partial_prefills": 1}},
     "patched-token-cap": {"engine": "patched", "env": {},
-                          "engine_args": {"max_long_prefill_tokens_per_step": 256}},
+                          "engine_args": {"long_prefill_token_threshold": 256, "short_prefill_first": "bounded"}},
+    # Patch 0002's other mode at the same threshold: long prefills take what short work leaves.
+    "patched-short-first-wc": {"engine": "patched", "env": {},
+                               "engine_args": {"long_prefill_token_threshold": 256,
+                                               "short_prefill_first": "work_conserving"}},
 }
 
 # long_docs: documents of 2048-3584 tokens against a step budget of 512, so a document's

@@ -90,9 +90,26 @@ class Agentic:
     output_tokens: int = 32
 
 
-WorkloadSpec = SharedPrefixChat | MixedLongShort | LongDocs | Agentic
+
+@dataclass(frozen=True)
+class CacheHitTurns:
+    """Short turns over a few shared long contexts (prefix-cache hits: only the turn is computed) with
+    long documents (cache misses) mixed in, real text. A turn's prompt is long, its uncached part short:
+    the case where "long" must be judged after the prefix-cache hit."""
+    name: str = "cache_hit_turns"
+    num_requests: int = 64
+    long_fraction: float = 0.125
+    long_tokens: tuple[int, int] = (2048, 3584)
+    num_contexts: int = 2
+    context_tokens: int = 1024
+    turn_tokens: tuple[int, int] = (32, 128)
+    output_tokens: int = 32
+
+
+
+WorkloadSpec = SharedPrefixChat | MixedLongShort | LongDocs | Agentic | CacheHitTurns
 SPECS = {"shared_prefix_chat": SharedPrefixChat, "mixed_long_short": MixedLongShort, "long_docs": LongDocs,
-         "long_docs_burst": LongDocsBurst, "agentic": Agentic}
+         "long_docs_burst": LongDocsBurst, "agentic": Agentic, "cache_hit_turns": CacheHitTurns}
 # Characters of documentation tokenised for long_docs: ~4x the tokens one workload draws.
 CORPUS_CHARS = 2_000_000
 
@@ -215,6 +232,20 @@ def generate(spec: WorkloadSpec, seed: int = 0, tokenizer_path: Path = DEFAULT_T
                          "output_tokens": spec.output_tokens})
     elif isinstance(spec, Agentic):
         rows = _agentic_rows(spec, rng, words)
+    elif isinstance(spec, CacheHitTurns):
+        ids = corpus_ids(str(tokenizer_path))
+        contexts = [_doc_window(rng, ids, spec.context_tokens, str(tokenizer_path))
+                    for _ in range(spec.num_contexts)]
+        n_long = max(1, round(spec.num_requests * spec.long_fraction))
+        long_slots = set(rng.sample(range(spec.num_requests), n_long))
+        for i in range(spec.num_requests):
+            if i in long_slots:
+                kind, prompt = "long", _doc_window(rng, ids, rng.randint(*spec.long_tokens), str(tokenizer_path))
+            else:
+                turn = _doc_window(rng, ids, rng.randint(*spec.turn_tokens), str(tokenizer_path))
+                kind, prompt = "short", contexts[i % spec.num_contexts] + "\n\n" + turn
+            rows.append({"request_id": f"{spec.name}-{i}", "kind": kind, "prompt": prompt,
+                         "output_tokens": spec.output_tokens})
     else:
         raise TypeError(f"unknown workload spec {spec!r}")
     return Workload(name=spec.name, seed=seed, spec=asdict(spec), rows=rows)

@@ -7,7 +7,7 @@ The arms are the long-docs preset's (experiments.bench.presets.LONG_DOCS_ARMS,
 step budget 512 tokens, documents of 2048-3584 tokens among short turns):
 the baseline engine as is, with `long_prefill_token_threshold` (plain and
 adaptive), the count cap of patch 0003 (`max_long_partial_prefills`) and the
-token cap of patch 0002 (`max_long_prefill_tokens_per_step`). Each arm runs
+bounded mode of patch 0002 (`short_prefill_first`). Each arm runs
 through the ordinary bench (experiments.bench.runner.run_bench: preflight,
 variants interleaved per repeat, atomic result dir), by default on the
 preset's two arrival patterns from one server start per arm and repeat

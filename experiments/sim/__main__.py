@@ -166,7 +166,8 @@ def cmd_speed(out: Path) -> dict:
         walls.append(time.perf_counter() - t0)
     points = {f"mbt{m}": {"engine": "baseline", "engine_args": {"max_num_batched_tokens": m}}
               for m in (512, 768, 1024, 1536, 2048)}
-    points.update({f"cap{c}": {"engine": "patched", "engine_args": {"max_long_prefill_tokens_per_step": c}}
+    points.update({f"cap{c}": {"engine": "patched", "engine_args": {"long_prefill_token_threshold": c,
+                                                                    "short_prefill_first": "bounded"}}
                    for c in (128, 256, 512, 768, 1024)})
     t0 = time.perf_counter()
     res = api.sweep(points, "mixed_long_short", rates=["16"], seeds=[0, 1, 2], cost_model="cpu",

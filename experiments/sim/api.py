@@ -1,7 +1,8 @@
 """Python API of the simulator: `simulate` one point, `run_jobs` many, `write_bench` the bench layout.
 
     from experiments.sim import api
-    r = api.simulate("patched", {"max_long_prefill_tokens_per_step": 512}, "mixed_long_short",
+    r = api.simulate("patched", {"long_prefill_token_threshold": 512, "short_prefill_first": "bounded"},
+                     "mixed_long_short",
                      rate=16, seed=0, cost_model="cpu")
     r["summary"]["short_p90_ttft_ms"], r["bench_serve"]["output_throughput"], r["label"]
 

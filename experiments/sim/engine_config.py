@@ -106,7 +106,7 @@ def scheduler_summary(vllm_config) -> dict:
     """The resolved settings a reader needs to trust a simulated run (recorded with every result).
 
     Every plain field of the SchedulerConfig is kept, so a patch's own knobs (patch 0002's
-    `max_long_prefill_tokens_per_step`, later ones) show up without this code knowing them."""
+    `short_prefill_first`, later ones) show up without this code knowing them."""
     sc, cc = vllm_config.scheduler_config, vllm_config.cache_config
     fields = {k: v for k, v in sorted(vars(sc).items())
               if not k.startswith("_") and isinstance(v, (bool, int, float, str, type(None)))}

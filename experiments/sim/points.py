@@ -10,8 +10,10 @@ from experiments.bench.presets import LONG_DOCS_ENGINE_ARGS
 
 VALIDATION_POINTS = {
     "baseline": {"engine": "baseline", "env": {}, "engine_args": {}},
-    # patch 0002 on: long prefills share at most 512 tokens of each 2048-token step
-    "cap512": {"engine": "patched", "env": {}, "engine_args": {"max_long_prefill_tokens_per_step": 512}},
+    # patch 0002 on (bounded): while a short prefill runs, long prefills share at most 512 tokens of
+    # each 2048-token step
+    "cap512": {"engine": "patched", "env": {},
+               "engine_args": {"long_prefill_token_threshold": 512, "short_prefill_first": "bounded"}},
     # a different per-step budget on the baseline engine
     "base-mbt1024": {"engine": "baseline", "env": {}, "engine_args": {"max_num_batched_tokens": 1024}},
 }
@@ -23,9 +25,10 @@ VALIDATION_RATES = ("16", "inf")
 # arrival patterns (Poisson below capacity, a burst at capacity) served by one server start.
 LONG_DOCS_POINTS = {
     "ld-baseline": {"engine": "baseline", "env": {}, "engine_args": dict(LONG_DOCS_ENGINE_ARGS)},
-    # patch 0002 at half the 512-token budget, as the long-docs preset's token-cap arm
+    # patch 0002 (bounded) at half the 512-token budget, as the long-docs preset's token-cap arm
     "ld-cap256": {"engine": "patched", "env": {},
-                  "engine_args": {**LONG_DOCS_ENGINE_ARGS, "max_long_prefill_tokens_per_step": 256}},
+                  "engine_args": {**LONG_DOCS_ENGINE_ARGS, "long_prefill_token_threshold": 256,
+                                  "short_prefill_first": "bounded"}},
 }
 LONG_DOCS_WORKLOADS = {"long_docs": {"num_requests": 64}, "long_docs_burst": {}}
 

@@ -158,8 +158,8 @@ def test_patch0002_cap_helps_short_requests_on_long_documents(batch):
     """Patch 0002's expected direction: short requests wait less behind long prefills; long ones wait more."""
     _, out, _ = batch
     base, cap = out["base_long"]["summary"], out["cap_long"]["summary"]
-    assert out["cap_long"]["scheduler"]["scheduler_config"]["max_long_prefill_tokens_per_step"] == \
-        CAP_ARGS["max_long_prefill_tokens_per_step"]
+    assert out["cap_long"]["scheduler"]["scheduler_config"]["short_prefill_first"] == \
+        CAP_ARGS["short_prefill_first"]
     assert cap["short_p90_ttft_ms"] < base["short_p90_ttft_ms"]
     assert cap["long_p90_ttft_ms"] >= base["long_p90_ttft_ms"]
     assert cap["completed"] == base["completed"]
