@@ -5,6 +5,7 @@ build/vllm-patched; `make test` builds it first (apply-patches).
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shutil
@@ -56,12 +57,16 @@ def test_upstream_unit_tests_pass_on_patched_engine(tmp_path):
     assert result["skipped_slow"]  # make test-vllm-upstream runs those
 
 
-def test_standins_resolve_offline_and_are_named_by_upstream_tests(tmp_path):
+def test_standins_resolve_offline_and_are_named_by_upstream_tests(tmp_path, monkeypatch):
     from huggingface_hub import snapshot_download
     from transformers import AutoConfig
 
     ids = upstream_tests.standin_ids()
     assert {"facebook/opt-125m", "Qwen/Qwen3-0.6B", "facebook/opt-350m"} <= set(ids)
+    assert set(upstream_tests.GENERATED_TOKENIZERS) <= set(ids)
+    small = {k: functools.partial(fn, corpus_mb=1, trained_vocab=2000)  # the full one: see the next test's subject
+             for k, fn in upstream_tests.GENERATED_TOKENIZERS.items()}
+    monkeypatch.setattr(upstream_tests, "GENERATED_TOKENIZERS", small)
     upstream_tests.fake_hf_cache(tmp_path)
     for repo_id in (*ids, *upstream_tests.PLACEHOLDER_IDS):
         snap = snapshot_download(repo_id, cache_dir=tmp_path / "hub", local_files_only=True)
@@ -69,6 +74,8 @@ def test_standins_resolve_offline_and_are_named_by_upstream_tests(tmp_path):
             assert not any(tmp_path.joinpath(snap).iterdir())  # a name only: no config behind it
             continue
         config = AutoConfig.from_pretrained(snap, local_files_only=True)
+        if repo_id in small:
+            assert (tmp_path.joinpath(snap) / "tokenizer.json").exists()
         assert config.architectures and not list((upstream_tests.STANDINS_DIR / repo_id).glob("*.safetensors"))
     # no stand-in without a test that names it (the vLLM tree's tests at the patched branch)
     if not (pins.SOURCE_DIR / ".git").exists():
@@ -114,3 +121,18 @@ def test_pytest_asyncio_pin_is_vllms_own():
     if not theirs.exists():
         pytest.skip("./vllm missing: run `make source`")
     assert f"pytest-asyncio=={ours.group(1)}" in theirs.read_text().splitlines()
+
+
+def test_llama3_layout_tokenizer_standin(tmp_path):
+    """What vLLM's output-processor tests rely on: Llama 3's special ids, BOS first, exact round trip."""
+    from transformers import AutoTokenizer
+
+    from tools.upstream_standins.llama3_tokenizer import write_llama3_layout_tokenizer
+
+    assert write_llama3_layout_tokenizer(tmp_path, corpus_mb=1, trained_vocab=2000) == 128256
+    tok = AutoTokenizer.from_pretrained(tmp_path)
+    assert (tok.bos_token_id, tok.eos_token_id, tok.convert_tokens_to_ids("<|eot_id|>")) == (128000, 128001, 128009)
+    text = "Red Hat is the best open source company by far across Linux, K8s, and AI."
+    ids = tok(text).input_ids
+    assert ids[0] == 128000 and max(ids[1:]) < 2000  # placeholders above the trained vocabulary never encode
+    assert tok.decode(ids, skip_special_tokens=True) == text

@@ -35,6 +35,7 @@ from io import BytesIO
 from pathlib import Path
 
 from tools import pins
+from tools.upstream_standins.llama3_tokenizer import write_llama3_layout_tokenizer
 
 DEFAULT_LIST = pins.REPO_ROOT / "tools" / "upstream_tests.txt"
 FAKE_REVISION = "0" * 40
@@ -45,6 +46,8 @@ CONFTEST = pins.REPO_ROOT / "tools" / "upstream_conftest.py"
 # HF_HUB_OFFLINE=1 EngineArgs.__post_init__ resolves every model name to a cached snapshot,
 # so each gets an empty one (upstream CI runs online, where these names are never resolved).
 PLACEHOLDER_IDS = ("m", "test", "dummy")
+# Stand-ins whose tokenizer is generated into the cache at each run (too large to commit).
+GENERATED_TOKENIZERS = {"meta-llama/Llama-3.2-1B": write_llama3_layout_tokenizer}
 
 
 def parse_list(path: Path) -> tuple[list[str], list[str], list[str], list[str]]:
@@ -82,7 +85,8 @@ def standin_ids(root: Path = STANDINS_DIR) -> list[str]:
 
 
 def fake_hf_cache(hf_home: Path, root: Path = STANDINS_DIR) -> None:
-    """An offline HF cache: one snapshot per stand-in (its files as they are), one empty per placeholder."""
+    """An offline HF cache: one snapshot per stand-in (its files as they are, plus a generated
+    tokenizer where GENERATED_TOKENIZERS has one), one empty snapshot per placeholder."""
     for repo_id in (*standin_ids(root), *PLACEHOLDER_IDS):
         repo = hf_home / "hub" / ("models--" + repo_id.replace("/", "--"))
         snap = repo / "snapshots" / FAKE_REVISION
@@ -92,6 +96,8 @@ def fake_hf_cache(hf_home: Path, root: Path = STANDINS_DIR) -> None:
         src = root / repo_id
         for f in sorted(src.iterdir()) if src.is_dir() else ():
             shutil.copyfile(f, snap / f.name)
+        if repo_id in GENERATED_TOKENIZERS:
+            GENERATED_TOKENIZERS[repo_id](snap)
 
 
 def junit_counts(xml_path: Path) -> dict:
@@ -114,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="directory put on PYTHONPATH (default: build/vllm-patched)")
     ap.add_argument("--ref", default=pins.PATCHED_BRANCH, help="vLLM tree ref whose tests/ are run")
     ap.add_argument("--json", type=Path, help="write the counts and timing here")
-    ap.add_argument("--timeout", type=int, default=600, help="wall-clock limit for pytest, seconds")
+    ap.add_argument("--timeout", type=int, default=1500, help="wall-clock limit for pytest, seconds")
     ap.add_argument("--skip-slow", action="store_true",
                     help="also deselect the list's `slow` tests (make test; make test-vllm-upstream runs them)")
     ap.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
