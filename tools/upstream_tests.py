@@ -8,19 +8,23 @@ What it does:
   is that copy, so `import vllm` cannot pick up the uncompiled source tree;
 - puts build/vllm-patched first (and alone) on PYTHONPATH: `import vllm` is the
   patched runnable engine (checked before pytest starts);
-- a private, offline HF cache holding only config.json stand-ins for the two
-  small models the scheduler / KV-cache test helpers name (facebook/opt-125m,
-  Qwen/Qwen3-0.6B; architecture configs, no weights, no tokenizer);
-- pytest with `--noconftest` (vLLM's tests/conftest.py imports GPU/network-only
-  helpers) and `-p no:cacheprovider`, the tests and deselects from
-  tools/upstream_tests.txt; a JUnit XML gives the counts.
+- a private, offline HF cache built from tools/upstream_standins/ (config files of
+  the Hub models the selected tests name, as published, no weights) plus an empty
+  snapshot for each placeholder model name the tests give EngineArgs;
+- vLLM's root tests/conftest.py (it imports GPU/network-only helpers) replaced in the
+  export by tools/upstream_conftest.py (markers, `--optional`, `caplog_vllm`); the
+  conftest.py files below it load as upstream;
+- pytest (`-p no:cacheprovider`, pytest-asyncio for the async tests) with the tests and
+  deselects from tools/upstream_tests.txt; a JUnit XML gives the counts.
 Exit status 0 only if pytest passed and ran more than 0 tests.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -31,34 +35,19 @@ from io import BytesIO
 from pathlib import Path
 
 from tools import pins
+from tools.upstream_standins.llama3_tokenizer import write_llama3_layout_tokenizer
 
 DEFAULT_LIST = pins.REPO_ROOT / "tools" / "upstream_tests.txt"
 FAKE_REVISION = "0" * 40
 
-# Architecture configs (as published on the HF hub) of the models the selected
-# tests construct a ModelConfig for. Only config.json is needed: the tests never
-# load weights or a tokenizer.
-HF_CONFIGS = {
-    "facebook/opt-125m": {
-        "architectures": ["OPTForCausalLM"], "model_type": "opt", "activation_function": "relu",
-        "attention_dropout": 0.0, "bos_token_id": 2, "do_layer_norm_before": True, "dropout": 0.1,
-        "eos_token_id": 2, "ffn_dim": 3072, "hidden_size": 768, "init_std": 0.02, "layerdrop": 0.0,
-        "max_position_embeddings": 2048, "num_attention_heads": 12, "num_hidden_layers": 12,
-        "pad_token_id": 1, "prefix": "</s>", "torch_dtype": "float16", "use_cache": True,
-        "vocab_size": 50272, "word_embed_proj_dim": 768, "enable_bias": True,
-        "layer_norm_elementwise_affine": True,
-    },
-    "Qwen/Qwen3-0.6B": {
-        "architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "attention_bias": False,
-        "attention_dropout": 0.0, "bos_token_id": 151643, "eos_token_id": 151645, "head_dim": 128,
-        "hidden_act": "silu", "hidden_size": 1024, "initializer_range": 0.02,
-        "intermediate_size": 3072, "max_position_embeddings": 40960, "max_window_layers": 28,
-        "num_attention_heads": 16, "num_hidden_layers": 28, "num_key_value_heads": 8,
-        "rms_norm_eps": 1e-06, "rope_scaling": None, "rope_theta": 1000000, "sliding_window": None,
-        "tie_word_embeddings": True, "torch_dtype": "bfloat16", "use_cache": True,
-        "use_sliding_window": False, "vocab_size": 151936,
-    },
-}
+STANDINS_DIR = pins.REPO_ROOT / "tools" / "upstream_standins"
+CONFTEST = pins.REPO_ROOT / "tools" / "upstream_conftest.py"
+# Model names the tests pass to EngineArgs only as placeholders ("m", "test", ...). Under
+# HF_HUB_OFFLINE=1 EngineArgs.__post_init__ resolves every model name to a cached snapshot,
+# so each gets an empty one (upstream CI runs online, where these names are never resolved).
+PLACEHOLDER_IDS = ("m", "test", "dummy")
+# Stand-ins whose tokenizer is generated into the cache at each run (too large to commit).
+GENERATED_TOKENIZERS = {"meta-llama/Llama-3.2-1B": write_llama3_layout_tokenizer}
 
 
 def parse_list(path: Path) -> tuple[list[str], list[str], list[str], list[str]]:
@@ -90,14 +79,25 @@ def export_tests(dest: Path, src: Path = pins.SOURCE_DIR, ref: str = pins.PATCHE
         tar.extractall(dest, filter="data")
 
 
-def fake_hf_cache(hf_home: Path) -> None:
-    for repo_id, config in HF_CONFIGS.items():
+def standin_ids(root: Path = STANDINS_DIR) -> list[str]:
+    """Hub ids with a stand-in: every <org>/<name> folder of root holding a config.json."""
+    return sorted(str(c.parent.relative_to(root)) for c in root.glob("*/*/config.json"))
+
+
+def fake_hf_cache(hf_home: Path, root: Path = STANDINS_DIR) -> None:
+    """An offline HF cache: one snapshot per stand-in (its files as they are, plus a generated
+    tokenizer where GENERATED_TOKENIZERS has one), one empty snapshot per placeholder."""
+    for repo_id in (*standin_ids(root), *PLACEHOLDER_IDS):
         repo = hf_home / "hub" / ("models--" + repo_id.replace("/", "--"))
         snap = repo / "snapshots" / FAKE_REVISION
         snap.mkdir(parents=True, exist_ok=True)
         (repo / "refs").mkdir(exist_ok=True)
         (repo / "refs" / "main").write_text(FAKE_REVISION)
-        (snap / "config.json").write_text(json.dumps(config, indent=1))
+        src = root / repo_id
+        for f in sorted(src.iterdir()) if src.is_dir() else ():
+            shutil.copyfile(f, snap / f.name)
+        if repo_id in GENERATED_TOKENIZERS:
+            GENERATED_TOKENIZERS[repo_id](snap)
 
 
 def junit_counts(xml_path: Path) -> dict:
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="directory put on PYTHONPATH (default: build/vllm-patched)")
     ap.add_argument("--ref", default=pins.PATCHED_BRANCH, help="vLLM tree ref whose tests/ are run")
     ap.add_argument("--json", type=Path, help="write the counts and timing here")
-    ap.add_argument("--timeout", type=int, default=600, help="wall-clock limit for pytest, seconds")
+    ap.add_argument("--timeout", type=int, default=1500, help="wall-clock limit for pytest, seconds")
     ap.add_argument("--skip-slow", action="store_true",
                     help="also deselect the list's `slow` tests (make test; make test-vllm-upstream runs them)")
     ap.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
@@ -130,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     if not (engine / "vllm" / "__init__.py").exists():
         print(f"upstream-tests: {engine}/vllm missing: run `make apply-patches` first", file=sys.stderr)
         return 2
+    if importlib.util.find_spec("pytest_asyncio") is None:  # the async tests would fail as "not natively supported"
+        print("upstream-tests: pytest-asyncio missing (requirements/common.txt): run `make setup`", file=sys.stderr)
+        return 2
     tests, deselects, ignores, slow = parse_list(args.list)
     skipped_slow = slow if args.skip_slow else []
     with tempfile.TemporaryDirectory(prefix="vllm-upstream-tests-") as tmp:
@@ -137,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
         work = tmp / "tree"
         work.mkdir()
         export_tests(work, ref=args.ref)
+        # vLLM's root conftest cannot load here (see tools/upstream_conftest.py): ours replaces it
+        # in the export; the conftest.py files below it load as upstream.
+        shutil.copyfile(CONFTEST, work / "tests" / "conftest.py")
         fake_hf_cache(tmp / "hf")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "VLLM_"))}
         env.update(PYTHONPATH=str(engine), HF_HOME=str(tmp / "hf"), HF_HUB_OFFLINE="1",
@@ -149,8 +155,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"not {engine}", file=sys.stderr)
             return 2
         xml = tmp / "junit.xml"
-        cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--noconftest", "-q", "-rfE",
+        cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfE",
                "--tb=short", f"--junitxml={xml}", "-o", "junit_family=xunit2",
+               "-o", "asyncio_default_fixture_loop_scope=function",
                *[f"--deselect={d}" for d in deselects + skipped_slow], *[f"--ignore={i}" for i in ignores],
                *tests, *args.pytest_args]
         print(f"upstream-tests: vllm = {where}; {len(tests)} path(s), {len(deselects)} deselect(s), "
