@@ -49,7 +49,7 @@ TEST_WORKERS ?= 2
 # vLLM's torch profiler). NO_NSYS=1 skips it.
 NSYS_SETUP = $(if $(NO_NSYS),true,bash tools/install_nsys.sh || echo "[setup] continuing without Nsight Systems: traces use vLLM's torch profiler (NO_NSYS=1 skips this step)" >&2)
 
-bench: apply-patches ## set-up (incl. Nsight Systems where possible), baseline vs patched, then traces and the PR draft (PRESET=default|smoke|overhead-0001|aa|prefill-cap, REPEATS=N, NO_TRACE=1, NO_NSYS=1, TP= PP= DP= DISTRIBUTED_BACKEND=mp|ray, BENCH_ARGS=--allow-busy)
+bench: apply-patches ## set-up (incl. Nsight Systems where possible), baseline vs patched, then traces and the PR draft (PRESET=default|smoke|pr-0002|long-docs|overhead-0001|aa|prefill-cap, REPEATS=N, NO_TRACE=1, NO_NSYS=1, TP= PP= DP= DISTRIBUTED_BACKEND=mp|ray, BENCH_ARGS=--allow-busy)
 	@$(if $(NO_TRACE),true,$(NSYS_SETUP))
 	@$(PY) -m experiments.bench --preset $(PRESET) $(if $(REPEATS),--repeats $(REPEATS)) --out $(BENCH_OUT) $(if $(TP),--tp $(TP)) $(if $(PP),--pp $(PP)) $(if $(DP),--dp $(DP)) $(if $(DISTRIBUTED_BACKEND),--distributed-backend $(DISTRIBUTED_BACKEND)) $(BENCH_ARGS)
 	@$(if $(NO_TRACE),true,$(PY) -m experiments.trace $(TRACE_ARGS) || echo "[bench] the trace step failed (exit $$?; its cause is printed above): the bench result stands and the report is still written" >&2)

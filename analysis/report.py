@@ -36,14 +36,26 @@ OUT_DIR = pins.REPO_ROOT / "docs" / "pr_draft"
 # the older prefill-cap / patch0002-sweep sets used prompts that fit one step and an earlier series.
 COMPARISON_PRESETS = ("long-docs-sweep", "long-docs")
 EVIDENCE = {"0002": COMPARISON_PRESETS, "0003": COMPARISON_PRESETS}  # 0001, 0001b: PROFILING_PATCHES
-# The long-docs arms, in the order the comparison table lists them, and what each one is.
-ARMS = {
-    "baseline": "upstream defaults",
-    "baseline-threshold": "upstream `long_prefill_token_threshold`",
-    "baseline-threshold-adaptive": "upstream threshold, adaptive",
-    "patched-count-cap": "count cap (patch 0003, `max_long_partial_prefills`)",
-    "patched-token-cap": "token cap (patch 0002, `max_long_prefill_tokens_per_step`)",
-}
+# The long-docs arms, in the order the comparison table lists them. What each arm ran is read from the
+# bench's own record of it (variant_defs), never from today's presets: a variant name outlives the flag
+# it once set (patched-token-cap ran patch 0002's first design, then its bounded mode).
+ARM_ORDER = ("baseline", "baseline-aa", "baseline-threshold", "baseline-threshold-adaptive", "patched-count-cap",
+             "patched-short-first-wc", "patched-token-cap")
+
+
+def arm_label(vdef: dict) -> str:
+    """What an arm ran, from its recorded definition: the engine and the engine arguments it set."""
+    args = vdef.get("engine_args") or {}
+    engine = "upstream" if vdef.get("engine") == "baseline" else "patched"
+    if not args:
+        return f"{engine} defaults"
+    return f"{engine}, " + ", ".join(f"`{k}={v}`" for k, v in args.items())
+
+
+def ordered_arms(defs: dict) -> list[str]:
+    return [a for a in ARM_ORDER if a in defs] + [a for a in defs if a not in ARM_ORDER]
+
+
 # cpu_ms_per_output_token: CPU seconds of the engine's processes per output token (/proc), steadier than
 # wall-clock throughput on a shared machine.
 COMPARISON_METRICS = ("short_p90_ttft_ms", "long_p90_ttft_ms", "output_throughput", "cpu_ms_per_output_token")
@@ -178,7 +190,8 @@ def comparison_section(bench: Path) -> str:
         out += [f"**`{workload}` at {rates.get(workload, 'inf')} req/s** (median [min, max] over "
                 f"{manifest['repeats']} repeats; `{rel(bench)}`)", "",
                 "| arm | engine | " + " | ".join(COMPARISON_METRICS) + " |", "|---|---|" + "---|" * len(COMPARISON_METRICS)]
-        for arm, what in ARMS.items():
+        for arm in ordered_arms(manifest["config"]["variant_defs"]):
+            what = f"`{arm}`: " + arm_label(manifest["config"]["variant_defs"][arm])
             cells = []
             for metric in COMPARISON_METRICS:
                 s = rows.get((workload, metric), {}).get("variants", {}).get(arm)
@@ -192,29 +205,30 @@ def comparison_section(bench: Path) -> str:
 
 def target_verdict(rows: dict, workload: str, arm: str = "patched-token-cap",
                    against: str = "baseline-threshold") -> str:
-    """The token cap vs the threshold knob on one workload, in the bench's own verdicts."""
+    """An arm against upstream's threshold knob on one workload: one verdict per figure, the bench's own
+    (beyond the floor and with the runs apart, or within noise), and a summary that adds nothing to them."""
     def pair(metric):
         return rows.get((workload, metric), {}).get("pairs", {}).get(f"{arm} vs {against}")
     ttft, tput = pair("short_p90_ttft_ms"), pair("output_throughput")
+    head = f"`{arm}` vs `{against}` on `{workload}`"
     if not ttft or not tput:
-        return f"Token cap vs threshold knob on `{workload}`: not measured in this set."
+        return f"{head}: not measured in this set."
     floor = rows[(workload, "short_p90_ttft_ms")]["noise_floor"]
     tput_floor = rows[(workload, "output_throughput")]["noise_floor"]
 
     def pct(x):
         return "unknown" if x is None else f"{x * 100:.1f}%"
 
-    says = (f"short-request p90 TTFT {fmt(ttft['delta'], pct=True)} ({ttft['verdict']}; A/A floor {pct(floor)}), "
-            f"output tokens/s {fmt(tput['delta'], pct=True)} ({tput['verdict']}; A/A floor {pct(tput_floor)})")
-    # "Equal throughput" is strict: the difference must be inside the floor, not only overlapping runs.
-    equal = tput_floor is not None and abs(tput["delta"]) <= tput_floor
-    if ttft["verdict"] == "better" and equal:
-        return f"Token cap vs threshold knob on `{workload}`: **beats it** at equal throughput: {says}."
-    if ttft["verdict"] == "better":
-        return (f"Token cap vs threshold knob on `{workload}`: **cuts short-request p90 TTFT beyond the noise "
-                f"floor, but not at equal throughput** (the throughput difference is larger than its floor): {says}.")
-    return (f"Token cap vs threshold knob on `{workload}`: **does not beat it beyond the noise floor** in this "
-            f"set: {says}.")
+    says = (f"short-request p90 TTFT {fmt(ttft['delta'], pct=True)} ({ttft['verdict']}; floor {pct(floor)}), "
+            f"output tokens/s {fmt(tput['delta'], pct=True)} ({tput['verdict']}; floor {pct(tput_floor)})")
+    if ttft["verdict"] != "better":
+        return f"{head}: **no short-request TTFT gain this set can resolve**: {says}."
+    if tput["verdict"] == "worse":
+        return f"{head}: **shorter short-request TTFT at a throughput cost**, both beyond their floors: {says}."
+    if tput["verdict"] == "better":
+        return f"{head}: **shorter short-request TTFT and more throughput**, both beyond their floors: {says}."
+    return (f"{head}: **shorter short-request TTFT beyond its floor; no throughput difference this set can "
+            f"resolve** (which is not a proof of equal throughput): {says}.")
 
 
 SIM_SWEEP = pins.REPO_ROOT / "results" / "reference" / "sim" / "long-docs" / "sweep_sim.json"
@@ -240,7 +254,8 @@ def sim_section(path: Path = SIM_SWEEP) -> str:
                 "| arm | engine | " + " | ".join(metrics) + " |", "|---|---|" + "---|" * len(metrics)]
         for p in panel["points"]:
             cells = [f"{fmt(p[m])} [{fmt(min(p[m + '_values']))}, {fmt(max(p[m + '_values']))}]" for m in metrics]
-            out.append(f"| {ARMS.get(p['name'], p['name'])} | {p['engine']} | " + " | ".join(cells) + " |")
+            what = f"`{p['name']}`: " + (arm_label(p) if "engine_args" in p else "(arguments not recorded)")
+            out.append(f"| {what} | {p['engine']} | " + " | ".join(cells) + " |")
         out.append("")
     return "\n".join(out)
 
@@ -259,9 +274,9 @@ def gpu_repro(bench: Path) -> str:
                            if k in ("max_num_batched_tokens", "max_model_len")}}
     lines = ["```bash", "# this repo: the workloads as vllm bench serve's custom JSONL (reads the pinned vLLM docs)",
              "make source && python -m experiments.bench.workloads " + " ".join(cfg["workloads"]) + " --out wl", ""]
-    for arm in ARMS:
+    for arm in ordered_arms(cfg["variant_defs"]):
         if arm in cfg["variant_defs"]:
-            lines.append(f"# {ARMS[arm]} ({cfg['variant_defs'][arm]['engine']} engine)")
+            lines.append(f"# {arm}: {arm_label(cfg['variant_defs'][arm])}")
             lines.append("vllm " + " ".join(serve.server_args(cfg, arm, 8000)))
     lines.append("")
     for name in cfg["workloads"]:

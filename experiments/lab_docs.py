@@ -63,7 +63,7 @@ LABS = {
 GENERATED_MARKDOWN = (
     "results/*/summary.md", "results/*/pr_draft/*.md", "results/reference/sim/served/breakdown.md",
     "results/reference/sim/validation/*.md", "nsys_traces/cost/*.md", "nsys_traces/*-*/README.md",
-    "nsys_traces/*/bench/*/summary.md",
+    "nsys_traces/*/bench/*/summary.md", "results/reference/sim/0002-modes/modes.md",
     # the PR drafts: written whole by analysis/report.py from result files (`make report`)
     "docs/pr_draft/PR_*.md",
 )

@@ -84,8 +84,8 @@ VARIANTS = {
 # long_docs: documents of 2048-3584 tokens against a step budget of 512, so a document's
 # prefill spans 4-7 steps (the embedded model allows 4096 positions).
 LONG_DOCS_ENGINE_ARGS = {"max_num_batched_tokens": 512, "max_model_len": 4096}
-LONG_DOCS_ARMS = ["baseline", "baseline-threshold", "baseline-threshold-adaptive",
-                  "patched-count-cap", "patched-token-cap"]
+LONG_DOCS_ARMS = ["baseline", "baseline-aa", "baseline-threshold", "baseline-threshold-adaptive",
+                  "patched-count-cap", "patched-short-first-wc", "patched-token-cap"]
 
 # The instrument checks' shape: the throughput headline only (shared_prefix_chat at rate inf), 8 timed
 # passes per server start, 3 repeats, an A/A pair unless a preset says otherwise.
@@ -148,7 +148,8 @@ PRESETS: dict[str, dict] = {
     },
     "long-docs": {
         "description": "patches 0002/0003 on long_docs (documents 4-7x the step budget among short turns): "
-                       "baseline, the threshold knob (plain, adaptive), the count cap, the token cap",
+                       "baseline and its A/A twin, the threshold knob (plain, adaptive), the count cap (0003), "
+                       "patch 0002 work-conserving and bounded",
         "variants": LONG_DOCS_ARMS,
         "repeats": 3,
         "modes": ["serve"],
@@ -162,7 +163,30 @@ PRESETS: dict[str, dict] = {
         "engine_args": LONG_DOCS_ENGINE_ARGS,
         # The token cap against each alternative, not only against the untouched baseline.
         "pairs": [["patched-token-cap", "baseline-threshold"], ["patched-token-cap", "baseline-threshold-adaptive"],
-                  ["patched-token-cap", "patched-count-cap"]],
+                  ["patched-token-cap", "patched-count-cap"], ["patched-short-first-wc", "baseline-threshold"]],
+    },
+    # The comparison PR_0002 rests on (issue 30): the agentic traffic of #57427 (cache-hit follow-ups among
+    # cold long prompts, several times the 512-token step budget) below capacity and at it, a control with
+    # no long prompts where the patch must change nothing; the reference, its A/A twin, the patched engine
+    # with its flags off (its neutrality: the simulator's replay puts it in the reference's schedule group),
+    # upstream's threshold alone and patch 0002's bounded mode. The Poisson rate from the capacity measured
+    # in the same run.
+    "pr-0002": {
+        "description": "patch 0002 on agentic traffic (below and at capacity) and a control without long prompts: "
+                       "upstream, its A/A twin, patched with flags off, the threshold alone, short_prefill_first "
+                       "bounded; 2 repeats in A B B A order",
+        "variants": ["baseline", "baseline-aa", "patched", "baseline-threshold", "patched-token-cap"],
+        "repeats": 2,
+        "modes": ["serve"],
+        "offline_workload": "agentic",
+        "workloads": {"agentic": {"num_sessions": 3, "turns_per_session": 12, "num_cold": 2},
+                      "agentic_burst": {}, "shared_prefix_chat": {"num_requests": 32}},
+        # agentic's rate is set by rate_from_capacity before the compared runs
+        "request_rate": {"agentic": "inf", "agentic_burst": "inf", "shared_prefix_chat": "inf"},
+        "rate_from_capacity": {"agentic": 0.5},
+        "serve_passes": 1,
+        "engine_args": LONG_DOCS_ENGINE_ARGS,
+        "pairs": [["patched-token-cap", "baseline-threshold"]],
     },
     "aa": {
         "description": "A/A: baseline against itself in the default's shape, to measure the noise floor directly",

@@ -90,6 +90,15 @@ class Agentic:
     output_tokens: int = 32
 
 
+@dataclass(frozen=True)
+class AgenticBurst(Agentic):
+    """agentic drawn afresh (the name seeds the generator), fewer sessions: the same kind of traffic sent
+    all at once, for the at-capacity arrival pattern beside the Poisson one in the same server run."""
+    name: str = "agentic_burst"
+    num_sessions: int = 3
+    turns_per_session: int = 12
+    num_cold: int = 2
+
 
 @dataclass(frozen=True)
 class CacheHitTurns:
@@ -109,7 +118,8 @@ class CacheHitTurns:
 
 WorkloadSpec = SharedPrefixChat | MixedLongShort | LongDocs | Agentic | CacheHitTurns
 SPECS = {"shared_prefix_chat": SharedPrefixChat, "mixed_long_short": MixedLongShort, "long_docs": LongDocs,
-         "long_docs_burst": LongDocsBurst, "agentic": Agentic, "cache_hit_turns": CacheHitTurns}
+         "long_docs_burst": LongDocsBurst, "agentic": Agentic, "agentic_burst": AgenticBurst,
+         "cache_hit_turns": CacheHitTurns}
 # Characters of documentation tokenised for long_docs: ~4x the tokens one workload draws.
 CORPUS_CHARS = 2_000_000
 

@@ -141,7 +141,8 @@ def simulate(out: Path = SIM_OUT, cost_models=SIM_COST_MODELS, seeds=SIM_SEEDS) 
             arms = []
             for arm in points:
                 mine = [r for r in rows if r["point"] == arm]
-                point = {"name": arm, "engine": points[arm]["engine"], "seeds": [r["seed"] for r in mine]}
+                point = {"name": arm, "engine": points[arm]["engine"],
+                         "engine_args": presets.VARIANTS[arm]["engine_args"], "seeds": [r["seed"] for r in mine]}
                 for metric in (X_METRIC, Y_METRIC, LOSS_METRIC):
                     vals = [float({**r["summary"], **r["bench_serve"]}[metric]) for r in mine]
                     point[metric] = statistics.median(vals)
