@@ -184,7 +184,7 @@ def _tokenizer(tokenizer_path: str):
 def request_kinds(rows: list[dict]) -> list[str] | None:
     """Each request's class for per-class latency ("short"/"long", as the workload labels it), or None
     for a workload without the two classes."""
-    kinds = [r["kind"] for r in rows]
+    kinds = [r.get("kind") for r in rows]
     return kinds if set(kinds) == {"short", "long"} else None
 
 

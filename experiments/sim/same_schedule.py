@@ -62,7 +62,7 @@ def groups(points: dict[str, dict], workload: str, rate, seeds: list[int], cost_
 BENCH_SEEDS = (0, 1)
 
 
-def for_bench(cfg: dict, seeds: tuple[int, ...] = BENCH_SEEDS) -> dict:
+def for_bench(cfg: dict, seeds: tuple[int, ...] = BENCH_SEEDS, engines: tuple[str, ...] = ("baseline", "patched")) -> dict:
     """A bench's same-schedule groups per served workload, from its resolved config (presets.resolve):
     {"workloads": {workload: [[arm, ...], ...]}, "seeds", "cost_model"}, or {"skipped": reason} where the
     replay cannot stand for the bench (no served workload, not the CPU engine on one rank, a model
@@ -77,6 +77,8 @@ def for_bench(cfg: dict, seeds: tuple[int, ...] = BENCH_SEEDS) -> dict:
     # Arms with the same engine and arguments (e.g. the A/A pair) need no replay: one stands for all.
     same_def: dict[str, list[str]] = {}
     for v, d in cfg["variant_defs"].items():
+        if d["engine"] not in engines:
+            continue
         same_def.setdefault(json.dumps([d["engine"], d["engine_args"]], sort_keys=True), []).append(v)
     points = {names[0]: {"engine": cfg["variant_defs"][names[0]]["engine"], "env": {},
                          "engine_args": {**engine_args, **cfg["variant_defs"][names[0]]["engine_args"]}}
@@ -91,7 +93,7 @@ def for_bench(cfg: dict, seeds: tuple[int, ...] = BENCH_SEEDS) -> dict:
             out[workload] = [[m for n in g for m in members[n]] for g in found]
     except SimInputError as exc:
         return {"skipped": f"replay refused: {exc}"}
-    return {"workloads": out, "seeds": list(seeds), "cost_model": "cpu"}
+    return {"workloads": out, "seeds": list(seeds), "cost_model": "cpu", "engines": list(engines)}
 
 
 def describe(found: dict) -> str:

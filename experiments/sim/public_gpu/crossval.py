@@ -12,8 +12,8 @@ import json
 
 from experiments.sim.public_gpu import extract, fit, metrics, replay, report
 
-CROSSVAL_DIR = extract.FACTS_DIR / "crossval"
-CROSSVAL_PATH = CROSSVAL_DIR / "crossval.json"
+CROSSVAL_DIR = report.CROSSVAL_DIR
+CROSSVAL_PATH = report.CROSSVAL_PATH
 
 
 def run(names=extract.EXPERIMENTS) -> dict:
@@ -29,14 +29,3 @@ def run(names=extract.EXPERIMENTS) -> dict:
            "terms": list(fit.TERMS), "results": results}
     CROSSVAL_PATH.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
     return doc
-
-
-def table(doc: dict) -> str:
-    lines = ["| left out (fitted on the other three) | model | " + " | ".join(metrics.METRICS) + " |",
-             "|---|---|" + "---:|" * len(metrics.METRICS)]
-    for r in doc["results"]:
-        lines.append(f"| `{r['experiment']}` | {r['model']} | "
-                     + " | ".join(f"{r['errors'][m]['mpe']:+.1f}%" for m in metrics.METRICS) + " |")
-    lines.append(f"| MAPE ({len(doc['results'])}) | | " + " | ".join(
-        f"**{report.mean_over(doc['results'], m, 'mape'):.1f}%**" for m in metrics.METRICS) + " |")
-    return "\n".join(lines)
