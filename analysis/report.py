@@ -246,7 +246,8 @@ def sim_section(path: Path = SIM_SWEEP) -> str:
            "makes every decision (they match the real engine step by step, `results/reference/sim/decisions.json`), "
            "a cost model prices each step on a virtual clock. The CPU cost model is calibrated on in-process "
            "engine steps and runs faster than real serving on these machines (`results/reference/sim/README.md`), "
-           "so read the order of the arms, not the figures; the H100 rows are modeled from public specs with a "
+           "so read the order of the arms at capacity, not the figures; below capacity the arms lie so close "
+           "that not even their order carries over to a real run; the H100 rows are modeled from public specs with a "
            f"Llama-3.1-8B shape. Median [min, max] over arrival seeds {sim['seeds']}; made by "
            f"`{sim['provenance']['command']}` at git {sim['provenance']['git_sha'][:10]}.", ""]
     for panel in sim["panels"]:
