@@ -34,7 +34,7 @@ OUT_DIR = pins.REPO_ROOT / "docs" / "pr_draft"
 # Which bench presets are evidence for which patch (by patch number prefix).
 # 0002/0003: the long_docs comparison (documents several times the step budget), where the problem occurs;
 # the older prefill-cap / patch0002-sweep sets used prompts that fit one step and an earlier series.
-COMPARISON_PRESETS = ("long-docs-sweep", "long-docs")
+COMPARISON_PRESETS = ("long-docs-sweep", "long-docs", "pr-0002")
 EVIDENCE = {"0002": COMPARISON_PRESETS, "0003": COMPARISON_PRESETS}  # 0001, 0001b: PROFILING_PATCHES
 # The long-docs arms, in the order the comparison table lists them. What each arm ran is read from the
 # bench's own record of it (variant_defs), never from today's presets: a variant name outlives the flag
@@ -163,7 +163,8 @@ def environment_block(manifest: dict) -> str:
             f"{series_note(manifest['series_hash'])}\n"
             f"- model: `{rel(Path(manifest['config']['model'])) if manifest['config']['model'].startswith('/') else manifest['config']['model']}`, "
             f"engine args `{manifest['config']['engine_args']}`\n"
-            f"- seed {manifest['seed']}, {manifest['repeats']} repeats, variants alternate (A B A B ...), "
+            f"- seed {manifest['seed']}, {manifest['repeats']} repeats, variants in "
+            f"{'A B B A' if manifest.get('order', 'abba') == 'abba' else 'A B A B'} order, "
             f"each run a fresh process; bench wall time {manifest.get('wall_s', 0):.0f} s\n")
 
 

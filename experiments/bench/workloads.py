@@ -89,6 +89,10 @@ class Agentic:
     cold_words: int = 2048
     output_tokens: int = 32
 
+    @property
+    def num_requests(self) -> int:
+        return self.num_sessions * self.turns_per_session + self.num_cold
+
 
 @dataclass(frozen=True)
 class AgenticBurst(Agentic):

@@ -29,8 +29,8 @@ def comparison_block(bench: Path) -> str:
     plot = f"\n![sweep](../../{report.rel(bench)}/sweep.png)\n" if (bench / "sweep.png").exists() else ""
     return (f"### [{bench.name}]({report.rel(bench)}) (`{manifest['provenance']['command']}`)\n\n"
             f"{report.environment_block(manifest)}\n{report.comparison_section(bench)}\n"
-            f"Verdicts beyond the noise floor (each arm against upstream defaults, and the token cap against "
-            f"each alternative):\n\n{verdicts}\n{plot}")
+            f"Verdicts beyond the noise floor (each arm against upstream defaults, and the pairs the preset "
+            f"names):\n\n{verdicts}\n{plot}")
 
 
 def render(root: Path) -> str:
