@@ -143,6 +143,12 @@ def relative_errors(predicted: list[float], actual: list[float]) -> dict:
             "sum_rel_error": float((sum(predicted) - sum(actual)) / sum(actual))}
 
 
+def linear_seconds(overhead_s: float, coef: dict, values: dict) -> float:
+    """overhead + sum(coef[k] * values[k]): the form both fitted cost models price a step with (over the
+    step's features, or over the roofline's terms)."""
+    return overhead_s + sum(c * values[k] for k, c in coef.items())
+
+
 @dataclass
 class LinearStepCost:
     """seconds = overhead_s + sum(coef[f] * feature f) over the features in `coef`: fitted on real steps."""
@@ -161,7 +167,7 @@ class LinearStepCost:
         return f"simulated (cost model {self.name}, {self.kind})"
 
     def step_seconds(self, feats: dict) -> float:
-        return max(0.0, self.overhead_s + sum(c * feats[f] for f, c in self.coef.items()))
+        return max(0.0, linear_seconds(self.overhead_s, self.coef, feats))
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -326,8 +332,7 @@ class FittedRooflineCost:
         return f"simulated (cost model {self.name} ({self.model} shape), {self.kind})"
 
     def step_seconds(self, feats: dict) -> float:
-        terms = roofline_terms(self.gpu, self.shape, feats)
-        return self.overhead_s + sum(c * terms[t] for t, c in self.coef.items())
+        return linear_seconds(self.overhead_s, self.coef, roofline_terms(self.gpu, self.shape, feats))
 
     def to_json(self) -> dict:
         return asdict(self)
